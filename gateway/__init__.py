@@ -1,0 +1,134 @@
+"""Gateway: HTTP, WebSocket, MQTT, email and SMS as ASGI scopes, routed to Django consumers.
+
+Everything public is importable from here; names load on first use, so importing
+``gateway`` neither configures Django nor imports any protocol library.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_EXPORTS: dict[str, str] = {
+    # routing
+    "ProtocolTypeRouter": "routers",
+    "URLRouter": "routers",
+    "ChannelNameRouter": "routers",
+    # consumers
+    "AsyncConsumer": "gateway.consumers",
+    "SyncConsumer": "gateway.consumers",
+    "WebsocketConsumer": "gateway.consumers",
+    "AsyncWebsocketConsumer": "gateway.consumers",
+    "JsonWebsocketConsumer": "gateway.consumers",
+    "AsyncJsonWebsocketConsumer": "gateway.consumers",
+    "AsyncHttpConsumer": "gateway.consumers",
+    "database_sync_to_async": "gateway.db",
+    # channel layers
+    "get_channel_layer": "gateway.layers",
+    "channel_layers": "gateway.layers",
+    "BaseChannelLayer": "gateway.layers",
+    "InMemoryChannelLayer": "gateway.layers",
+    # middleware and security
+    "BaseMiddleware": "gateway.middleware",
+    "CookieMiddleware": "gateway.middleware",
+    "SessionMiddleware": "gateway.middleware",
+    "SessionMiddlewareStack": "gateway.middleware",
+    "AuthMiddleware": "gateway.middleware",
+    "AuthMiddlewareStack": "gateway.middleware",
+    "OriginValidator": "gateway.middleware",
+    "AllowedHostsOriginValidator": "gateway.middleware",
+    "get_user": "gateway.middleware",
+    "login": "gateway.middleware",
+    "logout": "gateway.middleware",
+    # exceptions
+    "GatewayError": "gateway.exceptions",
+    "ImproperlyConfiguredGateway": "gateway.exceptions",
+    "ChannelLayerError": "gateway.exceptions",
+    "ChannelFull": "gateway.exceptions",
+    "InvalidChannelLayerError": "gateway.exceptions",
+    "InvalidChannelName": "gateway.exceptions",
+    "MessageTypeError": "gateway.exceptions",
+    "UnserializableMessage": "gateway.exceptions",
+    "ChannelLayerUnavailable": "gateway.exceptions",
+    "RouteNotFound": "gateway.exceptions",
+    "UnknownProtocol": "gateway.exceptions",
+    "UnknownMessageType": "gateway.exceptions",
+    "StopConsumer": "gateway.exceptions",
+    "AcceptConnection": "gateway.exceptions",
+    "DenyConnection": "gateway.exceptions",
+    "RequestAborted": "gateway.exceptions",
+    # the process
+    "Gateway": "gateway.server",
+    "ProtocolAdapter": "protocol_adapters.base",
+    "KeyedDispatcher": "protocol_adapters.dispatch",
+}
+
+__all__ = [*_EXPORTS, "__version__"]
+
+if TYPE_CHECKING:
+    from gateway.consumers import (
+        AsyncConsumer,
+        AsyncHttpConsumer,
+        AsyncJsonWebsocketConsumer,
+        AsyncWebsocketConsumer,
+        JsonWebsocketConsumer,
+        SyncConsumer,
+        WebsocketConsumer,
+    )
+    from gateway.db import database_sync_to_async
+    from gateway.exceptions import (
+        AcceptConnection,
+        ChannelFull,
+        ChannelLayerError,
+        ChannelLayerUnavailable,
+        DenyConnection,
+        GatewayError,
+        ImproperlyConfiguredGateway,
+        InvalidChannelLayerError,
+        InvalidChannelName,
+        MessageTypeError,
+        RequestAborted,
+        RouteNotFound,
+        StopConsumer,
+        UnknownMessageType,
+        UnknownProtocol,
+        UnserializableMessage,
+    )
+    from gateway.layers import (
+        BaseChannelLayer,
+        InMemoryChannelLayer,
+        channel_layers,
+        get_channel_layer,
+    )
+    from gateway.middleware import (
+        AllowedHostsOriginValidator,
+        AuthMiddleware,
+        AuthMiddlewareStack,
+        BaseMiddleware,
+        CookieMiddleware,
+        OriginValidator,
+        SessionMiddleware,
+        SessionMiddlewareStack,
+        get_user,
+        login,
+        logout,
+    )
+    from gateway.server import Gateway
+    from protocol_adapters.base import ProtocolAdapter
+    from protocol_adapters.dispatch import KeyedDispatcher
+    from routers import ChannelNameRouter, ProtocolTypeRouter, URLRouter
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'gateway' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,78 @@
+"""ASGI types shared by every part of the gateway: the callable, scopes and events."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any, Literal, NotRequired, TypedDict
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+ProtocolType = Literal["http", "websocket", "lifespan", "channel", "mqtt", "email", "sms"]
+
+
+class ASGIVersions(TypedDict):
+    version: str
+    spec_version: NotRequired[str]
+
+
+class URLRoute(TypedDict):
+    """What a router matched: positional and keyword captures, merged across nested routers."""
+
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+
+
+class ChannelScope(TypedDict):
+    """A worker channel served by `ChannelNameRouter`, as in Channels."""
+
+    type: Literal["channel"]
+    channel: str
+    asgi: NotRequired[ASGIVersions]
+
+
+class LifespanScope(TypedDict):
+    type: Literal["lifespan"]
+    asgi: ASGIVersions
+    state: NotRequired[dict[str, Any]]
+
+
+class LifespanStartupEvent(TypedDict):
+    type: Literal["lifespan.startup"]
+
+
+class LifespanShutdownEvent(TypedDict):
+    type: Literal["lifespan.shutdown"]
+
+
+class WebSocketAcceptEvent(TypedDict):
+    type: Literal["websocket.accept"]
+    subprotocol: NotRequired[str | None]
+    headers: NotRequired[list[tuple[bytes, bytes]]]
+
+
+class WebSocketSendEvent(TypedDict):
+    type: Literal["websocket.send"]
+    bytes: NotRequired[bytes | None]
+    text: NotRequired[str | None]
+
+
+class WebSocketCloseEvent(TypedDict):
+    type: Literal["websocket.close"]
+    code: NotRequired[int]
+    reason: NotRequired[str | None]
+
+
+class WebSocketReceiveEvent(TypedDict):
+    type: Literal["websocket.receive"]
+    bytes: NotRequired[bytes | None]
+    text: NotRequired[str | None]
+
+
+class WebSocketDisconnectEvent(TypedDict):
+    type: Literal["websocket.disconnect"]
+    code: int
+    reason: NotRequired[str | None]
