@@ -28,6 +28,7 @@ _EXPORTS: dict[str, str] = {
     # channel layers
     "get_channel_layer": "gateway.layers",
     "channel_layers": "gateway.layers",
+    "ChannelLayerManager": "gateway.layers",
     "BaseChannelLayer": "gateway.layers",
     "InMemoryChannelLayer": "gateway.layers",
     # middleware and security
@@ -65,7 +66,55 @@ _EXPORTS: dict[str, str] = {
     "KeyedDispatcher": "protocol_adapters.dispatch",
 }
 
-__all__ = [*_EXPORTS, "__version__"]
+__all__ = [
+    "AcceptConnection",
+    "AllowedHostsOriginValidator",
+    "AsyncConsumer",
+    "AsyncHttpConsumer",
+    "AsyncJsonWebsocketConsumer",
+    "AsyncWebsocketConsumer",
+    "AuthMiddleware",
+    "AuthMiddlewareStack",
+    "BaseChannelLayer",
+    "BaseMiddleware",
+    "ChannelFull",
+    "ChannelLayerError",
+    "ChannelLayerManager",
+    "ChannelLayerUnavailable",
+    "ChannelNameRouter",
+    "CookieMiddleware",
+    "DenyConnection",
+    "Gateway",
+    "GatewayError",
+    "ImproperlyConfiguredGateway",
+    "InMemoryChannelLayer",
+    "InvalidChannelLayerError",
+    "InvalidChannelName",
+    "JsonWebsocketConsumer",
+    "KeyedDispatcher",
+    "MessageTypeError",
+    "OriginValidator",
+    "ProtocolAdapter",
+    "ProtocolTypeRouter",
+    "RequestAborted",
+    "RouteNotFound",
+    "SessionMiddleware",
+    "SessionMiddlewareStack",
+    "StopConsumer",
+    "SyncConsumer",
+    "URLRouter",
+    "UnknownMessageType",
+    "UnknownProtocol",
+    "UnserializableMessage",
+    "WebsocketConsumer",
+    "__version__",
+    "channel_layers",
+    "database_sync_to_async",
+    "get_channel_layer",
+    "get_user",
+    "login",
+    "logout",
+]
 
 if TYPE_CHECKING:
     from gateway.consumers import (
@@ -98,6 +147,7 @@ if TYPE_CHECKING:
     )
     from gateway.layers import (
         BaseChannelLayer,
+        ChannelLayerManager,
         InMemoryChannelLayer,
         channel_layers,
         get_channel_layer,

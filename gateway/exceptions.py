@@ -1,23 +1,42 @@
 """Exceptions raised by the gateway.
 
-    GatewayError
-    ├── ImproperlyConfiguredGateway   a bad GATEWAY / CHANNEL_LAYERS setting
-    ├── ChannelLayerError
-    │   ├── ChannelFull               the channel is at capacity
-    │   ├── InvalidChannelLayerError  the layer alias or backend is unusable
-    │   ├── InvalidChannelName        a channel or group name breaks the naming rules
-    │   ├── MessageTypeError          a message that is not a dict with a "type"
-    │   ├── UnserializableMessage     a message value the layers cannot carry
-    │   └── ChannelLayerUnavailable   the backend cannot be reached in time
-    ├── RouteNotFound                 no route matched (a ValueError, as in Channels)
-    ├── UnknownProtocol               no application for the scope type (a ValueError)
-    └── UnknownMessageType            a consumer has no handler for a message type (a ValueError)
+GatewayError
+├── ImproperlyConfiguredGateway   a bad GATEWAY / CHANNEL_LAYERS setting
+├── ChannelLayerError
+│   ├── ChannelFull               the channel is at capacity
+│   ├── InvalidChannelLayerError  the layer alias or backend is unusable
+│   ├── InvalidChannelName        a channel or group name breaks the naming rules
+│   ├── MessageTypeError          a message that is not a dict with a "type"
+│   ├── UnserializableMessage     a message value the layers cannot carry
+│   └── ChannelLayerUnavailable   the backend cannot be reached in time
+├── RouteNotFound                 no route matched (a ValueError, as in Channels)
+├── UnknownProtocol               no application for the scope type (a ValueError)
+└── UnknownMessageType            a consumer has no handler for a message type (a ValueError)
 
-    StopConsumer, AcceptConnection, DenyConnection, RequestAborted: control flow raised
-    inside consumers, as in Channels.
+StopConsumer, AcceptConnection, DenyConnection, RequestAborted: control flow raised
+inside consumers, as in Channels.
 """
 
 from __future__ import annotations
+
+__all__ = [
+    "AcceptConnection",
+    "ChannelFull",
+    "ChannelLayerError",
+    "ChannelLayerUnavailable",
+    "DenyConnection",
+    "GatewayError",
+    "ImproperlyConfiguredGateway",
+    "InvalidChannelLayerError",
+    "InvalidChannelName",
+    "MessageTypeError",
+    "RequestAborted",
+    "RouteNotFound",
+    "StopConsumer",
+    "UnknownMessageType",
+    "UnknownProtocol",
+    "UnserializableMessage",
+]
 
 
 class GatewayError(Exception):

@@ -48,9 +48,7 @@ class MetricsRegistry:
         for name, help_text in _HELP.items():
             metric = f"gateway_events_{name}_total"
             lines += [f"# HELP {metric} {help_text}", f"# TYPE {metric} counter"]
-            lines += [
-                f'{metric}{{protocol="{p}"}} {self._counters[(p, name)]}' for p in protocols
-            ]
+            lines += [f'{metric}{{protocol="{p}"}} {self._counters[(p, name)]}' for p in protocols]
         for gauge in sorted({g for _, g in self._gauges}):
             metric = f"gateway_{gauge}"
             lines += [f"# TYPE {metric} gauge"]

@@ -1,0 +1,1 @@
+"""The Django app of the gateway (label ``gateway``): system checks and management commands."""

@@ -1,0 +1,20 @@
+"""The AppConfig of the gateway's Django app."""
+
+from __future__ import annotations
+
+from django.apps import AppConfig
+
+
+class GatewayConfig(AppConfig):
+    """Installs as "django_app"; its label is "gateway"."""
+
+    name = "django_app"
+    label = "gateway"
+    verbose_name = "Gateway"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        """Register the GATEWAY and CHANNEL_LAYERS system checks."""
+        from django_app import checks
+
+        checks.register()

@@ -1,0 +1,1 @@
+"""Models of the gateway app (devices and stored messages come here)."""

@@ -1,0 +1,141 @@
+"""The ``gateway`` command: ``gateway run APP`` starts the gateway process.
+
+Exit codes: 0 after a clean stop, 1 when it could not start (or did not stop cleanly),
+2 for a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ["load_app", "main", "run"]
+
+logger = logging.getLogger("gateway.server")
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+
+
+class UsageError(Exception):
+    """The command line (or the settings it points to) cannot be used as given."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``gateway`` console script and ``python -m gateway``."""
+    args = build_parser().parse_args(argv)
+    if args.settings:
+        os.environ["DJANGO_SETTINGS_MODULE"] = args.settings
+    configure_logging(args.log_level)
+    try:
+        if not os.environ.get("DJANGO_SETTINGS_MODULE"):
+            raise UsageError("set DJANGO_SETTINGS_MODULE or pass --settings MODULE")
+        _setup_django()
+        return run(args.app, host=args.host, port=args.port, skip_checks=args.skip_checks)
+    except UsageError as exc:
+        sys.stderr.write(f"gateway: error: {exc}\n")
+        return EXIT_USAGE
+    except Exception:
+        logger.exception("The gateway could not start.")
+        return EXIT_FAILED
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse parser of the ``gateway`` command."""
+    parser = argparse.ArgumentParser(prog="gateway", description="The Django protocol gateway.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run_parser = commands.add_parser("run", help="serve HTTP, WebSocket and every enabled adapter")
+    run_parser.add_argument(
+        "app", metavar="APP", help="the root ASGI app, as module.path:attribute"
+    )
+    add_run_options(run_parser)
+    run_parser.add_argument("--settings", metavar="MODULE", help="Django settings module")
+    run_parser.add_argument(
+        "--log-level", default="info", choices=LOG_LEVELS, help="logging level (default: info)"
+    )
+    return parser
+
+
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    """The options `gateway run` and `manage.py rungateway` share."""
+    parser.add_argument("--host", help='HTTP host (default: GATEWAY["HTTP"]["HOST"])')
+    parser.add_argument(
+        "--port", type=int, help='HTTP port, 0 for any free one (default: GATEWAY["HTTP"]["PORT"])'
+    )
+    parser.add_argument(
+        "--skip-checks", action="store_true", help="do not run Django's system checks first"
+    )
+
+
+def configure_logging(level: str) -> None:
+    """Log to stderr at `level`; the settings' LOGGING may refine it afterwards."""
+    logging.basicConfig(level=level.upper(), format=LOG_FORMAT, stream=sys.stderr, force=True)
+
+
+def run(app_path: str, *, host: str | None, port: int | None, skip_checks: bool) -> int:
+    """Import APP, run the system checks, then serve until stopped; return the exit code.
+
+    Django must be set up already (``gateway run`` and ``manage.py rungateway`` both do).
+    """
+    from gateway.server import Gateway
+
+    if port is not None and not 0 <= port <= 65535:
+        raise UsageError(f"--port must be 0-65535, got {port}")
+    app = load_app(app_path)
+    if not skip_checks and not run_system_checks():
+        return EXIT_FAILED
+    return Gateway(app, host=host, port=port).run()
+
+
+def load_app(app_path: str) -> Any:
+    """Import ``module.path:attribute`` (the attribute may be dotted) and return it."""
+    module_name, _, attribute = app_path.partition(":")
+    if not module_name or not attribute:
+        raise UsageError(f"APP must look like module.path:attribute, got {app_path!r}")
+    try:
+        target: Any = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and module_name.startswith(exc.name):
+            raise UsageError(f"cannot import module {module_name!r} of APP: {exc}") from exc
+        raise
+    for part in attribute.split("."):
+        try:
+            target = getattr(target, part)
+        except AttributeError:
+            raise UsageError(f"module {module_name!r} has no attribute {attribute!r}") from None
+    if not callable(target):
+        raise UsageError(f"APP {app_path!r} is not an ASGI application: {target!r}")
+    return target
+
+
+def run_system_checks() -> bool:
+    """Run Django's system checks, print every message; False when any is an error."""
+    from django.core import checks
+
+    messages = [m for m in checks.run_checks() if not m.is_silenced()]
+    errors = [m for m in messages if m.is_serious()]
+    if messages:
+        header = f"System check identified {len(messages)} issue(s), {len(errors)} error(s):\n"
+        sys.stderr.write(header + "".join(f"{message}\n" for message in messages))
+    if errors:
+        sys.stderr.write("gateway: not starting because of the errors above.\n")
+    sys.stderr.flush()
+    return not errors
+
+
+def _setup_django() -> None:
+    import django
+
+    try:
+        django.setup(set_prefix=False)
+    except ModuleNotFoundError as exc:
+        module = os.environ.get("DJANGO_SETTINGS_MODULE", "")
+        if exc.name and module.startswith(exc.name):
+            raise UsageError(f"cannot import settings module {module!r}: {exc}") from exc
+        raise

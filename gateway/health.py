@@ -1,0 +1,156 @@
+"""What the gateway puts in front of the root app: health and metrics endpoints, event counts."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Literal, TypedDict
+
+from gateway.metrics import MetricsRegistry, registry
+from gateway.types import ASGIApp, Message, Receive, Scope, Send
+
+logger = logging.getLogger("gateway.server")
+
+HealthStatus = Literal["ok", "degraded", "down"]
+METRICS_CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
+
+
+class AdapterReport(TypedDict):
+    """One adapter as `/-/health` shows it."""
+
+    protocol: str
+    status: str
+    detail: str
+
+
+class HealthReport(TypedDict):
+    """The body of `/-/health`."""
+
+    status: HealthStatus
+    adapters: dict[str, AdapterReport]
+    http: str
+
+
+def overall_status(adapters: dict[str, AdapterReport], stopping: bool) -> HealthStatus:
+    """Down when stopping or any adapter is down or stopped; degraded when any is not yet ok."""
+    statuses = {report["status"] for report in adapters.values()}
+    if stopping or statuses & {"down", "stopped"}:
+        return "down"
+    return "degraded" if statuses - {"ok"} else "ok"
+
+
+class HealthEndpoints:
+    """Answers the health and metrics paths itself; everything else goes to `app`."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        report: Callable[[], HealthReport],
+        health_path: str | None,
+        metrics_path: str | None,
+        metrics: MetricsRegistry = registry,
+    ) -> None:
+        self.app = app
+        self.report = report
+        self.health_path = health_path
+        self.metrics_path = metrics_path
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = _app_path(scope) if scope["type"] == "http" else None
+        if path is None or path not in (self.health_path, self.metrics_path):
+            await self.app(scope, receive, send)
+        elif scope["method"] not in ("GET", "HEAD"):
+            await _respond(
+                send, 405, b"text/plain; charset=utf-8", b"Method Not Allowed\n", allow=True
+            )
+        elif path == self.health_path:
+            await self._health(send)
+        else:
+            await _respond(send, 200, METRICS_CONTENT_TYPE, self.metrics.render().encode())
+
+    async def _health(self, send: Send) -> None:
+        report = self.report()
+        status = 503 if report["status"] == "down" else 200
+        await _respond(send, status, b"application/json", json.dumps(report).encode())
+
+
+def _app_path(scope: Scope) -> str:
+    # uvicorn puts root_path in front of path; the endpoints live under the root path too.
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root) else path
+
+
+async def _respond(
+    send: Send, status: int, content_type: bytes, body: bytes, allow: bool = False
+) -> None:
+    headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
+    if allow:
+        headers.append((b"allow", b"GET, HEAD"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class EventCounter:
+    """Counts http and websocket scopes received, handled and failed, per protocol.
+
+    An application that raises after accepting a WebSocket gets the connection closed with
+    1011 here (uvicorn would drop the TCP connection without a close frame); the exception
+    is re-raised so the server logs it with its traceback.
+    """
+
+    def __init__(self, app: ASGIApp, metrics: MetricsRegistry = registry) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        protocol = scope["type"]
+        if protocol not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        self.metrics.inc(protocol, "received")
+        socket = _WebSocketState(receive, send)
+        try:
+            if protocol == "websocket":
+                await self.app(scope, socket.receive, socket.send)
+            else:
+                await self.app(scope, receive, send)
+        except Exception:
+            self.metrics.inc(protocol, "failed")
+            await socket.close_after_error()
+            raise
+        self.metrics.inc(protocol, "handled")
+
+
+class _WebSocketState:
+    """Watches one WebSocket's events to know whether it is open."""
+
+    def __init__(self, receive: Receive, send: Send) -> None:
+        self._receive = receive
+        self._send = send
+        self.open = False
+
+    async def receive(self) -> Message:
+        message = await self._receive()
+        if message["type"] == "websocket.disconnect":
+            self.open = False
+        return message
+
+    async def send(self, message: Message) -> None:
+        await self._send(message)
+        if message["type"] == "websocket.accept":
+            self.open = True
+        elif message["type"] == "websocket.close":
+            self.open = False
+
+    async def close_after_error(self) -> None:
+        if not self.open:
+            return
+        self.open = False
+        try:
+            await self._send({"type": "websocket.close", "code": 1011})
+        except Exception:
+            logger.debug("Could not close the WebSocket after an application error.", exc_info=True)

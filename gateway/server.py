@@ -1,0 +1,314 @@
+"""The gateway process: one event loop running uvicorn and every protocol adapter.
+
+Start-up, in order: validate GATEWAY, run the application's lifespan startup, start uvicorn
+on its own socket, start each enabled adapter, then write one line per listener and
+``gateway: ready`` to stdout. SIGTERM or SIGINT stops accepting everywhere, drains for up
+to SHUTDOWN_TIMEOUT seconds, runs the lifespan shutdown and returns exit code 0; a second
+signal stops waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import importlib.util
+import logging
+import signal
+import sys
+from collections.abc import Callable
+from typing import Any, Literal
+
+from django.utils.module_loading import import_string
+
+from gateway.conf import AdapterSettings, GatewaySettings, gateway_settings
+from gateway.health import (
+    AdapterReport,
+    EventCounter,
+    HealthEndpoints,
+    HealthReport,
+    overall_status,
+)
+from gateway.lifespan import Lifespan
+from gateway.metrics import registry
+from gateway.types import ASGIApp
+from gateway.webserver import WebServer
+from protocol_adapters.base import AdapterContext, AdapterHealth, Listener, ProtocolAdapter
+
+__all__ = ["Gateway"]
+
+logger = logging.getLogger("gateway.server")
+
+# Time granted past SHUTDOWN_TIMEOUT for components to finish after their own deadline.
+STOP_GRACE = 2.0
+
+
+class _StartFailed(Exception):
+    """A component could not start; its error is already logged."""
+
+
+class _RunningAdapter:
+    """An adapter and where it is in its life, for health reports."""
+
+    def __init__(self, name: str, adapter: ProtocolAdapter) -> None:
+        self.name = name
+        self.adapter = adapter
+        self.phase: str = "starting"
+
+    def health(self) -> AdapterHealth:
+        if self.phase != "running":
+            return AdapterHealth("stopped" if self.phase == "stopped" else "starting")
+        try:
+            return self.adapter.health()
+        except Exception as exc:
+            logger.exception("Adapter %r health() raised.", self.name)
+            return AdapterHealth("down", f"health() raised {exc!r}")
+
+
+class Gateway:
+    """One gateway process: HTTP and WebSocket through uvicorn, other protocols through adapters."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        settings: GatewaySettings | None = None,
+        host: str | None = None,
+        port: int | None = None,
+    ) -> None:
+        self.app = app
+        self.settings = settings if settings is not None else gateway_settings
+        self.host = host
+        self.port = port
+        self.listeners: list[Listener] = []
+        self.state: dict[str, Any] = {}
+        self._adapters: list[_RunningAdapter] = []
+        self._web: WebServer | None = None
+        self._stop = asyncio.Event()
+        self._stopping = False
+        self._forced = False
+        self._draining: list[asyncio.Task[bool]] = []
+
+    def run(self) -> int:
+        """Run in a new event loop (uvloop when installed and LOOP allows); return the exit code."""
+        with asyncio.Runner(loop_factory=loop_factory(self.settings.loop)) as runner:
+            loop = runner.get_loop()
+            logger.info("Event loop: %s.%s", type(loop).__module__, type(loop).__qualname__)
+            return runner.run(self.serve())
+
+    def stop(self) -> None:
+        """Begin a graceful stop, as SIGTERM does; a second call stops waiting for drains."""
+        if self._stop.is_set():
+            self._force()
+        self._stop.set()
+
+    async def serve(self, ready: asyncio.Event | None = None) -> int:
+        """Start everything, serve until stopped, drain and return the exit code."""
+        problems = self.settings.problems()
+        for problem in problems:
+            logger.error("%s%s", problem, f" ({problem.hint})" if problem.hint else "")
+        if problems:
+            return 1
+        signals = _install_signal_handlers(self.stop)
+        try:
+            return await self._serve(ready)
+        finally:
+            _remove_signal_handlers(signals)
+
+    async def _serve(self, ready: asyncio.Event | None) -> int:
+        lifespan = Lifespan(self.app, self.state)
+        if not await lifespan.startup():
+            logger.error("Application startup failed; not starting.")
+            return 1
+        outcome = await self._start_or_abort()
+        if outcome == "started":
+            _announce(self.listeners)
+            if ready is not None:
+                ready.set()
+            await self._wait_for_stop()
+        clean = await self._drain()
+        if not self._forced:
+            clean = await lifespan.shutdown(self.settings.shutdown_timeout) and clean
+        return 0 if outcome != "failed" and clean else 1
+
+    async def _start_or_abort(self) -> Literal["started", "failed", "stopped"]:
+        """Start every listener, unless one fails or a stop signal comes first."""
+        starting = asyncio.create_task(self._start_all())
+        stop_waiter = asyncio.create_task(self._stop.wait())
+        await asyncio.wait([starting, stop_waiter], return_when=asyncio.FIRST_COMPLETED)
+        stop_waiter.cancel()
+        if not starting.done():
+            logger.info("Stop requested during start-up.")
+            starting.cancel()
+        try:
+            await starting
+        except _StartFailed:
+            return "failed"
+        except asyncio.CancelledError:
+            if not self._stop.is_set():
+                raise
+            return "stopped"
+        return "stopped" if self._stop.is_set() else "started"
+
+    async def _start_all(self) -> None:
+        if self.settings.http.enabled:
+            await self._start_http()
+        for entry in self.settings.adapters:
+            if entry.enabled:
+                await self._start_adapter(entry)
+
+    async def _start_http(self) -> None:
+        http = self.settings.http
+        http = dataclasses.replace(
+            http, host=self.host or http.host, port=http.port if self.port is None else self.port
+        )
+        self._web = WebServer(self._wrapped_app(), http, self.settings.shutdown_timeout, self.state)
+        try:
+            self.listeners.append(await self._web.start())
+        except OSError as exc:
+            logger.error("Cannot listen on %s:%s: %s", http.host, http.port, exc)
+            raise _StartFailed from exc
+        except Exception as exc:
+            logger.exception("The HTTP server failed to start.")
+            raise _StartFailed from exc
+
+    async def _start_adapter(self, entry: AdapterSettings) -> None:
+        try:
+            adapter = self._build_adapter(entry)
+            running = _RunningAdapter(entry.name, adapter)
+            self._adapters.append(running)
+            listeners = await adapter.start()
+        except Exception as exc:
+            logger.exception("Adapter %r (%s) failed to start.", entry.name, entry.backend)
+            raise _StartFailed from exc
+        running.phase = "running"
+        self.listeners.extend(listeners)
+
+    def _build_adapter(self, entry: AdapterSettings) -> ProtocolAdapter:
+        adapter_class: type[ProtocolAdapter] = import_string(entry.backend)
+        context = AdapterContext(
+            app=self.app,
+            name=entry.name,
+            options=entry.options,
+            metrics=registry,
+            dead_letter=self.settings.dead_letter_handler(),
+        )
+        return adapter_class(context)
+
+    def _wrapped_app(self) -> ASGIApp:
+        return HealthEndpoints(
+            EventCounter(self.app),
+            report=self.health,
+            health_path=self.settings.health_path,
+            metrics_path=self.settings.metrics_path,
+        )
+
+    def health(self) -> HealthReport:
+        """What `/-/health` answers: overall status, every adapter, the HTTP listener."""
+        adapters: dict[str, AdapterReport] = {}
+        for running in self._adapters:
+            health = running.health()
+            adapters[running.name] = {
+                "protocol": running.adapter.protocol,
+                "status": health.status,
+                "detail": health.detail,
+            }
+        return {
+            "status": overall_status(adapters, self._stopping),
+            "adapters": adapters,
+            "http": "stopping" if self._stopping else "ok",
+        }
+
+    async def _wait_for_stop(self) -> None:
+        """Until a signal or stop(); also ends if uvicorn stops on its own."""
+        stop_waiter = asyncio.create_task(self._stop.wait())
+        waiters: list[asyncio.Future[Any]] = [stop_waiter]
+        if self._web is not None and self._web.task is not None:
+            waiters.append(self._web.task)
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        stop_waiter.cancel()
+        if not self._stop.is_set():
+            logger.error("The HTTP server stopped unexpectedly; stopping the gateway.")
+
+    async def _drain(self) -> bool:
+        """Stop every component concurrently, bounded by SHUTDOWN_TIMEOUT; True when clean."""
+        self._stopping = True
+        timeout = self.settings.shutdown_timeout
+        logger.info("Stopping: draining for up to %.1f seconds.", timeout)
+        stops = [asyncio.create_task(self._stop_adapter(a, timeout)) for a in self._adapters]
+        if self._web is not None:
+            stops.append(asyncio.create_task(self._stop_http()))
+        self._draining = stops
+        if not stops:
+            return True
+        _, pending = await asyncio.wait(stops, timeout=timeout + STOP_GRACE)
+        for task in pending:
+            task.cancel()
+        results = await asyncio.gather(*stops, return_exceptions=True)
+        return not pending and all(result is True for result in results) and not self._forced
+
+    async def _stop_http(self) -> bool:
+        assert self._web is not None
+        try:
+            await self._web.stop()
+        except Exception:
+            logger.exception("The HTTP server failed while stopping.")
+            return False
+        return True
+
+    async def _stop_adapter(self, running: _RunningAdapter, timeout: float) -> bool:
+        # Adapters that failed or were cancelled in start() get stop() too: they may hold sockets.
+        try:
+            await running.adapter.stop(timeout)
+        except Exception:
+            logger.exception("Adapter %r failed while stopping.", running.name)
+            return False
+        finally:
+            running.phase = "stopped"
+        return True
+
+    def _force(self) -> None:
+        if self._forced:
+            return
+        logger.warning("Second stop signal: exiting without waiting for drains.")
+        self._forced = True
+        if self._web is not None:
+            self._web.force()
+        for task in self._draining:
+            task.cancel()
+
+
+def _announce(listeners: list[Listener]) -> None:
+    # These lines are an interface: scripts and tests parse them from stdout.
+    lines = [f"gateway: {item.protocol} listening on {item.address}\n" for item in listeners]
+    sys.stdout.write("".join(lines) + "gateway: ready\n")
+    sys.stdout.flush()
+    for item in listeners:
+        logger.info("%s listening on %s", item.protocol, item.address)
+
+
+def _install_signal_handlers(handler: Callable[[], None]) -> list[signal.Signals]:
+    loop = asyncio.get_running_loop()
+    installed = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, handler)
+        except (NotImplementedError, RuntimeError, ValueError):
+            # Not the main thread, or a platform without loop signal handlers.
+            continue
+        installed.append(sig)
+    return installed
+
+
+def _remove_signal_handlers(signals: list[signal.Signals]) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in signals:
+        loop.remove_signal_handler(sig)
+
+
+def loop_factory(loop: str) -> Callable[[], asyncio.AbstractEventLoop]:
+    """uvloop's loop when installed and LOOP allows it, else asyncio's."""
+    if loop != "asyncio" and importlib.util.find_spec("uvloop") is not None:
+        import uvloop
+
+        return uvloop.new_event_loop
+    return asyncio.new_event_loop

@@ -1,0 +1,1 @@
+"""Protocol adapters: wire events in, ASGI scopes out, one module per external protocol."""
