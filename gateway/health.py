@@ -7,6 +7,7 @@ import logging
 from collections.abc import Callable
 from typing import Literal, TypedDict
 
+from gateway.exceptions import RouteNotFound
 from gateway.metrics import MetricsRegistry, registry
 from gateway.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -85,13 +86,18 @@ def _app_path(scope: Scope) -> str:
 
 
 async def _respond(
-    send: Send, status: int, content_type: bytes, body: bytes, allow: bool = False
+    send: Send,
+    status: int,
+    content_type: bytes,
+    body: bytes,
+    allow: bool = False,
+    prefix: str = "",
 ) -> None:
     headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
     if allow:
         headers.append((b"allow", b"GET, HEAD"))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    await send({"type": f"{prefix}http.response.start", "status": status, "headers": headers})
+    await send({"type": f"{prefix}http.response.body", "body": body})
 
 
 class EventCounter:
@@ -114,10 +120,13 @@ class EventCounter:
         self.metrics.inc(protocol, "received")
         socket = _WebSocketState(receive, send)
         try:
-            if protocol == "websocket":
-                await self.app(scope, socket.receive, socket.send)
-            else:
-                await self.app(scope, receive, send)
+            await self.app(scope, socket.receive, socket.send)
+        except RouteNotFound as exc:
+            # A client asked for a path nobody serves: a 404, not a server error.
+            self.metrics.inc(protocol, "rejected")
+            logger.warning("%s %s: %s", protocol, scope.get("path"), exc)
+            await socket.refuse_unrouted(scope, send)
+            return
         except Exception:
             self.metrics.inc(protocol, "failed")
             await socket.close_after_error()
@@ -132,6 +141,7 @@ class _WebSocketState:
         self._receive = receive
         self._send = send
         self.open = False
+        self.started = False
 
     async def receive(self) -> Message:
         message = await self._receive()
@@ -141,10 +151,24 @@ class _WebSocketState:
 
     async def send(self, message: Message) -> None:
         await self._send(message)
+        self.started = True
         if message["type"] == "websocket.accept":
             self.open = True
         elif message["type"] == "websocket.close":
             self.open = False
+
+    async def refuse_unrouted(self, scope: Scope, send: Send) -> None:
+        """Answer 404 when nothing was sent yet (HTTP, or the WebSocket denial extension)."""
+        if self.open or self.started:
+            await self.close_after_error()
+            return
+        body = b"Not Found\n"
+        if scope["type"] == "http":
+            await _respond(send, 404, b"text/plain; charset=utf-8", body)
+        elif "websocket.http.response" in scope.get("extensions", {}):
+            await _respond(send, 404, b"text/plain; charset=utf-8", body, prefix="websocket.")
+        else:
+            await send({"type": "websocket.close", "code": 1008})
 
     async def close_after_error(self) -> None:
         if not self.open:
