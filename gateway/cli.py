@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["load_app", "main", "run"]
+__all__ = ["UsageError", "add_common_options", "load_app", "main", "run"]
 
 logger = logging.getLogger("gateway.server")
 
@@ -27,17 +27,24 @@ class UsageError(Exception):
     """The command line (or the settings it points to) cannot be used as given."""
 
 
+# Modules adding a subcommand: each has `register(commands)`, which adds its parser with
+# `set_defaults(handler=callable(args) -> exit code, needs_django=bool)`.
+COMMAND_MODULES: tuple[str, ...] = ()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``gateway`` console script and ``python -m gateway``."""
     args = build_parser().parse_args(argv)
-    if args.settings:
+    if getattr(args, "settings", None):
         os.environ["DJANGO_SETTINGS_MODULE"] = args.settings
-    configure_logging(args.log_level)
+    configure_logging(getattr(args, "log_level", "info"))
     try:
-        if not os.environ.get("DJANGO_SETTINGS_MODULE"):
-            raise UsageError("set DJANGO_SETTINGS_MODULE or pass --settings MODULE")
-        _setup_django()
-        return run(args.app, host=args.host, port=args.port, skip_checks=args.skip_checks)
+        if args.needs_django:
+            if not os.environ.get("DJANGO_SETTINGS_MODULE"):
+                raise UsageError("set DJANGO_SETTINGS_MODULE or pass --settings MODULE")
+            _setup_django()
+        handler: Any = args.handler
+        return int(handler(args))
     except UsageError as exc:
         sys.stderr.write(f"gateway: error: {exc}\n")
         return EXIT_USAGE
@@ -55,11 +62,23 @@ def build_parser() -> argparse.ArgumentParser:
         "app", metavar="APP", help="the root ASGI app, as module.path:attribute"
     )
     add_run_options(run_parser)
-    run_parser.add_argument("--settings", metavar="MODULE", help="Django settings module")
-    run_parser.add_argument(
+    add_common_options(run_parser)
+    run_parser.set_defaults(handler=_run_command, needs_django=True)
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).register(commands)
+    return parser
+
+
+def add_common_options(parser: argparse.ArgumentParser) -> None:
+    """`--settings` and `--log-level`, which every subcommand takes."""
+    parser.add_argument("--settings", metavar="MODULE", help="Django settings module")
+    parser.add_argument(
         "--log-level", default="info", choices=LOG_LEVELS, help="logging level (default: info)"
     )
-    return parser
+
+
+def _run_command(args: argparse.Namespace) -> int:
+    return run(args.app, host=args.host, port=args.port, skip_checks=args.skip_checks)
 
 
 def add_run_options(parser: argparse.ArgumentParser) -> None:

@@ -76,3 +76,62 @@ class WebSocketDisconnectEvent(TypedDict):
     type: Literal["websocket.disconnect"]
     code: int
     reason: NotRequired[str | None]
+
+
+# --- mqtt (docs/specs/mqtt.md) ---------------------------------------------------------------
+
+
+class MqttProperties(TypedDict, total=False):
+    """MQTT 5 publish properties that were present on the packet."""
+
+    payload_format_indicator: int
+    message_expiry_interval: int
+    content_type: str
+    response_topic: str
+    correlation_data: bytes
+    user_properties: list[tuple[str, str]]
+
+
+class MqttScope(TypedDict):
+    """One inbound application message (a PUBLISH), handled like one HTTP request."""
+
+    type: Literal["mqtt"]
+    asgi: ASGIVersions
+    topic: str
+    qos: Literal[0, 1, 2]
+    retain: bool
+    dup: bool
+    message_id: int | None
+    client_id: str | None
+    device_id: str | None
+    broker: Literal["embedded", "external"]
+    adapter: str
+    subscription: str
+    properties: NotRequired[MqttProperties]
+    url_route: NotRequired[URLRoute]
+    topic_remaining: NotRequired[str]
+    state: NotRequired[dict[str, Any]]
+
+
+class MqttMessageEvent(TypedDict):
+    """The message, the first event an `mqtt` application receives."""
+
+    type: Literal["mqtt.message"]
+    payload: bytes
+
+
+class MqttDisconnectEvent(TypedDict):
+    """Returned by a second `receive()` once the adapter stops."""
+
+    type: Literal["mqtt.disconnect"]
+
+
+class MqttPublishEvent(TypedDict):
+    """Sent by the application to publish a message."""
+
+    type: Literal["mqtt.publish"]
+    topic: str
+    payload: bytes
+    qos: NotRequired[Literal[0, 1, 2]]
+    retain: NotRequired[bool]
+    properties: NotRequired[MqttProperties]

@@ -34,7 +34,10 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     }
     env.pop("PYTHONPATH", None)
     subprocess.run(
-        [sys.executable, "manage.py", "migrate", "-v", "0"], cwd=DEMO, env=env, check=True
+        [sys.executable, "manage.py", "migrate", "--run-syncdb", "-v", "0"],
+        cwd=DEMO,
+        env=env,
+        check=True,
     )
     subprocess.run([sys.executable, "manage.py", "ensure_demo_user"], cwd=DEMO, env=env, check=True)
     proc = subprocess.Popen(

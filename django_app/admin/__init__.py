@@ -1,0 +1,3 @@
+"""The gateway app's admin, one module per feature; each is imported here."""
+
+from __future__ import annotations

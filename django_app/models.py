@@ -1,1 +1,0 @@
-"""Models of the gateway app (devices and stored messages come here)."""
