@@ -10,6 +10,7 @@ DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memor
 ROOT_URLCONF = "benchmarks.settings"
 urlpatterns: list[object] = []
 USE_TZ = True
+TIME_ZONE = "UTC"
 LOGGING_CONFIG = None
 # Both stacks get the stock in-memory layer of their own project, as their docs set it up.
 CHANNEL_LAYERS = {"default": {"BACKEND": "gateway.layers.InMemoryChannelLayer"}}

@@ -69,12 +69,7 @@ async def test_group_send_from_one_connection_reaches_200_others(gateway: Gatewa
 async def test_a_crashing_consumer_closes_1011_and_the_process_serves_on(
     gateway: GatewayProcess,
 ) -> None:
-    async with connect(gateway.ws_url + "/ws/crash/") as ws:
-        await ws.send("kaboom")
-        with pytest.raises(ConnectionClosed) as closed:
-            await asyncio.wait_for(ws.recv(), 10)
-    assert closed.value.rcvd is not None
-    assert closed.value.rcvd.code == 1011
+    assert await _close_code_after(gateway.ws_url + "/ws/crash/", "kaboom") == 1011
     await _wait_for_log(gateway, "consumer crashed on 'kaboom'")
     log = gateway.stderr()
     assert "Traceback (most recent call last)" in log
@@ -82,12 +77,7 @@ async def test_a_crashing_consumer_closes_1011_and_the_process_serves_on(
 
 
 async def test_an_unknown_message_type_is_a_clear_error(gateway: GatewayProcess) -> None:
-    async with connect(gateway.ws_url + "/ws/stray/") as ws:
-        await ws.send("go")
-        with pytest.raises(ConnectionClosed) as closed:
-            await asyncio.wait_for(ws.recv(), 10)
-    assert closed.value.rcvd is not None
-    assert closed.value.rcvd.code == 1011
+    assert await _close_code_after(gateway.ws_url + "/ws/stray/", "go") == 1011
     await _wait_for_log(gateway, "no.such.handler")
     assert "UnknownMessageType" in gateway.stderr()
     await test_echo_consumer(gateway)
@@ -101,6 +91,16 @@ async def test_an_unknown_route_is_a_404_and_logged(gateway: GatewayProcess) -> 
     await _wait_for_log(gateway, "No route found for path 'ws/nowhere/'")
     assert "Traceback" not in gateway.stderr().split("ws/nowhere/")[-1]
     await test_echo_consumer(gateway)
+
+
+async def _close_code_after(url: str, text: str) -> int:
+    """Send one frame and return the code of the close frame the server answers with."""
+    async with connect(url) as ws:
+        await ws.send(text)
+        with pytest.raises(ConnectionClosed) as closed:
+            await asyncio.wait_for(ws.recv(), 10)
+    assert closed.value.rcvd is not None, "the server sent no close frame"
+    return closed.value.rcvd.code
 
 
 async def _wait_for_log(gateway: GatewayProcess, text: str) -> None:
