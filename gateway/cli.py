@@ -29,7 +29,11 @@ class UsageError(Exception):
 
 # Modules adding a subcommand: each has `register(commands)`, which adds its parser with
 # `set_defaults(handler=callable(args) -> exit code, needs_django=bool)`.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = (
+    "gateway.worker",
+    "gateway.routes",
+    "protocol_adapters.mqtt.simulate",
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -51,7 +51,7 @@ DEFAULTS: Final[dict[str, Any]] = {
     "HEALTH_PATH": "/-/health",
     "METRICS_PATH": "/-/metrics",
     "SHUTDOWN_TIMEOUT": 10.0,
-    "DEAD_LETTER_HANDLER": "protocol_adapters.dispatch.log_dead_letter",
+    "DEAD_LETTER_HANDLER": "django_app.deadletters.store_dead_letter",
     "LOOP": "auto",
     "ADAPTERS": {},
 }

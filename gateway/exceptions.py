@@ -11,7 +11,9 @@ GatewayError
 │   └── ChannelLayerUnavailable   the backend cannot be reached in time
 ├── RouteNotFound                 no route matched (a ValueError, as in Channels)
 ├── UnknownProtocol               no application for the scope type (a ValueError)
-└── UnknownMessageType            a consumer has no handler for a message type (a ValueError)
+├── UnknownMessageType            a consumer has no handler for a message type (a ValueError)
+└── SmsSendError                  the SMS provider refused an outbound message or was unreachable
+    └── SmsOptedOut               the recipient opted out (STOP); nothing was sent
 
 StopConsumer, AcceptConnection, DenyConnection, RequestAborted: control flow raised
 inside consumers, as in Channels.
@@ -32,6 +34,8 @@ __all__ = [
     "MessageTypeError",
     "RequestAborted",
     "RouteNotFound",
+    "SmsOptedOut",
+    "SmsSendError",
     "StopConsumer",
     "UnknownMessageType",
     "UnknownProtocol",
@@ -85,6 +89,19 @@ class UnknownProtocol(GatewayError, ValueError):
 
 class UnknownMessageType(GatewayError, ValueError):
     """A consumer received a message type it has no handler method for."""
+
+
+class SmsSendError(GatewayError):
+    """The SMS provider refused an outbound message, or could not be reached after retries."""
+
+    def __init__(self, message: str, *, status: int | None = None, code: int | None = None):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+class SmsOptedOut(SmsSendError):
+    """The recipient opted out (STOP); nothing was sent to it."""
 
 
 class StopConsumer(Exception):

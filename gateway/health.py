@@ -100,6 +100,30 @@ async def _respond(
     await send({"type": f"{prefix}http.response.body", "body": body})
 
 
+class AdapterRoutes:
+    """HTTP paths served by adapters (webhooks); every other request goes to `app`."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.routes: dict[str, ASGIApp] = {}
+
+    def mount(self, path: str, app: ASGIApp, owner: str) -> None:
+        """Serve `path` with `app`; a path mounted twice is a configuration error."""
+        if not path.startswith("/"):
+            raise ValueError(f"Adapter {owner!r}: HTTP path {path!r} must start with '/'.")
+        if path in self.routes:
+            raise ValueError(f"Adapter {owner!r}: HTTP path {path!r} is already served.")
+        self.routes[path] = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self.routes:
+            route = self.routes.get(_app_path(scope))
+            if route is not None:
+                await route(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 class EventCounter:
     """Counts http and websocket scopes received, handled and failed, per protocol.
 

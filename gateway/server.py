@@ -23,6 +23,7 @@ from django.utils.module_loading import import_string
 from gateway.conf import AdapterSettings, GatewaySettings, gateway_settings
 from gateway.health import (
     AdapterReport,
+    AdapterRoutes,
     EventCounter,
     HealthEndpoints,
     HealthReport,
@@ -83,6 +84,7 @@ class Gateway:
         self.state: dict[str, Any] = {}
         self._adapters: list[_RunningAdapter] = []
         self._web: WebServer | None = None
+        self._routes = AdapterRoutes(EventCounter(app))
         self._stop = asyncio.Event()
         self._stopping = False
         self._forced = False
@@ -182,6 +184,21 @@ class Gateway:
             raise _StartFailed from exc
         running.phase = "running"
         self.listeners.extend(listeners)
+        self._mount_routes(entry.name, adapter)
+
+    def _mount_routes(self, name: str, adapter: ProtocolAdapter) -> None:
+        """Put the adapter's webhook paths on the HTTP server, in front of the root app."""
+        try:
+            routes = dict(adapter.http_routes())
+            if routes and self._web is None:
+                raise ValueError(f"Adapter {name!r} serves HTTP paths but HTTP is disabled.")
+            for path, app in routes.items():
+                if path in (self.settings.health_path, self.settings.metrics_path):
+                    raise ValueError(f"Adapter {name!r}: HTTP path {path!r} is the gateway's own.")
+                self._routes.mount(path, app, name)
+        except Exception as exc:
+            logger.error("%s", exc)
+            raise _StartFailed from exc
 
     def _build_adapter(self, entry: AdapterSettings) -> ProtocolAdapter:
         adapter_class: type[ProtocolAdapter] = import_string(entry.backend)
@@ -191,12 +208,13 @@ class Gateway:
             options=entry.options,
             metrics=registry,
             dead_letter=self.settings.dead_letter_handler(),
+            state=self.state,
         )
         return adapter_class(context)
 
     def _wrapped_app(self) -> ASGIApp:
         return HealthEndpoints(
-            EventCounter(self.app),
+            self._routes,
             report=self.health,
             health_path=self.settings.health_path,
             metrics_path=self.settings.metrics_path,

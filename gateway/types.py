@@ -135,3 +135,128 @@ class MqttPublishEvent(TypedDict):
     qos: NotRequired[Literal[0, 1, 2]]
     retain: NotRequired[bool]
     properties: NotRequired[MqttProperties]
+
+
+# --- sms (docs/specs/sms.md) ----------------------------------------------------------------
+
+
+class SmsMedia(TypedDict):
+    """One attachment of an inbound MMS / WhatsApp message."""
+
+    url: str
+    content_type: str
+
+
+SmsScope = TypedDict(
+    "SmsScope",
+    {
+        "type": Literal["sms"],
+        "asgi": ASGIVersions,
+        "provider": str,
+        "adapter": str,
+        "from": str,
+        "to": str,
+        "whatsapp": bool,
+        "country": str | None,
+        "message_id": str,
+        "media": list[SmsMedia],
+        "extra": dict[str, str],
+        "url_route": NotRequired[URLRoute],
+        "state": NotRequired[dict[str, Any]],
+    },
+)
+"""One inbound text message, handled like one HTTP request ("from" is a keyword)."""
+
+
+class SmsMessageEvent(TypedDict):
+    """The message, the first event an `sms` application receives."""
+
+    type: Literal["sms.message"]
+    body: str
+
+
+class SmsDisconnectEvent(TypedDict):
+    """Returned by a second `receive()` once the adapter stops."""
+
+    type: Literal["sms.disconnect"]
+
+
+class SmsReplyEvent(TypedDict):
+    """Sent by the application to answer the sender (TwiML in the webhook response)."""
+
+    type: Literal["sms.reply"]
+    body: str
+
+
+SmsSendEvent = TypedDict(
+    "SmsSendEvent",
+    {
+        "type": Literal["sms.send"],
+        "to": str,
+        "body": str,
+        "from": NotRequired[str],
+        "media_urls": NotRequired[list[str]],
+    },
+)
+"""Sent by the application to send an outbound message through the provider's REST API."""
+
+
+# --- email (docs/specs/email.md) -------------------------------------------------------------
+
+
+class EmailScope(TypedDict):
+    """One inbound message for one accepted recipient, handled like one HTTP request."""
+
+    type: Literal["email"]
+    asgi: ASGIVersions
+    source: Literal["smtp", "imap"]
+    adapter: str
+    sender: str
+    recipient: str
+    recipients: list[str]
+    peer: tuple[str, int] | None
+    helo: str | None
+    auth_user: str | None
+    mailbox: str | None
+    uid: int | None
+    uidvalidity: int | None
+    message_id: str | None
+    attempt: int
+    url_route: NotRequired[URLRoute]
+    state: NotRequired[dict[str, Any]]
+
+
+class EmailMessageEvent(TypedDict):
+    """The message as raw RFC 5322 bytes, the first event an `email` application receives."""
+
+    type: Literal["email.message"]
+    raw: bytes
+
+
+class EmailDisconnectEvent(TypedDict):
+    """Returned by a second `receive()` once the adapter stops or gives up on the app."""
+
+    type: Literal["email.disconnect"]
+
+
+class EmailRejectEvent(TypedDict):
+    """Sent by the application to refuse the message with an SMTP code."""
+
+    type: Literal["email.reject"]
+    code: NotRequired[int]
+    reason: NotRequired[str]
+
+
+class EmailSendEvent(TypedDict):
+    """Sent by the application to mail someone, after it returned, via Django's backend."""
+
+    type: Literal["email.send"]
+    to: list[str]
+    subject: str
+    body: str
+    html: NotRequired[str | None]
+    from_email: NotRequired[str | None]
+    cc: NotRequired[list[str]]
+    bcc: NotRequired[list[str]]
+    reply_to: NotRequired[list[str]]
+    headers: NotRequired[dict[str, str]]

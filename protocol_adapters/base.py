@@ -3,14 +3,15 @@
 An adapter turns one external protocol (MQTT, SMTP, IMAP, an SMS webhook, ...) into ASGI
 scopes and events for the root application. The gateway process builds one adapter per
 enabled entry of ``GATEWAY["ADAPTERS"]``, awaits ``start()`` before it reports ready, asks
-``health()`` for ``/-/health`` and awaits ``stop(timeout)`` on SIGTERM / SIGINT.
+``health()`` for ``/-/health``, mounts the paths of ``http_routes()`` on its HTTP server
+(for webhooks), and awaits ``stop(timeout)`` on SIGTERM / SIGINT.
 """
 
 from __future__ import annotations
 
 import abc
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 if TYPE_CHECKING:
@@ -53,6 +54,8 @@ class AdapterContext:
     """The process-wide counters; count received / handled / failed under your protocol."""
     dead_letter: DeadLetterHook
     """Where events go that the application failed on for good (GATEWAY["DEAD_LETTER_HANDLER"])."""
+    state: dict[str, Any] = field(default_factory=dict)
+    """The lifespan state; give each scope a shallow copy as `scope["state"]`, as uvicorn does."""
 
 
 class ProtocolAdapter(abc.ABC):
@@ -81,3 +84,12 @@ class ProtocolAdapter(abc.ABC):
     def health(self) -> AdapterHealth:
         """Report the adapter's current health; called often, so keep it cheap."""
         return AdapterHealth("ok")
+
+    def http_routes(self) -> Mapping[str, ASGIApp]:
+        """HTTP paths this adapter answers itself (webhooks), each with the ASGI app serving it.
+
+        Asked once, after `start()` returned. The gateway's HTTP server then sends requests
+        for exactly these paths (under ROOT_PATH) to these apps, before the root application
+        sees them; the default is none.
+        """
+        return {}

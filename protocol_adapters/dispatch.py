@@ -32,6 +32,7 @@ __all__ = [
     "KeyedDispatcher",
     "OnDone",
     "Outcome",
+    "PermanentFailure",
     "RetryPolicy",
     "log_dead_letter",
 ]
@@ -42,6 +43,21 @@ dead_letter_logger = logging.getLogger("gateway.deadletter")
 
 class DispatcherClosed(GatewayError, RuntimeError):
     """The dispatcher is closed and accepts no more events."""
+
+
+class PermanentFailure(Exception):
+    """Base of handler errors that retrying cannot fix: the event is dead-lettered at once.
+
+    Any exception whose class sets ``retryable = False`` is treated the same way, so an error
+    class elsewhere (``gateway.mqtt.InvalidPayload``) need not import this module.
+    """
+
+    retryable = False
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """False for errors that retrying cannot fix (``retryable = False`` on the class)."""
+    return getattr(type(exc), "retryable", True) is not False
 
 
 @dataclass(frozen=True)
@@ -318,7 +334,7 @@ class KeyedDispatcher:
                 await event.handler()
             except Exception as exc:
                 self._record_failure(key, attempt, exc)
-                if attempt == self.retry.attempts:
+                if attempt == self.retry.attempts or not is_retryable(exc):
                     await self._send_dead_letter(key, event, exc, attempt)
                     return Outcome("dead_lettered", attempt, exc)
                 self.metrics.inc(self.protocol, "retried")
@@ -330,6 +346,9 @@ class KeyedDispatcher:
 
     def _record_failure(self, key: str, attempt: int, exc: Exception) -> None:
         self.metrics.inc(self.protocol, "failed")
+        if not is_retryable(exc):
+            logger.error("%s key %r: not retried: %r", self.protocol, key, exc)
+            return
         total = self.retry.attempts
         logger.error(
             "%s key %r: attempt %d/%d failed", self.protocol, key, attempt, total, exc_info=exc

@@ -72,6 +72,9 @@ class AsyncConsumer:
     channel_layer_alias: str = DEFAULT_CHANNEL_LAYER
     #: Groups joined on WebSocket connect and left on disconnect.
     groups: list[str] = []
+    #: The scope carries exactly one event (an MQTT message, a mail, an SMS): handle it and
+    #: end, without waiting on the client and the channel layer side by side.
+    one_event_scope: ClassVar[bool] = False
 
     scope: Scope
     channel_layer: BaseChannelLayer | None
@@ -91,7 +94,10 @@ class AsyncConsumer:
         self._channel_created = asyncio.Event()
         self._joined_groups: list[str] = []
         try:
-            await self._dispatch_loop(receive)
+            if self.one_event_scope:
+                await self.dispatch(await receive())
+            else:
+                await self._dispatch_loop(receive)
         except StopConsumer:
             pass
         finally:

@@ -30,6 +30,8 @@ DEFAULT_CHANNEL_LAYER = "default"
 # Channels' backend paths, so a Channels settings file works unchanged.
 BACKEND_ALIASES: dict[str, str] = {
     "channels.layers.InMemoryChannelLayer": "gateway.layers.memory.InMemoryChannelLayer",
+    "channels_redis.core.RedisChannelLayer": "gateway.layers.redis.RedisChannelLayer",
+    "channels_redis.pubsub.RedisPubSubChannelLayer": "gateway.layers.redis.RedisChannelLayer",
 }
 
 

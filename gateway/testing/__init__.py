@@ -8,7 +8,19 @@ client does, so a test's database connection and transaction stay usable.
 from __future__ import annotations
 
 from gateway.testing.application import ApplicationCommunicator
+from gateway.testing.email import EmailCommunicator, EmailOutcome
 from gateway.testing.http import HttpCommunicator
+from gateway.testing.mqtt import MqttCommunicator
+from gateway.testing.sms import SmsCommunicator, SmsResult
 from gateway.testing.websocket import WebsocketCommunicator
 
-__all__ = ["ApplicationCommunicator", "HttpCommunicator", "WebsocketCommunicator"]
+__all__ = [
+    "ApplicationCommunicator",
+    "EmailCommunicator",
+    "EmailOutcome",
+    "HttpCommunicator",
+    "MqttCommunicator",
+    "SmsCommunicator",
+    "SmsResult",
+    "WebsocketCommunicator",
+]

@@ -269,3 +269,28 @@ async def test_channel_name_without_a_layer_is_a_clear_error() -> None:
 def test_channel_name_outside_a_scope() -> None:
     with pytest.raises(RuntimeError, match="while it serves a scope"):
         _ = NamedConsumer().channel_name
+
+
+async def test_a_one_event_scope_consumer_handles_one_event_and_ends() -> None:
+    handled: list[dict[str, object]] = []
+    calls = 0
+
+    class OneShot(AsyncConsumer):
+        one_event_scope = True
+
+        async def thing_happened(self, message: dict[str, object]) -> None:
+            handled.append(message)
+
+    async def receive() -> dict[str, object]:
+        nonlocal calls
+        calls += 1
+        if calls > 1:
+            raise AssertionError("a one-event scope must not be received from twice")
+        return {"type": "thing.happened", "n": 1}
+
+    async def send(message: dict[str, object]) -> None:
+        raise AssertionError("nothing to send")
+
+    await asyncio.wait_for(OneShot.as_asgi()({"type": "thing"}, receive, send), 5)
+    assert handled == [{"type": "thing.happened", "n": 1}]
+    assert calls == 1

@@ -2,39 +2,56 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
+import smtplib
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
-from websockets.asyncio.client import connect
+from twilio.request_validator import RequestValidator
+from websockets.asyncio.client import ClientConnection, connect
 
 from tests.browser import open_page
+from tests.mqtt.embedded_support import mosquitto_pub
 
 DEMO = Path(__file__).resolve().parents[2] / "examples" / "demo"
+TWILIO_TOKEN = "demo-test-twilio-token"
+
+
+def SENT_MAIL_DIR(factory: pytest.TempPathFactory) -> Path:
+    return factory.getbasetemp() / "demo-sent-mail"
+
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The demo gateway on a free port, with its own SQLite file, readings every 0.2 s."""
+def demo_listeners(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """The demo gateway on free ports, with its own SQLite file, readings every 0.2 s."""
     db = tmp_path_factory.mktemp("demo") / "demo.sqlite3"
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "demo.settings",
         "DEMO_DB": str(db),
         "DEMO_HTTP_PORT": "0",
+        "DEMO_MQTT_PORT": str(_free_port()),
         "DEMO_INTERVAL": "0.2",
+        "DEMO_SMTP_PORT": "0",
+        "DEMO_SENT_MAIL": str(SENT_MAIL_DIR(tmp_path_factory)),
+        "DEMO_TWILIO_AUTH_TOKEN": TWILIO_TOKEN,
     }
     env.pop("PYTHONPATH", None)
     subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--run-syncdb", "-v", "0"],
+        [sys.executable, "manage.py", "migrate", "-v", "0"],
         cwd=DEMO,
         env=env,
         check=True,
@@ -48,22 +65,42 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         text=True,
     )
     try:
-        url = _wait_ready(proc)
-        yield url
+        yield _wait_ready(proc)
     finally:
         proc.terminate()
         assert proc.wait(30) == 0
 
 
-def _wait_ready(proc: subprocess.Popen[str]) -> str:
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def demo(demo_listeners: dict[str, str]) -> str:
+    """The demo's base URL."""
+    return demo_listeners["http"]
+
+
+@pytest.fixture
+def demo_mqtt_port(demo_listeners: dict[str, str]) -> str:
+    """The port of the demo's embedded MQTT broker."""
+    return demo_listeners["mqtt"].rsplit(":", 1)[1]
+
+
+def _wait_ready(proc: subprocess.Popen[str]) -> dict[str, str]:
     assert proc.stdout is not None
-    url = ""
+    listeners: dict[str, str] = {}
     for line in proc.stdout:
-        match = re.match(r"gateway: http listening on (http://\S+)", line)
-        url = match.group(1) if match else url
+        match = re.match(r"gateway: (\S+) listening on (\S+)", line)
+        if match:
+            listeners[match.group(1)] = match.group(2)
         if line.strip() == "gateway: ready":
-            assert url, "the demo printed no http listener"
-            return url
+            assert "http" in listeners, "the demo printed no http listener"
+            assert "mqtt" in listeners, "the demo printed no mqtt listener"
+            assert "smtp" in listeners, "the demo printed no smtp listener"
+            return listeners
     raise AssertionError("the demo exited before it was ready")
 
 
@@ -73,7 +110,11 @@ def test_page_and_health(demo: str) -> None:
     assert "Gateway demo" in page.text
     health = httpx.get(demo + "/-/health", timeout=10).json()
     assert health["status"] == "ok"
+    assert health["adapters"]["devices"]["status"] == "ok"  # the embedded MQTT broker
     assert health["adapters"]["simulator"]["status"] == "ok"
+    # The simulated devices logged in with their credentials: the page lists them online.
+    for n in (1, 2, 3):
+        assert re.search(rf'id="device-sensor-{n}">.*?class="online"', page.text, re.S)
 
 
 async def test_readings_and_notes_over_websocket(demo: str) -> None:
@@ -95,6 +136,23 @@ async def test_readings_and_notes_over_websocket(demo: str) -> None:
             seen.add(event.get("text", event["kind"]))
 
 
+async def test_a_real_device_reading_reaches_the_dashboard(demo: str, demo_mqtt_port: str) -> None:
+    ws_url = demo.replace("http://", "ws://") + "/ws/dashboard/"
+    reading = {"temperature": 99.25, "battery": 42, "at": 1.0}
+    async with connect(ws_url, additional_headers={"Origin": demo}) as ws:
+        assert json.loads(await ws.recv())["kind"] == "hello"
+        code, err = await mosquitto_pub(
+            int(demo_mqtt_port), "-i", "probe", "-u", "sensor-2", "-P", "demo-device-password",
+            "-t", "devices/sensor-2/telemetry", "-m", json.dumps(reading), "-q", "1",
+        )  # fmt: skip
+        assert code == 0, err
+        while True:
+            event = json.loads(await ws.recv())
+            if event["kind"] == "reading" and event["temperature"] == 99.25:
+                break
+        assert event == {"kind": "reading", "device": "sensor-2", **reading}
+
+
 async def test_a_foreign_origin_is_refused(demo: str) -> None:
     ws_url = demo.replace("http://", "ws://") + "/ws/dashboard/"
     with pytest.raises(Exception, match="403"):
@@ -107,10 +165,13 @@ async def test_dashboard_in_a_real_browser(demo: str, tmp_path: Path) -> None:
         await page.goto(demo + "/")
         await page.wait_for("document.getElementById('status').textContent === 'open'")
         rows = await page.wait_for(
-            "document.querySelectorAll('#devices tr').length >= 3 && "
+            "[...document.querySelectorAll('#devices tr')]"
+            ".every(row => row.children[2].textContent !== '') && "
             "document.querySelectorAll('#devices tr').length"
         )
-        assert rows == 3
+        assert rows == 3  # every simulated device, each with a live reading
+        online = await page.evaluate("document.querySelectorAll('#devices td.online').length")
+        assert online == 3
         await page.evaluate(
             "document.getElementById('note').value = 'hello from the browser';"
             "document.querySelector('#note-form button').click()"
@@ -123,3 +184,55 @@ async def test_dashboard_in_a_real_browser(demo: str, tmp_path: Path) -> None:
         shot = Path(os.environ.get("GATEWAY_SCREENSHOT_DIR", tmp_path)) / "demo-dashboard.png"
         await page.screenshot(shot)
         assert shot.stat().st_size > 5000
+
+
+async def _next_of_kind(ws: ClientConnection, kind: str) -> dict[str, Any]:
+    async with asyncio.timeout(15):
+        while True:
+            event: dict[str, Any] = json.loads(await ws.recv())
+            if event["kind"] == kind:
+                return event
+
+
+async def test_support_mail_opens_a_ticket(
+    demo: str, demo_listeners: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    host, port = demo_listeners["smtp"].rsplit(":", 1)
+    mail = EmailMessage()
+    mail["From"] = "Ada <ada@customer.example>"
+    mail["To"] = "support@demo.example"
+    mail["Subject"] = "Sensor 3 reads 80 °C"
+    mail.set_content("It has been like that since this morning.")
+    ws_url = demo.replace("http://", "ws://") + "/ws/dashboard/"
+    async with connect(ws_url, additional_headers={"Origin": demo}) as ws:
+        with smtplib.SMTP(host, int(port), timeout=15) as client:
+            refused = client.send_message(mail, to_addrs=["support@demo.example"])
+            assert refused == {}
+            with pytest.raises(smtplib.SMTPRecipientsRefused) as unknown:
+                client.send_message(mail, to_addrs=["sales@demo.example"])
+        assert unknown.value.recipients["sales@demo.example"][0] == 550
+        ticket = await _next_of_kind(ws, "ticket")
+    assert ticket["from"] == "ada@customer.example"
+    assert ticket["subject"] == "Sensor 3 reads 80 °C"
+    assert ticket["excerpt"] == "It has been like that since this morning."
+    receipts = list(SENT_MAIL_DIR(tmp_path_factory).glob("*.log"))
+    assert len(receipts) == 1
+    assert "We opened a ticket for your mail: Sensor 3 reads 80" in receipts[0].read_text()
+
+
+async def test_a_text_message_is_routed_by_country_and_answered(demo: str) -> None:
+    url = demo + "/sms/twilio/"
+    form = {"MessageSid": "SMdemo1", "From": "+447700900123", "To": "+15005550006",
+            "Body": "STATUS sensor-1", "NumMedia": "0"}  # fmt: skip
+    signature = RequestValidator(TWILIO_TOKEN).compute_signature(url, form)
+    ws_url = demo.replace("http://", "ws://") + "/ws/dashboard/"
+    async with connect(ws_url, additional_headers={"Origin": demo}) as ws:
+        async with httpx.AsyncClient() as client:
+            answer = await client.post(url, data=form, headers={"X-Twilio-Signature": signature})
+            forged = await client.post(url, data=form, headers={"X-Twilio-Signature": "forged"})
+        text = await _next_of_kind(ws, "sms")
+    assert answer.status_code == 200
+    assert "<Message>sensor-1: online" in answer.text
+    assert forged.status_code == 403
+    assert text["region"] == "UK"
+    assert text["body"] == "STATUS sensor-1"

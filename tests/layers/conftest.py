@@ -2,25 +2,61 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
 
 from gateway.layers import BaseChannelLayer, InMemoryChannelLayer
+from gateway.layers.redis import RedisChannelLayer
+from tests.integration.redis import RedisServer, own_redis_server, redis_server
+
+__all__ = ["LayerFactory", "own_redis_server", "redis_layer_config", "redis_server"]
 
 LayerFactory = Callable[..., BaseChannelLayer]
 
-# Each backend: a builder taking CONFIG keyword arguments. The Redis layer joins this table.
-BACKENDS: dict[str, Callable[..., BaseChannelLayer]] = {
-    "memory": InMemoryChannelLayer,
+
+def redis_layer_config(*urls: str, **config: Any) -> dict[str, Any]:
+    """CONFIG for a Redis layer in tests: its own key prefix, tiny backoffs."""
+    defaults: dict[str, Any] = {
+        "hosts": list(urls),
+        "prefix": f"test-{secrets.token_hex(4)}",
+        "backoff_initial": 0.02,
+        "backoff_max": 0.2,
+        "unavailable_after": 2.0,
+        "block_seconds": 1.0,
+    }
+    return defaults | config
+
+
+def _redis_builder(request: pytest.FixtureRequest) -> Callable[..., BaseChannelLayer]:
+    server: RedisServer = request.getfixturevalue("redis_server")
+    # One prefix per test: layers built by the same test share their channels, as processes do.
+    prefix = f"test-{secrets.token_hex(4)}"
+
+    def build(**config: Any) -> BaseChannelLayer:
+        return RedisChannelLayer(**redis_layer_config(server.url, prefix=prefix, **config))
+
+    return build
+
+
+# Each backend: a builder taking CONFIG keyword arguments.
+BACKENDS: dict[str, Callable[[pytest.FixtureRequest], Callable[..., BaseChannelLayer]]] = {
+    "memory": lambda request: InMemoryChannelLayer,
+    "redis": _redis_builder,
 }
 
 
-@pytest.fixture(params=list(BACKENDS), ids=list(BACKENDS))
+@pytest.fixture(
+    params=[
+        pytest.param("memory"),
+        pytest.param("redis", marks=pytest.mark.integration),
+    ],
+)
 async def layer_factory(request: pytest.FixtureRequest) -> AsyncIterator[LayerFactory]:
     """Build layers of one backend with the given CONFIG; flush and close them afterwards."""
-    build = BACKENDS[request.param]
+    build = BACKENDS[request.param](request)
     made: list[BaseChannelLayer] = []
 
     def factory(**config: Any) -> BaseChannelLayer:

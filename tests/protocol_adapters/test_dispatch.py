@@ -508,3 +508,48 @@ def test_retry_policy_rejects_nonsense(kwargs: dict[str, float]) -> None:
 def test_max_in_flight_must_be_positive() -> None:
     with pytest.raises(ValueError, match="max_in_flight"):
         KeyedDispatcher("test", max_in_flight=0)
+
+
+# --- non-retryable failures ------------------------------------------------------------------
+
+
+class _BadInput(Exception):
+    retryable = False
+
+
+async def _dead_letter_on_first_failure(error: Exception) -> None:
+    letters: list[DeadLetter] = []
+
+    async def store(letter: DeadLetter) -> None:
+        letters.append(letter)
+
+    dispatcher, metrics = make(dead_letter=store)
+    calls = 0
+
+    async def handler() -> None:
+        nonlocal calls
+        calls += 1
+        raise error
+
+    outcome = await dispatcher.run("k", handler, scope={"type": "test"}, payload=b"x")
+    assert (outcome.status, outcome.attempts, outcome.error) == ("dead_lettered", 1, error)
+    assert calls == 1
+    assert [letter.attempts for letter in letters] == [1]
+    assert metrics.get("test", "retried") == 0
+    assert metrics.get("test", "dead_lettered") == 1
+
+
+async def test_permanent_failure_is_dead_lettered_without_retry() -> None:
+    from protocol_adapters.dispatch import PermanentFailure
+
+    await _dead_letter_on_first_failure(PermanentFailure("cannot be fixed by retrying"))
+
+
+async def test_class_attribute_retryable_false_is_not_retried() -> None:
+    await _dead_letter_on_first_failure(_BadInput("bad"))
+
+
+async def test_invalid_mqtt_payload_is_not_retried() -> None:
+    from gateway.mqtt import InvalidPayload
+
+    await _dead_letter_on_first_failure(InvalidPayload("not JSON"))

@@ -4,8 +4,8 @@ from typing import Any
 
 from django.test import override_settings
 
+from django_app.deadletters import store_dead_letter
 from gateway.conf import DEFAULTS, GatewaySettings, Problem, gateway_settings, validate
-from protocol_adapters.dispatch import log_dead_letter
 
 LINE_ADAPTER = "tests.server.line_adapter.LineAdapter"
 
@@ -25,7 +25,7 @@ def test_defaults() -> None:
     assert settings.shutdown_timeout == 10.0
     assert settings.loop == "auto"
     assert settings.adapters == []
-    assert settings.dead_letter_handler() is log_dead_letter
+    assert settings.dead_letter_handler() is store_dead_letter
     assert validate({}) == []
 
 

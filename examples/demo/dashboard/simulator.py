@@ -1,8 +1,8 @@
-"""A device simulator plugged into the gateway as a protocol adapter.
+"""The demo's devices: real MQTT clients, started by the gateway after its embedded broker.
 
-Each simulated device reports a temperature and a battery level every INTERVAL seconds. The
-readings reach every open dashboard through the channel layer, as a real device's MQTT
-messages will once the MQTT adapter is enabled.
+Each simulated device logs in to the broker with its own credential (created here on first
+start), publishes readings to ``devices/<id>/telemetry`` and obeys ``devices/<id>/commands``
+(the admin's "Send a command" action); see ``gateway simulate`` for the same from a shell.
 """
 
 from __future__ import annotations
@@ -10,71 +10,76 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
-import random
-import time
 from collections.abc import Mapping
 from typing import Any
 
-from gateway import get_channel_layer
+from django_app.models.devices import Device, DeviceCredential
+from gateway.db import database_sync_to_async
 from protocol_adapters.base import AdapterContext, AdapterHealth, Listener, ProtocolAdapter
-
-from .consumers import GROUP
+from protocol_adapters.mqtt.simulate import Simulation
 
 logger = logging.getLogger("gateway.demo")
 
 
 class DeviceSimulator(ProtocolAdapter):
-    """Publishes readings of a few fake devices to the `dashboard` group."""
+    """DEVICES devices, each reporting every INTERVAL seconds to the broker at BROKER."""
 
     protocol = "simulator"
 
     def __init__(self, context: AdapterContext) -> None:
         super().__init__(context)
-        self.devices = int(context.options.get("DEVICES", 3))
-        self.interval = float(context.options.get("INTERVAL", 1.0))
+        options = context.options
+        self.devices = int(options.get("DEVICES", 3))
+        self.interval = float(options.get("INTERVAL", 1.0))
+        self.simulation = Simulation(
+            str(options["BROKER"]),
+            devices=self.devices,
+            rate=self.devices / self.interval,
+            password=str(options["PASSWORD"]),
+        )
         self._task: asyncio.Task[None] | None = None
-        self._sent = 0
 
     @classmethod
     def check_options(cls, options: Mapping[str, Any]) -> list[str]:
         problems = []
         if not isinstance(options.get("DEVICES", 3), int) or options.get("DEVICES", 3) < 1:
             problems.append("DEVICES must be a positive integer")
-        if not isinstance(options.get("INTERVAL", 1.0), int | float):
-            problems.append("INTERVAL must be a number of seconds")
+        interval = options.get("INTERVAL", 1.0)
+        if not isinstance(interval, int | float) or interval <= 0:
+            problems.append("INTERVAL must be a positive number of seconds")
+        problems += [f"{key} is required" for key in ("BROKER", "PASSWORD") if key not in options]
         return problems
 
     async def start(self) -> list[Listener]:
-        self._task = asyncio.create_task(self._run(), name="demo-simulator")
-        return [Listener("simulator", f"{self.devices} devices every {self.interval:g}s")]
+        await _provision(self.simulation.device_ids(), str(self.context.options["PASSWORD"]))
+        await self.simulation.connect()
+        self._task = asyncio.create_task(self.simulation.run(), name="demo-simulator")
+        detail = f"{self.devices} devices every {self.interval:g}s -> {self.simulation.url}"
+        return [Listener("simulator", detail)]
 
     async def stop(self, timeout: float) -> None:
+        self.simulation.stop()
         if self._task is not None:
-            self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        await self.simulation.close()
 
     def health(self) -> AdapterHealth:
         running = self._task is not None and not self._task.done()
-        return AdapterHealth("ok" if running else "down", f"{self._sent} readings sent")
-
-    async def _run(self) -> None:
-        layer = get_channel_layer()
-        assert layer is not None, "the demo needs CHANNEL_LAYERS"
-        while True:
-            for n in range(1, self.devices + 1):
-                await layer.group_send(GROUP, {"type": "device.reading", "reading": _reading(n)})
-                self.context.metrics.inc(self.protocol, "received")
-                self._sent += 1
-            await asyncio.sleep(self.interval)
+        detail = f"{self.simulation.sent} readings sent, {self.simulation.commands} commands"
+        return AdapterHealth("ok" if running else "down", detail)
 
 
-def _reading(n: int) -> dict[str, Any]:
-    now = time.time()
-    return {
-        "device": f"sensor-{n}",
-        "temperature": round(20 + 3 * math.sin(now / 30 + n) + random.uniform(-0.2, 0.2), 2),
-        "battery": max(0, 100 - int(now / 60 + 7 * n) % 100),
-        "at": round(now, 3),
-    }
+@database_sync_to_async
+def _provision(device_ids: list[str], password: str) -> None:
+    """Give each simulated device a row and a credential, once."""
+    for number, device_id in enumerate(device_ids, start=1):
+        device, _ = Device.objects.get_or_create(
+            device_id=device_id, defaults={"name": f"Simulated sensor {number}"}
+        )
+        credential = DeviceCredential.objects.filter(device=device).first()
+        if credential is None or not credential.check_password(password):
+            credential = credential or DeviceCredential(device=device)
+            credential.set_password(password)
+            credential.save()
+            logger.info("demo: credential set for device %s", device_id)

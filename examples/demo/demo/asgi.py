@@ -9,14 +9,25 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "demo.settings")
 django_asgi_app = get_asgi_application()
 
-from dashboard.consumers import DashboardConsumer  # noqa: E402
+from dashboard.consumers import (  # noqa: E402
+    DashboardConsumer,
+    StatusConsumer,
+    TelemetryConsumer,
+)
+from dashboard.inbox import DeviceTextConsumer, SupportTicketConsumer  # noqa: E402
 from django.urls import path  # noqa: E402  (Django must be set up first)
 
 from gateway import (  # noqa: E402
     AllowedHostsOriginValidator,
     AuthMiddlewareStack,
+    EmailToRouter,
+    MqttTopicRouter,
     ProtocolTypeRouter,
+    SMSFromRouter,
     URLRouter,
+    address,
+    phone,
+    topic,
 )
 
 application = ProtocolTypeRouter(
@@ -24,6 +35,22 @@ application = ProtocolTypeRouter(
         "http": django_asgi_app,
         "websocket": AllowedHostsOriginValidator(
             AuthMiddlewareStack(URLRouter([path("ws/dashboard/", DashboardConsumer.as_asgi())]))
+        ),
+        "mqtt": MqttTopicRouter(
+            [
+                topic("devices/{device_id}/telemetry", TelemetryConsumer.as_asgi()),
+                topic("devices/{device_id}/status", StatusConsumer.as_asgi()),
+            ]
+        ),
+        "email": EmailToRouter(
+            [address(r"support@demo\.example", SupportTicketConsumer.as_asgi())]
+        ),
+        "sms": SMSFromRouter(
+            [
+                phone("+44", DeviceTextConsumer.as_asgi(region="UK")),
+                phone("+1", DeviceTextConsumer.as_asgi(region="North America")),
+            ],
+            default=DeviceTextConsumer.as_asgi(),
         ),
     }
 )

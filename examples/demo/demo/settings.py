@@ -19,6 +19,20 @@ def free_or(port: int) -> int:
     return port
 
 
+def mqtt_port() -> int:
+    """DEMO_MQTT_PORT, else 1883 when free, else a port the OS says is free now.
+
+    A number, not 0: the simulated devices need to know where to connect.
+    """
+    if os.environ.get("DEMO_MQTT_PORT"):
+        return int(os.environ["DEMO_MQTT_PORT"])
+    if free_or(1883):
+        return 1883
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 SECRET_KEY = os.environ.get("DEMO_SECRET_KEY", "demo-only-not-secret")
 DEBUG = True
 ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
@@ -68,12 +82,45 @@ TIME_ZONE = "UTC"
 
 CHANNEL_LAYERS = {"default": {"BACKEND": "gateway.layers.InMemoryChannelLayer"}}
 
+MQTT_PORT = mqtt_port()
+# The simulated devices' password; real devices get theirs in the admin (Devices > credential).
+DEVICE_PASSWORD = os.environ.get("DEMO_DEVICE_PASSWORD", "demo-device-password")
+
+SMTP_PORT = int(os.environ.get("DEMO_SMTP_PORT", free_or(2525)))
+# Twilio signs its webhooks with the account's auth token; the demo's is made up.
+TWILIO_AUTH_TOKEN = os.environ.get("DEMO_TWILIO_AUTH_TOKEN", "demo-twilio-auth-token")
+# Receipts for support mail are written as files instead of being sent.
+EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
+EMAIL_FILE_PATH = os.environ.get("DEMO_SENT_MAIL", str(BASE_DIR / "sent-mail"))
+DEFAULT_FROM_EMAIL = "support@demo.example"
+
 GATEWAY = {
     "HTTP": {"HOST": "127.0.0.1", "PORT": int(os.environ.get("DEMO_HTTP_PORT", free_or(8000)))},
     "ADAPTERS": {
+        # Devices log in with their Device credential and may only use devices/<id>/...
+        "devices": {
+            "BACKEND": "protocol_adapters.mqtt.EmbeddedBroker",
+            "OPTIONS": {"HOST": "127.0.0.1", "PORT": MQTT_PORT, "AUTH": "devices"},
+        },
+        # Mail to support@demo.example opens a ticket; other recipients are refused at RCPT.
+        "mail": {
+            "BACKEND": "protocol_adapters.smtp.SMTPAdapter",
+            "OPTIONS": {"HOST": "127.0.0.1", "PORT": SMTP_PORT, "HOSTNAME": "mail.demo.example"},
+        },
+        # Twilio's webhook, served by the gateway itself at POST /sms/twilio/.
+        "sms": {
+            "BACKEND": "protocol_adapters.twilio_sms.TwilioSmsAdapter",
+            "OPTIONS": {"AUTH_TOKEN": TWILIO_AUTH_TOKEN},
+        },
+        # Started after the broker: real MQTT clients, one per simulated device.
         "simulator": {
             "BACKEND": "dashboard.simulator.DeviceSimulator",
-            "OPTIONS": {"DEVICES": 3, "INTERVAL": float(os.environ.get("DEMO_INTERVAL", "1.0"))},
+            "OPTIONS": {
+                "DEVICES": 3,
+                "INTERVAL": float(os.environ.get("DEMO_INTERVAL", "1.0")),
+                "BROKER": f"mqtt://127.0.0.1:{MQTT_PORT}",
+                "PASSWORD": DEVICE_PASSWORD,
+            },
         },
     },
 }
@@ -82,5 +129,10 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "loggers": {"gateway": {"handlers": ["console"], "level": "INFO", "propagate": False}},
+    "loggers": {
+        "gateway": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        "amqtt": {"handlers": ["console"], "level": "WARNING", "propagate": False},
+        "gmqtt": {"handlers": ["console"], "level": "WARNING", "propagate": False},
+        "transitions": {"handlers": ["console"], "level": "WARNING", "propagate": False},
+    },
 }

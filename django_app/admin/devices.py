@@ -1,0 +1,130 @@
+"""The devices admin: presence and state at a glance, credentials, and commands to devices."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+
+from django_app.models.devices import Device, DeviceCredential
+from gateway import mqtt
+
+__all__ = ["CommandForm", "DeviceAdmin", "DeviceCredentialForm"]
+
+if TYPE_CHECKING:
+    _CredentialForm = forms.ModelForm[DeviceCredential]
+    _CredentialInline = admin.StackedInline[DeviceCredential, Device]
+    _DeviceModelAdmin = admin.ModelAdmin[Device]
+else:  # none of these classes is subscriptable at run time
+    _CredentialForm = forms.ModelForm
+    _CredentialInline = admin.StackedInline
+    _DeviceModelAdmin = admin.ModelAdmin
+
+
+class DeviceCredentialForm(_CredentialForm):
+    """Sets a new password (never shows the hash) and the optional topic override."""
+
+    new_password = forms.CharField(
+        required=False,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="Leave empty to keep the current password.",
+    )
+
+    class Meta:
+        model = DeviceCredential
+        fields = ["topics"]
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        if self.instance._state.adding and not cleaned.get("new_password") and self.has_changed():
+            self.add_error("new_password", "A new credential needs a password.")
+        return cleaned
+
+    def save(self, commit: bool = True) -> DeviceCredential:
+        password = self.cleaned_data.get("new_password")
+        if password:
+            self.instance.set_password(password)
+        return super().save(commit)
+
+
+class DeviceCredentialInline(_CredentialInline):
+    model = DeviceCredential
+    form = DeviceCredentialForm
+    can_delete = True
+    extra = 0
+    max_num = 1
+    readonly_fields = ["created", "rotated"]
+
+
+class CommandForm(forms.Form):
+    """The intermediate page of the "send a command" action."""
+
+    topic_suffix = forms.CharField(
+        initial="commands", help_text="Published to devices/<device id>/<this>."
+    )
+    payload = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 4}), initial="{}", help_text="A JSON document."
+    )
+
+    def clean_topic_suffix(self) -> str:
+        suffix = str(self.cleaned_data["topic_suffix"]).strip("/")
+        try:
+            mqtt.validate_topic_name(f"devices/x/{suffix}")
+        except mqtt.MqttPublishError as exc:
+            raise forms.ValidationError(str(exc)) from None
+        return suffix
+
+    def clean_payload(self) -> Any:
+        try:
+            return json.loads(self.cleaned_data["payload"])
+        except ValueError as exc:
+            raise forms.ValidationError(f"Not valid JSON: {exc}") from None
+
+
+@admin.register(Device)
+class DeviceAdmin(_DeviceModelAdmin):
+    list_display = ["device_id", "name", "online", "last_seen", "state_summary"]
+    list_filter = ["online"]
+    search_fields = ["device_id", "name"]
+    readonly_fields = ["online", "last_seen", "created"]
+    inlines = [DeviceCredentialInline]
+    actions = ["send_command"]
+
+    @admin.display(description="state")
+    def state_summary(self, device: Device) -> str:
+        text = json.dumps(device.state, sort_keys=True)
+        return text if len(text) <= 80 else text[:77] + "..."
+
+    @admin.action(description="Send a command to the selected devices")
+    def send_command(self, request: HttpRequest, queryset: QuerySet[Device]) -> HttpResponse | None:
+        form = CommandForm(request.POST if "apply" in request.POST else None)
+        if "apply" in request.POST and form.is_valid():
+            self._publish(request, queryset, form.cleaned_data)
+            return None  # back to the change list, with the message
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Send a command",
+            "form": form,
+            "devices": queryset,
+            "opts": self.model._meta,
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(request, "gateway/devices/send_command.html", context)
+
+    def _publish(self, request: HttpRequest, queryset: QuerySet[Device], data: Any) -> None:
+        sent = 0
+        for device_id in queryset.values_list("device_id", flat=True):
+            topic = f"devices/{device_id}/{data['topic_suffix']}"
+            try:
+                mqtt.publish(topic, data["payload"], qos=1)
+            except Exception as exc:  # a missing channel layer, a bad topic: tell the operator
+                self.message_user(request, f"{topic}: {exc}", messages.ERROR)
+                continue
+            sent += 1
+        self.message_user(request, f"Command sent to {sent} device(s).", messages.SUCCESS)

@@ -1,0 +1,150 @@
+"""MQTT consumers, sync and async, raw and JSON: one instance handles one inbound message.
+
+A consumer's scope lives for one message (docs/specs/mqtt.md), so ``groups`` are not joined:
+use ``self.channel_layer`` to talk to other consumers. Returning from `receive` means the
+message was handled; raising makes the adapter retry it, then dead-letter it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from gateway.consumers.base import AsyncConsumer, SyncConsumer
+from gateway.exceptions import StopConsumer
+from gateway.mqtt import InvalidPayload, make_publish_event
+from gateway.types import Message, MqttPublishEvent, Scope
+
+__all__ = ["AsyncJsonMqttConsumer", "AsyncMqttConsumer", "JsonMqttConsumer", "MqttConsumer"]
+
+
+def _decode_json(scope: Scope, payload: bytes) -> Any:
+    """The payload as JSON; InvalidPayload (never retried) when it is not UTF-8 JSON."""
+    try:
+        return json.loads(payload.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise InvalidPayload(
+            f"MQTT payload on topic {scope.get('topic')!r} is not UTF-8 JSON: {exc}"
+        ) from None
+
+
+def _publish_event(
+    topic: str, payload: object, qos: int, retain: bool, properties: Mapping[str, Any] | None
+) -> MqttPublishEvent:
+    return make_publish_event(topic, payload, qos, retain, properties=properties)
+
+
+class _MqttScopeAttributes:
+    """Read-only views of the scope keys every MQTT consumer uses."""
+
+    scope: Scope
+
+    @property
+    def topic(self) -> str:
+        """The topic the message was published to."""
+        return str(self.scope["topic"])
+
+    @property
+    def qos(self) -> int:
+        """The QoS the message arrived with."""
+        return int(self.scope["qos"])
+
+    @property
+    def retain(self) -> bool:
+        """Whether it is a retained message."""
+        return bool(self.scope["retain"])
+
+    @property
+    def device_id(self) -> str | None:
+        """The authenticated device that published it, when known."""
+        device_id: str | None = self.scope.get("device_id")
+        return device_id
+
+    @property
+    def client_id(self) -> str | None:
+        """The publisher's MQTT client id, when known."""
+        client_id: str | None = self.scope.get("client_id")
+        return client_id
+
+
+class AsyncMqttConsumer(_MqttScopeAttributes, AsyncConsumer):
+    """MQTT consumer with async hooks."""
+
+    one_event_scope = True
+
+    async def mqtt_message(self, message: Message) -> None:
+        """Pass the payload to `receive`, then end the scope: the message is handled."""
+        await self.receive(message["payload"])
+        raise StopConsumer
+
+    async def mqtt_disconnect(self, message: Message) -> None:
+        """The adapter is stopping."""
+        raise StopConsumer
+
+    async def receive(self, payload: bytes) -> None:
+        """Called once with the message's payload."""
+
+    async def publish(
+        self,
+        topic: str,
+        payload: object,
+        qos: int = 0,
+        retain: bool = False,
+        *,
+        properties: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Publish a message (bytes, str or a JSON-able value); MqttPublishError if invalid."""
+        await self.send(dict(_publish_event(topic, payload, qos, retain, properties)))
+
+
+class AsyncJsonMqttConsumer(AsyncMqttConsumer):
+    """Async MQTT consumer whose payloads are JSON."""
+
+    async def receive(self, payload: bytes) -> None:
+        """Decode the payload and pass it to `receive_json`; InvalidPayload if not JSON."""
+        await self.receive_json(_decode_json(self.scope, payload))
+
+    async def receive_json(self, data: Any) -> None:
+        """Called once with the decoded payload."""
+
+
+class MqttConsumer(_MqttScopeAttributes, SyncConsumer):
+    """MQTT consumer with plain hooks, run in a worker thread (the Django ORM works there)."""
+
+    one_event_scope = True
+
+    def mqtt_message(self, message: Message) -> None:
+        """Pass the payload to `receive`, then end the scope: the message is handled."""
+        self.receive(message["payload"])
+        raise StopConsumer
+
+    def mqtt_disconnect(self, message: Message) -> None:
+        """The adapter is stopping."""
+        raise StopConsumer
+
+    def receive(self, payload: bytes) -> None:
+        """Called once with the message's payload."""
+
+    def publish(
+        self,
+        topic: str,
+        payload: object,
+        qos: int = 0,
+        retain: bool = False,
+        *,
+        properties: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Publish a message (bytes, str or a JSON-able value); MqttPublishError if invalid."""
+        self.send(dict(_publish_event(topic, payload, qos, retain, properties)))
+
+
+class JsonMqttConsumer(MqttConsumer):
+    """Sync MQTT consumer whose payloads are JSON."""
+
+    def receive(self, payload: bytes) -> None:
+        """Decode the payload and pass it to `receive_json`; InvalidPayload if not JSON."""
+        self.receive_json(_decode_json(self.scope, payload))
+
+    def receive_json(self, data: Any) -> None:
+        """Called once with the decoded payload."""

@@ -1,0 +1,108 @@
+"""Connections to one Redis host from one event loop: the shared wire connection, scripts,
+and redis-py clients for what is off the hot path (streams, SCAN)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from gateway.layers.redis.config import HostSpec
+from gateway.layers.redis.wire import WireConnection, open_connection
+
+__all__ = ["UNAVAILABLE", "Script", "Shard", "make_client"]
+
+# What "Redis is not there right now" looks like; anything else is a real error.
+UNAVAILABLE: tuple[type[BaseException], ...] = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    ConnectionError,
+    OSError,
+)
+
+
+class Script:
+    """A Lua script run with EVALSHA, loaded again when Redis answers NOSCRIPT."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.sha = hashlib.sha1(source.encode()).hexdigest()
+
+    async def run(self, connection: WireConnection, keys: list[Any], args: list[Any]) -> Any:
+        try:
+            return await connection.execute("EVALSHA", self.sha, len(keys), *keys, *args)
+        except ResponseError as exc:
+            if not str(exc).startswith("NOSCRIPT"):
+                raise
+        # A Redis that restarted (or never saw it): load once, then run.
+        await connection.execute("SCRIPT", "LOAD", self.source)
+        return await connection.execute("EVALSHA", self.sha, len(keys), *keys, *args)
+
+
+def make_client(spec: HostSpec, **overrides: Any) -> Redis:
+    """A redis-py client for one host; retries are ours (bounded), so redis-py's are off."""
+    options: dict[str, Any] = {"retry": Retry(NoBackoff(), 0), "socket_connect_timeout": 2.0}
+    options.update(spec.kwargs)
+    options.update(overrides)
+    if spec.url is not None:
+        return Redis.from_url(spec.url, **options)
+    return Redis(**options)
+
+
+class Shard:
+    """One Redis host as seen from one event loop."""
+
+    def __init__(self, spec: HostSpec, command_timeout: float) -> None:
+        self.spec = spec
+        self.label = spec.label
+        self.command_timeout = command_timeout
+        self.wire: WireConnection | None = None
+        self._connecting: asyncio.Future[WireConnection] | None = None
+        self._client: Redis | None = None
+
+    async def connection(self) -> WireConnection:
+        """The shared connection, opened on first use and again after it broke."""
+        wire = self.wire
+        if wire is not None and not wire.closed:
+            return wire
+        if self._connecting is None:
+            self._connecting = asyncio.ensure_future(
+                open_connection(self.spec, self.command_timeout)
+            )
+        connecting = self._connecting
+        try:
+            self.wire = await asyncio.shield(connecting)
+        finally:
+            if self._connecting is connecting and connecting.done():
+                self._connecting = None
+        return self.wire
+
+    async def open_blocking(self, block_seconds: float) -> WireConnection:
+        """A connection of its own for a blocking pop, which would stall the shared one."""
+        return await open_connection(self.spec, block_seconds + 10)
+
+    @property
+    def client(self) -> Redis:
+        """A redis-py client, for streams and housekeeping."""
+        if self._client is None:
+            self._client = make_client(self.spec, socket_timeout=self.command_timeout)
+        return self._client
+
+    def blocking_client(self, block_seconds: float) -> Redis:
+        """A redis-py client of its own for blocking stream reads."""
+        return make_client(self.spec, socket_timeout=block_seconds + 10)
+
+    async def close(self) -> None:
+        if self.wire is not None:
+            self.wire.close()
+            self.wire = None
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None

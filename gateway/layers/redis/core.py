@@ -1,0 +1,353 @@
+"""`RedisChannelLayer`: the Channels layer API over one or more Redis hosts."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any, TypeVar
+
+import msgpack
+from redis.asyncio import Redis
+
+from gateway.exceptions import ChannelFull, ChannelLayerUnavailable, ImproperlyConfiguredGateway
+from gateway.layers.base import BaseChannelLayer
+from gateway.layers.redis.config import HashRing, compile_globs, glob_to_lua, parse_hosts
+from gateway.layers.redis.connections import UNAVAILABLE, Script, Shard
+from gateway.layers.redis.durable import Delivery, DurableReader
+from gateway.layers.redis.receiver import Receiver, encode_entry
+from gateway.layers.redis.scripts import DURABLE_SEND, GROUP_SEND, SEND
+from gateway.layers.redis.wire import WireConnection
+from gateway.layers.serialization import copy_message
+from gateway.types import Message
+
+__all__ = ["RedisChannelLayer"]
+
+logger = logging.getLogger("gateway.layers")
+
+T = TypeVar("T")
+
+_SEND, _DURABLE_SEND, _GROUP_SEND = Script(SEND), Script(DURABLE_SEND), Script(GROUP_SEND)
+_RETRYABLE: tuple[type[BaseException], ...] = (*UNAVAILABLE, TimeoutError)
+
+
+class _LoopState:
+    """What belongs to one event loop: connections cannot cross loops."""
+
+    def __init__(self, layer: RedisChannelLayer) -> None:
+        self.shards = [Shard(spec, layer.unavailable_after) for spec in layer.hosts]
+        self.receiver = Receiver(layer, self.shards)
+        self.durable = DurableReader(layer, self.shards)
+
+    async def close(self) -> None:
+        await self.receiver.close()
+        for shard in self.shards:
+            await shard.close()
+
+
+class RedisChannelLayer(BaseChannelLayer):
+    """A channel layer on Redis: many processes and hosts, one script call per send.
+
+    CONFIG is Channels' (`hosts`, `prefix`, `expiry`, `group_expiry`, `capacity`,
+    `channel_capacity`) plus `durable` (globs of channels kept in streams until acknowledged),
+    `unavailable_after` (seconds `send` waits for a missing Redis before raising
+    ChannelLayerUnavailable), `backoff_initial`/`backoff_max` (reconnect backoff of receivers),
+    `claim_after` (seconds before another worker takes over an unacknowledged durable message)
+    `block_seconds` (how long one blocking pop lasts) and `inbox_capacity` (entries a
+    process's inbox holds before group sends skip it: a process that stopped popping).
+    """
+
+    def __init__(
+        self,
+        hosts: Iterable[Any] | None = None,
+        prefix: str = "asgi",
+        expiry: float = 60,
+        group_expiry: float = 86400,
+        capacity: int = 100,
+        channel_capacity: Mapping[Any, int] | None = None,
+        durable: Iterable[str] = (),
+        unavailable_after: float = 5.0,
+        backoff_initial: float = 0.1,
+        backoff_max: float = 5.0,
+        claim_after: float = 30.0,
+        block_seconds: float = 5.0,
+        inbox_capacity: int = 10_000,
+        **ignored: Any,
+    ) -> None:
+        super().__init__(
+            expiry=expiry,
+            capacity=capacity,
+            channel_capacity=channel_capacity,
+            group_expiry=group_expiry,
+        )
+        if ignored:
+            # channels_redis options with no meaning here (symmetric_encryption_keys etc.).
+            logger.warning("The Redis channel layer ignores CONFIG %s", sorted(ignored))
+        if not isinstance(prefix, str) or not prefix:
+            raise ImproperlyConfiguredGateway(
+                f"channel layer CONFIG prefix must be a non-empty str, got {prefix!r}"
+            )
+        self.hosts = parse_hosts(hosts)
+        self.ring = HashRing([spec.label for spec in self.hosts])
+        self.prefix = prefix
+        self.unavailable_after = unavailable_after
+        self.backoff_initial = backoff_initial
+        self.backoff_max = backoff_max
+        self.claim_after = claim_after
+        self.block_seconds = block_seconds
+        self.inbox_capacity = inbox_capacity
+        self.durable_patterns = list(durable)
+        self._durable = compile_globs(self.durable_patterns)
+        self.expiry_seconds = max(1, int(expiry + 0.999))
+        self._list_prefix = f"{prefix}:c:"
+        self._stream_prefix = f"{prefix}:d:"
+        self._capacity_cache: dict[str, int] = {}
+        self._group_args = self._group_script_args(channel_capacity or {})
+        # This process's memberships, (group, channel) -> joined at (epoch ms): re-asserted
+        # on a Redis host that comes back, with or without its data.
+        self.memberships: dict[tuple[str, str], int] = {}
+        self._states: dict[asyncio.AbstractEventLoop, _LoopState] = {}
+
+    # Names and places.
+
+    def list_key(self, channel: str) -> str:
+        """The list holding a channel: specific channels share their process's inbox."""
+        bang = channel.find("!")
+        return self._list_prefix + (channel if bang < 0 else channel[: bang + 1])
+
+    def stream_key(self, channel: str) -> str:
+        """The stream holding a durable channel."""
+        return self._stream_prefix + channel
+
+    def group_key(self, group: str) -> str:
+        """The sorted set of a group's members (one per host, each with its own members)."""
+        return f"{self.prefix}:g:{group}"
+
+    def shard_index(self, channel: str) -> int:
+        """The host of a channel; a group keeps each member's entry on that member's host."""
+        return self.ring.shard_of(self.non_local_name(channel))
+
+    def is_durable(self, channel: str) -> bool:
+        """True when the channel matches a `durable` pattern."""
+        return any(pattern.match(channel) for pattern in self._durable)
+
+    def capacity_of(self, channel: str) -> int:
+        """get_capacity, cached."""
+        capacity = self._capacity_cache.get(channel)
+        if capacity is None:
+            if len(self._capacity_cache) > 4096:
+                self._capacity_cache.clear()
+            capacity = self._capacity_cache[channel] = self.get_capacity(channel)
+        return capacity
+
+    def _group_script_args(self, channel_capacity: Mapping[Any, int]) -> list[Any] | None:
+        """Capacity globs and durable globs as Lua patterns; None when a regex needs Python."""
+        pairs: list[Any] = []
+        for pattern, capacity in channel_capacity.items():
+            if not isinstance(pattern, str):
+                return None
+            pairs += [glob_to_lua(pattern), capacity]
+        durable = [glob_to_lua(pattern) for pattern in self.durable_patterns]
+        return [len(pairs) // 2, *pairs, len(durable), *durable]
+
+    # Per event loop state.
+
+    def _state(self) -> _LoopState:
+        loop = asyncio.get_running_loop()
+        state = self._states.get(loop)
+        if state is None:
+            for other in [other for other in self._states if other.is_closed()]:
+                del self._states[other]  # its sockets died with it
+            state = self._states[loop] = _LoopState(self)
+        return state
+
+    async def call(self, index: int, operation: Callable[[WireConnection], Awaitable[T]]) -> T:
+        """Run one operation on a host, retrying while it is unreachable, up to the bound."""
+        shard = self._state().shards[index]
+        try:
+            return await operation(await shard.connection())
+        except UNAVAILABLE as exc:
+            first_error: BaseException = exc
+        deadline = time.monotonic() + self.unavailable_after
+        delay = self.backoff_initial
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise ChannelLayerUnavailable(
+                    f"Redis {shard.label} unreachable for {self.unavailable_after:g}s:"
+                    f" {first_error}"
+                ) from first_error
+            await asyncio.sleep(min(delay, remaining))
+            delay = min(delay * 2, self.backoff_max)
+            try:
+                async with asyncio.timeout(max(deadline - time.monotonic(), 0.001)):
+                    return await operation(await shard.connection())
+            except _RETRYABLE:
+                continue
+
+    # The layer API.
+
+    async def send(self, channel: str, message: Message) -> None:
+        """Put a message on a channel; raise ChannelFull when the channel is at capacity."""
+        self.require_valid_channel_name(channel)
+        copied, _ = copy_message(message)
+        payload: bytes = msgpack.packb(copied)
+        capacity = self.capacity_of(channel)
+        index = self.shard_index(channel)
+        if self._durable and self.is_durable(channel):
+            keys = [self.stream_key(channel)]
+            args: list[Any] = [payload, capacity]
+            script = _DURABLE_SEND
+        else:
+            now_ms = int(time.time() * 1000)
+            entry = encode_entry(now_ms + int(self.expiry * 1000), channel, payload)
+            key = self.list_key(channel)
+            if "!" in channel:  # the process's inbox: its own bound, and the full channels
+                keys = [key, key + "#"]
+                capacity = self.inbox_capacity
+            else:
+                keys = [key]
+            args = [entry, capacity, self.expiry_seconds, now_ms, channel]
+            script = _SEND
+        sent = await self.call(index, lambda wire: script.run(wire, keys, args))
+        if not sent:
+            raise ChannelFull(f"channel {channel!r} holds its capacity of messages")
+
+    async def receive(self, channel: str) -> dict[str, Any]:
+        """Wait for the next message on a channel; a durable one is acknowledged at once."""
+        self.require_valid_channel_name(channel)
+        if self._durable and self.is_durable(channel):
+            delivery = await self.receive_delivery(channel)
+            await delivery.ack()
+            return delivery.message
+        return await self._state().receiver.receive(channel)
+
+    async def receive_delivery(self, channel: str) -> Delivery:
+        """Receive a message to acknowledge later with `await delivery.ack()`.
+
+        On a durable channel an unacknowledged message is delivered again (to any receiver)
+        once `claim_after` has passed; on others the message is handed over at once.
+        """
+        self.require_valid_channel_name(channel)
+        if self._durable and self.is_durable(channel):
+            return await self._state().durable.receive(channel)
+        return Delivery(channel, await self._state().receiver.receive(channel), acked=True)
+
+    async def group_add(self, group: str, channel: str) -> None:
+        """Add a channel to a group; adding it again renews its membership."""
+        self.require_valid_group_name(group)
+        self.require_valid_channel_name(channel)
+        now_ms = int(time.time() * 1000)
+        self.memberships[(group, channel)] = now_ms
+        key = self.group_key(group)
+        expiry = max(1, int(self.group_expiry + 0.999))
+
+        async def add(wire: WireConnection) -> None:
+            added, expires = wire.execute_many(
+                ("ZADD", key, now_ms, channel), ("EXPIRE", key, expiry)
+            )
+            await added
+            await expires
+
+        await self.call(self.shard_index(channel), add)
+
+    async def group_discard(self, group: str, channel: str) -> None:
+        """Remove a channel from a group, if it is in it."""
+        self.require_valid_group_name(group)
+        self.require_valid_channel_name(channel)
+        self.memberships.pop((group, channel), None)
+        key = self.group_key(group)
+        await self.call(self.shard_index(channel), lambda wire: wire.execute("ZREM", key, channel))
+
+    async def group_send(self, group: str, message: Message) -> None:
+        """Send a message to every member of a group: one script call per host."""
+        self.require_valid_group_name(group)
+        copied, _ = copy_message(message)
+        payload: bytes = msgpack.packb(copied)
+        now_ms = int(time.time() * 1000)
+        head = [
+            now_ms - int(self.group_expiry * 1000),
+            b"%014d" % (now_ms + int(self.expiry * 1000)),
+            payload,
+            self.capacity,
+            self.expiry_seconds,
+            self._list_prefix,
+            self._stream_prefix,
+        ]
+        key = self.group_key(group)
+        if self.ring.size == 1:
+            await self._group_send_on(0, key, head)
+        else:
+            sends = (self._group_send_on(index, key, head) for index in range(self.ring.size))
+            await asyncio.gather(*sends)
+
+    async def _group_send_on(self, index: int, key: str, head: list[Any]) -> int:
+        tail = self._group_args
+        if tail is None:
+            tail = await self._explicit_capacities(index, key, head[0])
+        args = [*head, *tail, self.inbox_capacity, int(time.time() * 1000)]
+        sent: int = await self.call(index, lambda wire: _GROUP_SEND.run(wire, [key], args))
+        return sent
+
+    async def _explicit_capacities(self, index: int, key: str, oldest: int) -> list[Any]:
+        """With regex capacities (no Lua equivalent), name each member's capacity exactly."""
+        members: list[bytes] = await self.call(
+            index, lambda wire: wire.execute("ZRANGEBYSCORE", key, oldest, "+inf")
+        )
+        pairs: list[Any] = []
+        for raw in members:
+            member = raw.decode()
+            capacity = self.capacity_of(member)
+            if capacity != self.capacity:
+                escaped = "".join(c if c.isalnum() else "%" + c for c in member)
+                pairs += [f"^{escaped}$", capacity]
+        durable = [glob_to_lua(pattern) for pattern in self.durable_patterns]
+        return [len(pairs) // 2, *pairs, len(durable), *durable]
+
+    async def reassert_memberships(self, index: int, wire: WireConnection) -> int:
+        """Write this process's live memberships on a host again (after it came back)."""
+        cutoff = int(time.time() * 1000) - int(self.group_expiry * 1000)
+        expiry = max(1, int(self.group_expiry + 0.999))
+        commands: list[tuple[Any, ...]] = []
+        for (group, channel), joined in list(self.memberships.items()):
+            if joined <= cutoff:
+                del self.memberships[(group, channel)]
+            elif self.shard_index(channel) == index:
+                key = self.group_key(group)
+                commands += [("ZADD", key, joined, channel), ("EXPIRE", key, expiry)]
+        if commands:
+            for reply in wire.execute_many(*commands):
+                await reply
+        return len(commands) // 2
+
+    async def flush(self) -> None:
+        """Delete every key under the prefix on every host, and this process's buffers."""
+        self.memberships.clear()
+        state = self._state()
+        state.receiver.clear()
+        for shard in state.shards:
+            await self._drop_keys(shard.client, f"{self.prefix}:*")
+
+    async def _drop_keys(self, client: Redis, pattern: str) -> None:
+        try:
+            batch: list[Any] = []
+            async for key in client.scan_iter(match=pattern, count=1000):
+                batch.append(key)
+                if len(batch) >= 1000:
+                    await client.unlink(*batch)
+                    batch = []
+            if batch:
+                await client.unlink(*batch)
+        except UNAVAILABLE as exc:
+            raise ChannelLayerUnavailable(f"cannot flush, Redis unreachable: {exc}") from exc
+
+    async def close(self) -> None:
+        """Stop this event loop's receive tasks and close its connections; usable afterwards."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        state = self._states.pop(loop, None)
+        if state is not None:
+            await state.close()

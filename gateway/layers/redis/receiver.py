@@ -1,0 +1,392 @@
+"""The receive side: one blocking pop per Redis host and event loop, fanned out to waiters.
+
+Every `receive()` of the loop registers a waiter; one task per host runs BLMPOP over the
+process's inboxes (one list per specific-name prefix, shared by all its channels), the normal
+channels someone here waits for, and wake-up lists. Each pop brings up to BATCH entries,
+which go straight to the waiting futures or to a local buffer per channel; a specific
+channel's buffer is bounded by its capacity, and a full one is named in the inbox's set of
+full channels, which the send scripts check.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections import deque
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
+
+import msgpack
+
+from gateway.layers.redis.connections import UNAVAILABLE, Shard
+from gateway.layers.redis.wire import WireConnection, pack
+from gateway.layers.serialization import copier
+
+if TYPE_CHECKING:
+    from gateway.layers.redis.core import RedisChannelLayer
+
+__all__ = ["Receiver", "decode_entry", "encode_entry"]
+
+logger = logging.getLogger("gateway.layers")
+
+BATCH = 1024
+DEPTH = 8
+_CONTAINERS = (dict, list)
+_Waiter = asyncio.Future[dict[str, Any]]
+_Buffer = deque[tuple[float, dict[str, Any]]]  # (expires at, epoch ms; message)
+
+
+def _consume(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+def encode_entry(expires_ms: int, channel: str, payload: bytes) -> bytes:
+    """``<expires at, 14 digits><channel>\\n<payload>``, the format the scripts write too."""
+    return b"%014d%s\n%s" % (expires_ms, channel.encode("ascii"), payload)
+
+
+def decode_entry(entry: bytes) -> tuple[int, str, bytes]:
+    """Split a list entry into (expires at ms, channel, msgpack payload)."""
+    newline = entry.index(b"\n", 14)
+    return int(entry[:14]), entry[14:newline].decode("ascii"), entry[newline + 1 :]
+
+
+class Receiver:
+    """Waiters, buffers and the per-host receive tasks of one event loop."""
+
+    def __init__(self, layer: RedisChannelLayer, shards: list[Shard]) -> None:
+        self.layer = layer
+        self.shards = shards
+        self.waiters: dict[str, deque[_Waiter]] = {}
+        self.buffers: dict[str, _Buffer] = {}
+        count = len(shards)
+        self.inboxes: list[set[str]] = [set() for _ in range(count)]
+        self.normal: list[set[str]] = [set() for _ in range(count)]
+        self.blocking: list[frozenset[str]] = [frozenset() for _ in range(count)]
+        self.woken = [False] * count
+        self.tasks: dict[int, asyncio.Task[None]] = {}
+        self.full: set[str] = set()  # specific channels whose buffer is at capacity
+        # One wake-up list per pop that can be queued: a pop takes every entry of the first
+        # non-empty list, so one entry in each list is what wakes each queued pop once.
+        base = f"{layer.prefix}:w:{layer.client_prefix}.{secrets.token_hex(4)}"
+        self.wake_keys = [f"{base}.{n}" for n in range(DEPTH)]
+        self._wake_set = {key.encode() for key in self.wake_keys}
+        self._turn = 0
+        self._pending: set[asyncio.Task[None]] = set()
+        self._next_sweep = time.monotonic() + layer.expiry
+
+    # The receive() side.
+
+    async def receive(self, channel: str) -> dict[str, Any]:
+        buffer = self.buffers.get(channel)
+        if buffer:
+            message = self._take(channel, buffer)
+            if message is not None:
+                return message
+        waiter: _Waiter = asyncio.get_running_loop().create_future()
+        waiting = self.waiters.get(channel)
+        if waiting is None:
+            self.waiters[channel] = deque((waiter,))
+        else:
+            waiting.append(waiter)
+        self._listen(channel)
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            self._abandon(channel, waiter)
+            raise
+
+    def _mark_full(self, channel: str, full: bool) -> None:
+        """Tell senders (through the inbox's set of full channels) to stop, or to go on."""
+        if full == (channel in self.full):
+            return
+        if full:
+            self.full.add(channel)
+        else:
+            self.full.discard(channel)
+        self._background(self._write_full(channel, full))
+
+    async def _write_full(self, channel: str, full: bool) -> None:
+        layer = self.layer
+        key = layer.list_key(channel) + "#"
+        try:
+            wire = await self.shards[layer.shard_index(channel)].connection()
+            if full:
+                for reply in wire.execute_many(
+                    ("SADD", key, channel), ("EXPIRE", key, layer.expiry_seconds)
+                ):
+                    await reply
+            else:
+                await wire.execute("SREM", key, channel)
+        except UNAVAILABLE:
+            pass  # a Redis that is gone forgot the set anyway
+
+    def _take(self, channel: str, buffer: _Buffer) -> dict[str, Any] | None:
+        now = time.time() * 1000
+        message = None
+        while buffer:
+            expires, candidate = buffer.popleft()
+            if expires >= now:
+                message = candidate
+                break
+        if not buffer:
+            del self.buffers[channel]
+        if channel in self.full and len(buffer) < self.layer.capacity_of(channel):
+            self._mark_full(channel, False)
+        return message
+
+    def _listen(self, channel: str) -> None:
+        """Make sure the receive task of the channel's host pops the channel's list."""
+        layer = self.layer
+        index = layer.shard_index(channel)
+        key = layer.list_key(channel)
+        if "!" in channel:
+            self.inboxes[index].add(key)
+        else:
+            self.normal[index].add(channel)
+        task = self.tasks.get(index)
+        if task is None or task.done():
+            self.tasks[index] = asyncio.create_task(self._run(index), name="redis-layer-receive")
+        elif key not in self.blocking[index]:
+            self._wake(index)
+
+    def _wake(self, index: int) -> None:
+        """Interrupt the blocking pop so that it starts again with the new set of lists."""
+        if self.woken[index]:
+            return
+        self.woken[index] = True
+        self._background(self._push_wake(index))
+
+    async def _push_wake(self, index: int) -> None:
+        try:
+            wire = await self.shards[index].connection()
+            commands: list[tuple[Any, ...]] = [("RPUSH", key, b"") for key in self.wake_keys]
+            commands += [("EXPIRE", key, 60) for key in self.wake_keys]
+            for reply in wire.execute_many(*commands):
+                await reply
+        except UNAVAILABLE:
+            pass  # the receive task is reconnecting and will pick the new set up anyway
+
+    def _abandon(self, channel: str, waiter: _Waiter) -> None:
+        """A receive was cancelled: keep a message already handed to it, forget the waiter."""
+        if waiter.done() and not waiter.cancelled():
+            self._put_back(channel, waiter.result())
+        else:
+            waiting = self.waiters.get(channel)
+            if waiting is not None:
+                with contextlib.suppress(ValueError):
+                    waiting.remove(waiter)
+                if not waiting:
+                    del self.waiters[channel]
+        if "!" not in channel and channel not in self.waiters and channel in self.buffers:
+            # Nobody here receives from this shared channel any more: give its surplus back,
+            # so that other processes' receivers get it.
+            self._background(self._return_to_redis(channel, self.buffers.pop(channel)))
+
+    def _put_back(self, channel: str, message: dict[str, Any]) -> None:
+        expires = time.time() * 1000 + self.layer.expiry * 1000
+        if not self._hand_to_waiter(channel, message):
+            self.buffers.setdefault(channel, deque()).appendleft((expires, message))
+
+    async def _return_to_redis(self, channel: str, buffer: _Buffer) -> None:
+        layer = self.layer
+        key = layer.list_key(channel)
+        entries = [
+            encode_entry(int(expires), channel, msgpack.packb(message))
+            for expires, message in reversed(buffer)
+        ]
+        try:
+            wire = await self.shards[layer.shard_index(channel)].connection()
+            pushed, expires = wire.execute_many(
+                ("LPUSH", key, *entries), ("EXPIRE", key, int(layer.expiry) + 1)
+            )
+            await pushed
+            await expires
+        except UNAVAILABLE:
+            logger.warning(
+                "Dropped %d buffered messages of %r: Redis is down", len(entries), channel
+            )
+
+    def _background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._pending.add(task)  # a reference, so that the task is not collected mid-way
+        task.add_done_callback(self._pending.discard)
+
+    # The receive task.
+
+    async def _run(self, index: int) -> None:
+        wire: WireConnection | None = None
+        # Up to DEPTH pops wait in Redis one behind the other, so that the next one is already
+        # there when a message arrives; they are topped up DEPTH/2 at a time: one write per
+        # few messages instead of one per message.
+        outstanding: deque[tuple[asyncio.Future[Any], frozenset[str]]] = deque()
+        try:
+            while True:
+                try:
+                    if wire is None or wire.closed:
+                        outstanding.clear()
+                        wire = await self._connect(index)
+                    self.woken[index] = False
+                    if len(outstanding) <= DEPTH // 2:
+                        self._pop_more(index, wire, outstanding)
+                    self.blocking[index] = frozenset.intersection(*(k for _, k in outstanding))
+                    reply = await outstanding[0][0]
+                    outstanding.popleft()
+                except UNAVAILABLE as exc:
+                    self.blocking[index] = frozenset()
+                    outstanding.clear()  # their replies went with the connection
+                    if wire is not None:
+                        wire.abort()
+                    wire = await self._recover(index, exc)
+                    continue
+                try:
+                    if reply is not None and reply[0] not in self._wake_set:
+                        self._dispatch(reply[1])
+                    if time.monotonic() >= self._next_sweep:
+                        self._sweep()
+                except Exception:
+                    # A malformed entry (another writer under our prefix?) must not stop the
+                    # loop every receiver of this process depends on.
+                    logger.exception("The Redis layer's receive loop skipped a bad batch")
+        finally:
+            self.blocking[index] = frozenset()
+            for future, _ in outstanding:
+                future.cancel()
+            if wire is not None:
+                wire.close()
+
+    def _pop_more(
+        self,
+        index: int,
+        wire: WireConnection,
+        outstanding: deque[tuple[asyncio.Future[Any], frozenset[str]]],
+    ) -> None:
+        keys = self._keys(index)
+        pop = ("BLMPOP", self.layer.block_seconds, len(keys), *keys, "LEFT", "COUNT", BATCH)
+        count = DEPTH - len(outstanding)
+        futures = wire.write(pack(pop) * count, count)
+        key_set = frozenset(keys)
+        outstanding.extend((future, key_set) for future in futures)
+
+    async def _connect(self, index: int) -> WireConnection:
+        return await self.shards[index].open_blocking(self.layer.block_seconds)
+
+    def _keys(self, index: int) -> list[str]:
+        layer = self.layer
+        normal = self.normal[index]
+        for channel in [channel for channel in normal if channel not in self.waiters]:
+            normal.discard(channel)
+        keys = [*self.inboxes[index], *(layer.list_key(channel) for channel in normal)]
+        if len(keys) > 1:
+            # BLMPOP serves the first non-empty list; rotate so that none starves the others.
+            self._turn = (self._turn + 1) % len(keys)
+            keys = keys[self._turn :] + keys[: self._turn]
+        return [*self.wake_keys, *keys]
+
+    async def _recover(self, index: int, exc: BaseException) -> WireConnection:
+        """Wait for the host with capped exponential backoff, then re-join this process's groups."""
+        layer = self.layer
+        shard = self.shards[index]
+        logger.warning("Redis %s unreachable (%s); receivers wait and reconnect", shard.label, exc)
+        delay = layer.backoff_initial
+        while True:
+            await asyncio.sleep(delay)
+            wire: WireConnection | None = None
+            try:
+                wire = await shard.open_blocking(layer.block_seconds)
+                restored = await layer.reassert_memberships(index, wire)
+                break
+            except UNAVAILABLE:
+                if wire is not None:
+                    wire.abort()
+                delay = min(delay * 2, layer.backoff_max)
+        logger.info("Redis %s is back; re-asserted %d group memberships", shard.label, restored)
+        return wire
+
+    def _dispatch(self, entries: list[bytes]) -> None:
+        """Hand popped entries to waiters, or to the channels' buffers."""
+        now = time.time() * 1000
+        unpack = msgpack.unpackb
+        for entry in entries:
+            expires, channel, payload = decode_entry(entry)
+            if expires < now:
+                continue
+            if channel[0] == " ":
+                # A group send to channels of this inbox: one entry, one decode.
+                self._deliver_many(channel.split(), unpack(payload), expires)
+            else:
+                self._deliver(channel, unpack(payload), expires)
+
+    def _deliver(self, channel: str, message: dict[str, Any], expires: float) -> None:
+        if self._hand_to_waiter(channel, message):
+            return
+        buffer = self.buffers.get(channel)
+        if buffer is None:
+            buffer = self.buffers[channel] = deque()
+        elif "!" in channel and len(buffer) >= self.layer.capacity_of(channel):
+            # Specific channels are buffered here, and their capacity bounds the buffer.
+            logger.warning("Channel %r is full; dropped a message", channel)
+            return
+        buffer.append((expires, message))
+        if "!" in channel and len(buffer) >= self.layer.capacity_of(channel):
+            self._mark_full(channel, True)
+
+    def _deliver_many(self, channels: list[str], message: dict[str, Any], expires: float) -> None:
+        nested = any(type(value) in _CONTAINERS for value in message.values())
+        copy = copier(message, nested)  # each receiver gets its own copy
+        waiters = self.waiters
+        for channel in channels:
+            waiting = waiters.get(channel)
+            if waiting is not None and len(waiting) == 1:
+                # The common case inlined: one receive() waits on this channel.
+                waiter = waiting[0]
+                if not waiter.done():
+                    del waiters[channel]
+                    waiter.set_result(copy())
+                    continue
+            self._deliver(channel, copy(), expires)
+
+    def _hand_to_waiter(self, channel: str, message: dict[str, Any]) -> bool:
+        waiting = self.waiters.get(channel)
+        if waiting is None:
+            return False
+        delivered = False
+        while waiting:
+            waiter = waiting.popleft()
+            if not waiter.done():
+                waiter.set_result(message)
+                delivered = True
+                break
+        if not waiting:
+            del self.waiters[channel]
+        return delivered
+
+    def _sweep(self) -> None:
+        """Drop expired buffered messages, once per expiry period."""
+        self._next_sweep = time.monotonic() + self.layer.expiry
+        now = time.time() * 1000
+        for channel, buffer in list(self.buffers.items()):
+            while buffer and buffer[0][0] < now:
+                buffer.popleft()
+            if not buffer:
+                del self.buffers[channel]
+        for channel in [name for name in self.full if name not in self.buffers]:
+            self._mark_full(channel, False)
+
+    # Housekeeping.
+
+    def clear(self) -> None:
+        """Drop buffered messages (flush); receivers already waiting keep waiting."""
+        self.buffers.clear()
+        self.full.clear()
+
+    async def close(self) -> None:
+        tasks = list(self.tasks.values())
+        self.tasks.clear()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,132 @@
+"""The Lua scripts: each send or group send is one EVALSHA, capacity check and expiry included.
+
+A channel is a Redis list; each entry is ``<expires at, ms, 14 digits><channel>\\n<msgpack>``,
+so one list (a process's inbox, keyed by the part of a specific name up to its '!') can carry
+messages for many channels and the receiver sorts them out. A group send writes one entry per
+inbox for all its members there: ``<expires at> <channel> <channel>...\\n<msgpack>``.
+"""
+
+from __future__ import annotations
+
+__all__ = ["DURABLE_SEND", "GROUP_SEND", "SEND"]
+
+# KEYS[1] the list, KEYS[2] (specific channels only) the inbox's set of full channels.
+# ARGV: entry, capacity of the list, expiry seconds, now in ms, channel.
+# A normal channel's list is its own, so its length is the channel's. A specific channel shares
+# its process's inbox: the receiving process buffers its messages and names the channels whose
+# buffer is full in KEYS[2]; the inbox list itself holds at most inbox_capacity entries (a
+# process that stopped popping). When a list looks full, expired entries at its head go first.
+SEND = """
+local key = KEYS[1]
+if #KEYS == 2 and redis.call('SISMEMBER', KEYS[2], ARGV[5]) == 1 then return 0 end
+local capacity = tonumber(ARGV[2])
+local length = redis.call('LLEN', key)
+if length >= capacity then
+  local now = tonumber(ARGV[4])
+  while length > 0 do
+    local head = redis.call('LINDEX', key, 0)
+    if tonumber(string.sub(head, 1, 14)) >= now then break end
+    redis.call('LPOP', key)
+    length = length - 1
+  end
+  if length >= capacity then return 0 end
+end
+redis.call('RPUSH', key, ARGV[1])
+redis.call('EXPIRE', key, ARGV[3])
+return 1
+"""
+
+# KEYS[1] the stream. ARGV: msgpack payload, capacity.
+DURABLE_SEND = """
+if redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+redis.call('XADD', KEYS[1], '*', 'm', ARGV[1])
+return 1
+"""
+
+# KEYS[1] the group's sorted set on this shard (member -> joined at, ms).
+# ARGV: oldest live membership (ms), expires-at prefix (14 digits), payload, default capacity,
+# expiry seconds, list key prefix, stream key prefix,
+# then n, n pairs of (Lua pattern, capacity), then m, m durable Lua patterns, then the inbox
+# capacity and now (ms).
+# Members sharing an inbox get ONE entry naming them all (" name name ..."): the receiving
+# process decodes the payload once and enforces each channel's capacity on its own buffer.
+# An inbox holding inbox_capacity entries belongs to a process that stopped popping: skipped.
+# Returns the number of members that got the message.
+GROUP_SEND = """
+local group = KEYS[1]
+redis.call('ZREMRANGEBYSCORE', group, '-inf', '(' .. ARGV[1])
+local members = redis.call('ZRANGE', group, 0, -1)
+if #members == 0 then return 0 end
+local stamp, payload, default_capacity = ARGV[2], ARGV[3], tonumber(ARGV[4])
+local expiry, list_prefix, stream_prefix = ARGV[5], ARGV[6], ARGV[7]
+local caps, durable = {}, {}
+local i = 9
+for n = 1, tonumber(ARGV[i - 1]) do caps[n] = {ARGV[i], tonumber(ARGV[i + 1])}; i = i + 2 end
+local count = tonumber(ARGV[i]); i = i + 1
+for n = 1, count do durable[n] = ARGV[i]; i = i + 1 end
+local inboxes, order = {}, {}
+local sent = 0
+for _, member in ipairs(members) do
+  local capacity = default_capacity
+  for _, cap in ipairs(caps) do
+    if string.find(member, cap[1]) then capacity = cap[2]; break end
+  end
+  local is_durable = false
+  for _, pattern in ipairs(durable) do
+    if string.find(member, pattern) then is_durable = true; break end
+  end
+  local bang = string.find(member, '!', 1, true)
+  if is_durable then
+    local stream = stream_prefix .. member
+    if redis.call('XLEN', stream) < capacity then
+      redis.call('XADD', stream, '*', 'm', payload)
+      sent = sent + 1
+    end
+  elseif bang then
+    local key = list_prefix .. string.sub(member, 1, bang)
+    local names = inboxes[key]
+    if names == nil then
+      names = {}
+      inboxes[key] = names
+      order[#order + 1] = key
+    end
+    names[#names + 1] = member
+  else
+    local key = list_prefix .. member
+    if redis.call('LLEN', key) < capacity then
+      redis.call('RPUSH', key, stamp .. member .. '\\n' .. payload)
+      redis.call('EXPIRE', key, expiry)
+      sent = sent + 1
+    end
+  end
+end
+local inbox_capacity, now = tonumber(ARGV[i]), tonumber(ARGV[i + 1])
+for _, key in ipairs(order) do
+  local names = inboxes[key]
+  if redis.call('SCARD', key .. '#') > 0 then
+    local room = {}
+    for first = 1, #names, 1000 do
+      local last = math.min(first + 999, #names)
+      local full = redis.call('SMISMEMBER', key .. '#', unpack(names, first, last))
+      for j = first, last do
+        if full[j - first + 1] == 0 then room[#room + 1] = names[j] end
+      end
+    end
+    names = room
+  end
+  local length = redis.call('LLEN', key)
+  while length >= inbox_capacity and length > 0 do
+    -- A full inbox is one nobody pops: drop its expired head before giving up on it.
+    local head = redis.call('LINDEX', key, 0)
+    if tonumber(string.sub(head, 1, 14)) >= now then break end
+    redis.call('LPOP', key)
+    length = length - 1
+  end
+  if length < inbox_capacity and #names > 0 then
+    redis.call('RPUSH', key, stamp .. ' ' .. table.concat(names, ' ') .. '\\n' .. payload)
+    redis.call('EXPIRE', key, expiry)
+    sent = sent + #names
+  end
+end
+return sent
+"""

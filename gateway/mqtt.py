@@ -1,0 +1,279 @@
+"""Publishing MQTT messages from anywhere, and the MQTT topic rules every part checks.
+
+`publish()` (sync) and `apublish()` (async) validate a message in the caller, then send it as
+an ``mqtt.publish`` message on the channel layer channel `PUBLISH_CHANNEL`; the process that
+holds the broker (or the broker connection) serves that channel and publishes. Importing this
+module imports no protocol library and reads no settings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Mapping
+from typing import Any, ClassVar, Final, cast
+
+from gateway.exceptions import GatewayError, ImproperlyConfiguredGateway
+from gateway.types import MqttProperties, MqttPublishEvent
+
+__all__ = [
+    "MAX_PAYLOAD",
+    "MAX_TOPIC_BYTES",
+    "PUBLISH_CHANNEL",
+    "InvalidPayload",
+    "MqttPublishError",
+    "apublish",
+    "encode_payload",
+    "make_publish_event",
+    "publish",
+    "split_shared_subscription",
+    "topic_matches",
+    "validate_publish_event",
+    "validate_topic_filter",
+    "validate_topic_name",
+]
+
+PUBLISH_CHANNEL: Final = "gateway.mqtt.publish"
+"""The channel layer channel the process holding the broker connection serves."""
+MAX_PAYLOAD: Final = 262144
+"""Default largest payload, in bytes (256 KiB); adapters take theirs from OPTIONS."""
+MAX_TOPIC_BYTES: Final = 65535
+"""MQTT's limit on a topic's UTF-8 length."""
+_PROTOCOL_MAX_PAYLOAD: Final = 268435455  # the largest remaining length MQTT can encode
+_PROPERTY_KEYS: Final = frozenset(MqttProperties.__annotations__)
+
+
+class MqttPublishError(GatewayError, ValueError):
+    """A message cannot be published: bad topic, QoS, payload or properties."""
+
+
+class InvalidPayload(GatewayError, ValueError):
+    """A payload the application cannot read (not UTF-8 JSON); dead-lettered, never retried."""
+
+    #: Retrying cannot help: the dispatcher dead-letters the message at once.
+    retryable: ClassVar[bool] = False
+
+
+# --- topic rules (MQTT 5, section 4.7) -------------------------------------------------------
+
+
+def _check_text(kind: str, value: object) -> str:
+    if not isinstance(value, str):
+        raise MqttPublishError(f"MQTT {kind} must be a str, got {type(value).__name__}")
+    if not value:
+        raise MqttPublishError(f"MQTT {kind} must not be empty")
+    if "\x00" in value:
+        raise MqttPublishError(f"MQTT {kind} {value!r} contains a NUL character")
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError as exc:
+        raise MqttPublishError(f"MQTT {kind} {value!r} is not valid UTF-8: {exc}") from None
+    if size > MAX_TOPIC_BYTES:
+        raise MqttPublishError(f"MQTT {kind} is {size} bytes in UTF-8, over {MAX_TOPIC_BYTES}")
+    return value
+
+
+def validate_topic_name(topic: object) -> str:
+    """Return `topic` if it is a topic name one may publish to, else raise MqttPublishError."""
+    name = _check_text("topic", topic)
+    if "+" in name or "#" in name:
+        raise MqttPublishError(
+            f"MQTT topic {name!r} contains a wildcard (+ or #); publish to a topic name, "
+            "not a filter"
+        )
+    return name
+
+
+def split_shared_subscription(topic_filter: str) -> tuple[str | None, str]:
+    """``"$share/g/a/#"`` -> ``("g", "a/#")``; a plain filter -> ``(None, filter)``."""
+    if not topic_filter.startswith("$share/"):
+        return None, topic_filter
+    _, group, *rest = topic_filter.split("/", 2)
+    if not rest:
+        raise MqttPublishError(f"shared subscription {topic_filter!r} has no topic filter")
+    return group, rest[0]
+
+
+def validate_topic_filter(topic_filter: object) -> str:
+    """Return `topic_filter` if it is a valid subscription filter, else raise MqttPublishError."""
+    text = _check_text("topic filter", topic_filter)
+    group, inner = split_shared_subscription(text)
+    if group is not None:
+        if not group or "+" in group or "#" in group:
+            raise MqttPublishError(
+                f"shared subscription {text!r}: the group name must be non-empty, no wildcards"
+            )
+        _check_text("topic filter", inner)
+    levels = inner.split("/")
+    for index, level in enumerate(levels):
+        if "#" in level and (level != "#" or index != len(levels) - 1):
+            raise MqttPublishError(
+                f"MQTT topic filter {text!r}: '#' must be a whole level and the last one"
+            )
+        if "+" in level and level != "+":
+            raise MqttPublishError(f"MQTT topic filter {text!r}: '+' must be a whole level")
+    return text
+
+
+def topic_matches(topic_filter: str, topic: str) -> bool:
+    """Whether a topic name matches a (non-shared) filter, by MQTT's rules."""
+    if topic.startswith("$") and topic_filter[:1] in ("+", "#"):
+        return False  # wildcards at the start never match $SYS-like topics
+    filter_levels = topic_filter.split("/")
+    topic_levels = topic.split("/")
+    for index, level in enumerate(filter_levels):
+        if level == "#":
+            return True  # "a/#" also matches "a" (the parent level)
+        if index >= len(topic_levels):
+            return False
+        if level != "+" and level != topic_levels[index]:
+            return False
+    return len(filter_levels) == len(topic_levels)
+
+
+# --- payloads and publish events -------------------------------------------------------------
+
+
+def encode_payload(payload: object) -> bytes:
+    """bytes as they are, str in UTF-8, anything else as compact JSON."""
+    if isinstance(payload, bytes):
+        return payload
+    if isinstance(payload, bytearray | memoryview):
+        return bytes(payload)
+    if isinstance(payload, str):
+        return payload.encode("utf-8")
+    try:
+        return json.dumps(payload, separators=(",", ":")).encode("utf-8")
+    except (TypeError, ValueError) as exc:
+        raise MqttPublishError(
+            f"MQTT payload is not bytes, str or JSON-serialisable: {exc}"
+        ) from None
+
+
+def _check_qos(qos: object) -> int:
+    if isinstance(qos, bool) or qos not in (0, 1, 2):
+        raise MqttPublishError(f"MQTT qos must be 0, 1 or 2, got {qos!r}")
+    assert isinstance(qos, int)
+    return qos
+
+
+def _check_properties(properties: object) -> MqttProperties:
+    if not isinstance(properties, Mapping):
+        raise MqttPublishError(f"MQTT properties must be a dict, got {type(properties).__name__}")
+    unknown = sorted(str(key) for key in properties if key not in _PROPERTY_KEYS)
+    if unknown:
+        known = ", ".join(sorted(_PROPERTY_KEYS))
+        raise MqttPublishError(f"unknown MQTT properties {unknown}; known: {known}")
+    return cast(MqttProperties, dict(properties))
+
+
+def make_publish_event(
+    topic: str,
+    payload: object,
+    qos: int = 0,
+    retain: bool = False,
+    *,
+    properties: Mapping[str, Any] | None = None,
+    max_payload: int = MAX_PAYLOAD,
+) -> MqttPublishEvent:
+    """Validate a message and return it as an ``mqtt.publish`` event; MqttPublishError if bad."""
+    data = encode_payload(payload)
+    if len(data) > max_payload:
+        raise MqttPublishError(
+            f"MQTT payload for {topic!r} is {len(data)} bytes, over the limit of {max_payload}"
+        )
+    if not isinstance(retain, bool):
+        raise MqttPublishError(f"MQTT retain must be True or False, got {retain!r}")
+    event: MqttPublishEvent = {
+        "type": "mqtt.publish",
+        "topic": validate_topic_name(topic),
+        "payload": data,
+        "qos": _check_qos(qos),  # type: ignore[typeddict-item]
+        "retain": retain,
+    }
+    if properties:
+        event["properties"] = _check_properties(properties)
+    return event
+
+
+def validate_publish_event(
+    event: Mapping[str, Any], max_payload: int = MAX_PAYLOAD
+) -> MqttPublishEvent:
+    """Check an ``mqtt.publish`` event an application sent; return it with defaults filled in."""
+    if event.get("type") != "mqtt.publish":
+        raise MqttPublishError(f"expected an 'mqtt.publish' event, got type {event.get('type')!r}")
+    if "topic" not in event or "payload" not in event:
+        raise MqttPublishError("an 'mqtt.publish' event needs 'topic' and 'payload'")
+    payload = event["payload"]
+    if not isinstance(payload, bytes | bytearray | memoryview):
+        raise MqttPublishError(
+            f"'mqtt.publish' payload must be bytes, got {type(payload).__name__}"
+        )
+    return make_publish_event(
+        event["topic"],
+        payload,
+        event.get("qos", 0),
+        event.get("retain", False),
+        properties=event.get("properties"),
+        max_payload=max_payload,
+    )
+
+
+# --- publishing through the channel layer ----------------------------------------------------
+
+
+async def apublish(
+    topic: str,
+    payload: object,
+    qos: int = 0,
+    retain: bool = False,
+    *,
+    properties: Mapping[str, Any] | None = None,
+    alias: str = "default",
+    max_payload: int = MAX_PAYLOAD,
+) -> None:
+    """Publish an MQTT message from async code, through the channel layer `alias`."""
+    event = make_publish_event(
+        topic, payload, qos, retain, properties=properties, max_payload=max_payload
+    )
+    from gateway.layers import get_channel_layer
+
+    layer = get_channel_layer(alias)
+    if layer is None:
+        raise ImproperlyConfiguredGateway(
+            f"gateway.mqtt.publish needs a channel layer, but CHANNEL_LAYERS has no {alias!r}"
+        )
+    await layer.send(PUBLISH_CHANNEL, dict(event))
+
+
+def publish(
+    topic: str,
+    payload: object,
+    qos: int = 0,
+    retain: bool = False,
+    *,
+    properties: Mapping[str, Any] | None = None,
+    alias: str = "default",
+    max_payload: int = MAX_PAYLOAD,
+) -> None:
+    """Publish an MQTT message from sync code (a view, an admin action, a command)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        raise RuntimeError(
+            "gateway.mqtt.publish() was called from a running event loop; "
+            "use 'await gateway.mqtt.apublish(...)' in async code"
+        )
+    from asgiref.sync import async_to_sync
+
+    async_to_sync(apublish)(
+        topic,
+        payload,
+        qos,
+        retain,
+        properties=properties,
+        alias=alias,
+        max_payload=max_payload,
+    )

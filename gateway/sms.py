@@ -1,0 +1,232 @@
+"""SMS helpers: send from anywhere, number normalisation, keywords, the message store.
+
+``send_sms`` / ``asend_sms`` send through the REST API of the configured SMS adapter (the
+first ``GATEWAY["ADAPTERS"]`` entry whose backend is the Twilio adapter, or the one named),
+from any process: a view, an admin action, a management command. Opted-out numbers are
+never sent to. The store keeps inbound and outbound messages and opt-outs; the default is
+the database (`django_app.models.sms.DatabaseSmsStore`), `"memory"` keeps them in the process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+from asgiref.sync import async_to_sync
+from django.utils.module_loading import import_string
+
+from gateway.exceptions import ImproperlyConfiguredGateway, SmsOptedOut, SmsSendError
+from gateway.types import SmsMedia
+from routers.sms import is_e164, normalize_number, number_country, split_channel
+
+if TYPE_CHECKING:
+    from protocol_adapters.twilio_rest import SentMessage
+
+__all__ = [
+    "DEFAULT_STORE",
+    "MemorySmsStore",
+    "SmsOptedOut",
+    "SmsRecord",
+    "SmsSendError",
+    "SmsStore",
+    "asend_sms",
+    "is_e164",
+    "keyword_action",
+    "load_store",
+    "normalize_number",
+    "now",
+    "number_country",
+    "opt_out_key",
+    "send_sms",
+    "split_channel",
+    "status_moves_forward",
+]
+
+DEFAULT_STORE = "django_app.models.sms.DatabaseSmsStore"
+TWILIO_BACKEND = "protocol_adapters.twilio_sms.TwilioSmsAdapter"
+
+Direction = Literal["inbound", "outbound"]
+KeywordAction = Literal["opt_out", "opt_in", "help"]
+
+OPT_OUT_WORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"})
+OPT_IN_WORDS = frozenset({"START", "YES", "UNSTOP"})
+HELP_WORDS = frozenset({"HELP", "INFO"})
+
+# Rank of each provider status: a status callback may only raise it. Terminal states share
+# a rank so that "delivered" never turns into "failed" after the fact, nor the reverse.
+_STATUS_RANK = {
+    "accepted": 0,
+    "scheduled": 0,
+    "queued": 1,
+    "sending": 2,
+    "sent": 3,
+    "delivered": 4,
+    "undelivered": 4,
+    "failed": 4,
+    "canceled": 4,
+    "read": 5,
+    "receiving": 1,
+    "received": 2,
+}
+
+
+def keyword_action(body: str) -> KeywordAction | None:
+    """What a carrier keyword asks for (``STOP`` -> opt_out), or None for an ordinary text."""
+    word = body.strip().upper()
+    if word in OPT_OUT_WORDS:
+        return "opt_out"
+    if word in OPT_IN_WORDS:
+        return "opt_in"
+    return "help" if word in HELP_WORDS else None
+
+
+def status_moves_forward(current: str, new: str) -> bool:
+    """True when ``new`` is later than ``current``; unknown statuses never move back."""
+    if new not in _STATUS_RANK:
+        return current not in _STATUS_RANK
+    return current not in _STATUS_RANK or _STATUS_RANK[new] > _STATUS_RANK[current]
+
+
+@dataclass(frozen=True)
+class SmsRecord:
+    """One message as the store keeps it."""
+
+    direction: Direction
+    sid: str
+    from_number: str
+    to_number: str
+    body: str
+    status: str
+    media: list[SmsMedia] = field(default_factory=list)
+    error: str = ""
+
+
+class SmsStore(Protocol):
+    """Where messages and opt-outs live; every method is async."""
+
+    async def record(self, record: SmsRecord) -> bool:
+        """Store a message; False when its sid is already stored (a replay)."""
+
+    async def mark_failed(self, sid: str, error: str) -> None:
+        """The application failed on this message."""
+
+    async def update_status(self, sid: str, status: str, error: str = "") -> bool:
+        """Move a message's status forward; False when unknown or not forward."""
+
+    async def set_opted_out(self, number: str, opted_out: bool) -> None:
+        """Record an opt-out (STOP) or opt-in (START) of a number."""
+
+    async def is_opted_out(self, number: str) -> bool:
+        """True when the number opted out."""
+
+
+class MemorySmsStore:
+    """Keeps messages (the newest ``max_messages``) and opt-outs in this process."""
+
+    def __init__(self, max_messages: int = 100_000) -> None:
+        self.max_messages = max_messages
+        self.messages: OrderedDict[str, SmsRecord] = OrderedDict()
+        self.opted_out: set[str] = set()
+
+    async def record(self, record: SmsRecord) -> bool:
+        if record.sid in self.messages:
+            return False
+        self.messages[record.sid] = record
+        while len(self.messages) > self.max_messages:
+            self.messages.popitem(last=False)
+        return True
+
+    async def mark_failed(self, sid: str, error: str) -> None:
+        if sid in self.messages:
+            self.messages[sid] = replace(self.messages[sid], status="failed", error=error)
+
+    async def update_status(self, sid: str, status: str, error: str = "") -> bool:
+        stored = self.messages.get(sid)
+        if stored is None or not status_moves_forward(stored.status, status):
+            return False
+        self.messages[sid] = replace(stored, status=status, error=error or stored.error)
+        return True
+
+    async def set_opted_out(self, number: str, opted_out: bool) -> None:
+        (self.opted_out.add if opted_out else self.opted_out.discard)(opt_out_key(number))
+
+    async def is_opted_out(self, number: str) -> bool:
+        return opt_out_key(number) in self.opted_out
+
+
+def opt_out_key(number: str) -> str:
+    """The form a number's opt-out is kept under: normalised, without ``whatsapp:``."""
+    return normalize_number(split_channel(number)[0])
+
+
+def load_store(setting: Any) -> SmsStore:
+    """The store a ``STORE`` option names: a dotted path to a class, or ``"memory"``."""
+    if setting is None:
+        setting = DEFAULT_STORE
+    if setting == "memory":
+        return MemorySmsStore()
+    if not isinstance(setting, str):
+        raise ImproperlyConfiguredGateway(f"STORE must be a dotted path or 'memory': {setting!r}")
+    store_class = import_string(setting)
+    store: SmsStore = store_class()
+    return store
+
+
+def now() -> datetime:
+    """The time stores stamp records with."""
+    return datetime.now(UTC)
+
+
+def _adapter_options(adapter: str | None) -> Mapping[str, Any]:
+    from gateway.conf import gateway_settings
+
+    for entry in gateway_settings.adapters:
+        if (adapter is None and entry.backend == TWILIO_BACKEND) or entry.name == adapter:
+            return entry.options
+    wanted = f"adapter {adapter!r}" if adapter else f"an adapter with BACKEND {TWILIO_BACKEND!r}"
+    raise ImproperlyConfiguredGateway(f'GATEWAY["ADAPTERS"] has no {wanted} to send SMS with.')
+
+
+async def asend_sms(
+    to: str,
+    body: str,
+    *,
+    media_urls: Sequence[str] = (),
+    from_: str | None = None,
+    adapter: str | None = None,
+    store: SmsStore | None = None,
+) -> SentMessage:
+    """Send an SMS through the configured provider; raises SmsOptedOut / SmsSendError."""
+    from protocol_adapters.twilio_rest import TwilioSender
+
+    options = _adapter_options(adapter)
+    sender = TwilioSender(options, store or load_store(options.get("STORE")))
+    try:
+        return await sender.send(to, body, media_urls=media_urls, from_=from_)
+    finally:
+        await sender.close()
+
+
+def send_sms(
+    to: str,
+    body: str,
+    *,
+    media_urls: Sequence[str] = (),
+    from_: str | None = None,
+    adapter: str | None = None,
+) -> SentMessage:
+    """`asend_sms` for synchronous code (views, admin actions, management commands)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        raise RuntimeError("send_sms() cannot be called from async code; await asend_sms().")
+    sent: SentMessage = async_to_sync(asend_sms)(
+        to, body, media_urls=media_urls, from_=from_, adapter=adapter
+    )
+    return sent

@@ -1,0 +1,78 @@
+"""`MqttCommunicator`: run an ASGI application on one MQTT message and see what it published."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from gateway.db import close_old_connections_enabled
+from gateway.mqtt import MAX_PAYLOAD
+from gateway.types import ASGIApp, MqttProperties, MqttPublishEvent, MqttScope
+
+__all__ = ["MqttCommunicator"]
+
+
+class MqttCommunicator:
+    """Delivers one message to an application with the scope the MQTT adapters build."""
+
+    def __init__(
+        self,
+        application: ASGIApp,
+        topic: str,
+        payload: bytes | str,
+        *,
+        qos: Literal[0, 1, 2] = 0,
+        retain: bool = False,
+        client_id: str | None = None,
+        device_id: str | None = None,
+        properties: Mapping[str, Any] | None = None,
+        subscription: str = "#",
+        broker: Literal["embedded", "external"] = "embedded",
+        adapter: str = "mqtt",
+        max_payload: int = MAX_PAYLOAD,
+    ) -> None:
+        # Imported here: gateway.testing must import no adapter module at import time.
+        from protocol_adapters.mqtt.common import InboundMessage, build_scope
+
+        self.application = application
+        self.payload = payload.encode("utf-8") if isinstance(payload, str) else payload
+        self.max_payload = max_payload
+        message = InboundMessage(
+            topic=topic,
+            payload=self.payload,
+            qos=qos,
+            retain=retain,
+            message_id=None if qos == 0 else 1,
+            client_id=client_id,
+            device_id=device_id,
+            subscription=subscription,
+            properties=MqttProperties(**(properties or {})),  # type: ignore[typeddict-item]
+        )
+        self.scope: MqttScope = build_scope(message, adapter=adapter, broker=broker)
+        self.published: list[MqttPublishEvent] = []
+
+    async def deliver(self, timeout: float = 1) -> list[MqttPublishEvent]:
+        """Run the application on the message; return what it published, or raise its error."""
+        from protocol_adapters.mqtt.common import run_mqtt_app
+
+        self.published = []
+        # A fresh context with connection closing off, as Django's test client does, so the
+        # test's database connection and transaction stay usable.
+        context = contextvars.Context()
+        context.run(close_old_connections_enabled.set, False)
+        coroutine = run_mqtt_app(
+            self.application, self.scope, self.payload, self._publish, max_payload=self.max_payload
+        )
+        task = context.run(asyncio.create_task, coroutine)
+        try:
+            await asyncio.wait_for(task, timeout)
+        except TimeoutError:
+            raise TimeoutError(
+                f"The application did not return within {timeout} seconds."
+            ) from None
+        return list(self.published)
+
+    async def _publish(self, event: MqttPublishEvent) -> None:
+        self.published.append(event)

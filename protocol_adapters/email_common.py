@@ -1,0 +1,359 @@
+"""The intake both email adapters share: store, dedup, run the app, report how it went.
+
+An adapter (SMTP, IMAP) hands `EmailIntake.deliver` the raw bytes and the envelope of one
+message for one recipient. The intake skips it when the `EmailStore` says that recipient
+already had it *handled*, runs the application through the adapter's `KeyedDispatcher`,
+records the outcome with the raw bytes as an `InboundEmail` (written behind, in batches) and
+answers with a `Delivery`: what the adapter should tell the sender (SMTP code) or do with
+the message (IMAP: flag it or not).
+``email.send`` events are sent through Django's email backend after the application returned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.message import Message as MimeMessage
+from typing import TYPE_CHECKING, Any, Final, Literal
+
+from gateway import email as mail
+from gateway.db import database_sync_to_async
+from gateway.exceptions import UnknownMessageType
+from gateway.types import (
+    ASGIApp,
+    EmailRejectEvent,
+    EmailScope,
+    EmailSendEvent,
+    Message,
+)
+from protocol_adapters.dispatch import KeyedDispatcher
+from protocol_adapters.email_store import EmailStore, StoredStatus
+from routers.email import find_email_router
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+__all__ = [
+    "BUSY",
+    "DEFAULT_APP_TIMEOUT",
+    "AppResult",
+    "Delivery",
+    "EmailIntake",
+    "EmailStore",
+    "Source",
+    "build_scope",
+    "raw_digest",
+    "read_headers",
+    "run_application",
+    "smtp_reply",
+]
+
+logger = logging.getLogger("gateway.email")
+
+Source = Literal["smtp", "imap"]
+Status = Literal["handled", "duplicate", "rejected", "failed", "busy"]
+DEFAULT_APP_TIMEOUT: Final = 120.0
+
+
+# --- scopes from raw bytes -------------------------------------------------------------------
+
+
+def read_headers(raw: bytes) -> MimeMessage:
+    """Parse only the header block of `raw` (cheap; the body is left alone)."""
+    return mail.parse_headers(raw)
+
+
+def raw_digest(raw: bytes) -> str:
+    """The SHA-256 of the raw bytes, hex: half of the dedup key."""
+    return hashlib.sha256(raw).hexdigest()
+
+
+def build_scope(
+    raw: bytes,
+    *,
+    source: Source,
+    adapter: str,
+    sender: str,
+    recipient: str,
+    attempt: int = 1,
+    headers: MimeMessage | None = None,
+    **envelope: Any,
+) -> EmailScope:
+    """The ``email`` scope for `raw` sent to `recipient`; `envelope` takes the optional keys.
+
+    `envelope` may hold ``recipients``, ``peer``, ``helo``, ``auth_user``, ``mailbox``,
+    ``uid``, ``uidvalidity`` and ``state`` (see `gateway.email.make_scope`).
+    """
+    parsed = headers if headers is not None else read_headers(raw)
+    return mail.make_scope(
+        source=source,
+        adapter=adapter,
+        sender=sender,
+        recipient=recipient,
+        message_id=mail.message_id(parsed),
+        attempt=attempt,
+        **envelope,
+    )
+
+
+# --- running the application -----------------------------------------------------------------
+
+
+@dataclass
+class AppResult:
+    """What the application sent while it handled one message."""
+
+    rejection: EmailRejectEvent | None = None
+    outbox: list[EmailSendEvent] = field(default_factory=list)
+
+
+async def run_application(
+    app: ASGIApp, scope: EmailScope, raw: bytes, timeout: float = DEFAULT_APP_TIMEOUT
+) -> AppResult:
+    """Run `app` on one ``email`` scope until it returns; raise what it raised, or TimeoutError."""
+    result = AppResult()
+    first: list[Message] = [{"type": "email.message", "raw": raw}]
+    gone = asyncio.Event()
+
+    async def receive() -> Message:
+        if first:
+            return first.pop()
+        await gone.wait()
+        return {"type": "email.disconnect"}
+
+    async def send(message: Message) -> None:
+        kind = message.get("type")
+        if kind == "email.reject":
+            if result.rejection is None:
+                code = message.get("code", mail.DEFAULT_REJECT_CODE)
+                reason = message.get("reason", mail.DEFAULT_REJECT_REASON)
+                result.rejection = mail.make_reject_event(code, reason)
+        elif kind == "email.send":
+            result.outbox.append(mail.validate_send_event(message))
+        else:
+            raise UnknownMessageType(f"An email application cannot send {kind!r} events.")
+
+    try:
+        async with asyncio.timeout(timeout):
+            await app(dict(scope), receive, send)
+    finally:
+        gone.set()
+    return result
+
+
+async def _send_outbox(outbox: Sequence[EmailSendEvent]) -> None:
+    send = database_sync_to_async(mail.send_mail_event)
+    for event in outbox:
+        try:
+            await send(event)
+        except Exception:
+            logger.exception("Could not send email to %s.", event["to"])
+
+
+# --- the intake --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """How one message for one recipient ended, with the SMTP answer that says so."""
+
+    status: Status
+    code: int
+    reason: str
+    attempts: int = 1
+    error: BaseException | None = None
+
+    @property
+    def final(self) -> bool:
+        """True when the message is done with (handled, duplicate or rejected): IMAP flags it."""
+        return self.status in ("handled", "duplicate", "rejected")
+
+
+BUSY: Final = Delivery("busy", 451, "4.3.2 Too busy, try again later", 0)
+
+
+def _failed(attempts: int, error: BaseException | None) -> Delivery:
+    return Delivery("failed", 451, "4.3.0 Temporary failure, try again later", attempts, error)
+
+
+class EmailIntake:
+    """Store, dedup and run one message for one recipient at a time, through a dispatcher."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        adapter: str,
+        source: Source,
+        dispatcher: KeyedDispatcher,
+        store: EmailStore | None = None,
+        app_timeout: float = DEFAULT_APP_TIMEOUT,
+        state: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.app = app
+        self.adapter = adapter
+        self.source: Source = source
+        self.dispatcher = dispatcher
+        self.store = store if store is not None else EmailStore()
+        self.app_timeout = app_timeout
+        self.state = state
+        self.router = find_email_router(app)
+        if self.router is None:
+            logger.warning(
+                "%s: no EmailToRouter found in the application; every recipient is refused.",
+                adapter,
+            )
+
+    async def aclose(self, timeout: float) -> None:
+        """Stop accepting, let in-flight deliveries finish within `timeout`, write the log."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        await self.dispatcher.aclose(timeout)
+        await self.store.aclose(max(1.0, deadline - loop.time()))
+
+    @property
+    def busy(self) -> bool:
+        """True when the dispatcher has no free slot: a new message would have to wait."""
+        return self.dispatcher.in_flight >= self.dispatcher.max_in_flight
+
+    def accepts(self, recipient: str) -> bool:
+        """Whether the application's `EmailToRouter` takes mail for `recipient`."""
+        return self.router is not None and self.router.accepts(recipient)
+
+    async def deliver(
+        self,
+        raw: bytes,
+        *,
+        sender: str,
+        recipient: str,
+        key: str | None = None,
+        wait: bool = True,
+        **envelope: Any,
+    ) -> Delivery:
+        """Handle `raw` for `recipient` once; never raises for an application failure.
+
+        `key` orders deliveries (IMAP passes the mailbox); by default it is the message's
+        digest and recipient, so only copies of the same delivery run one after another.
+        With ``wait=False`` a full dispatcher answers "busy" (451) at once instead of waiting.
+        """
+        headers = read_headers(raw)
+        digest = raw_digest(raw)
+        if self.state is not None:
+            envelope.setdefault("state", self.state)
+        scope = build_scope(
+            raw,
+            source=self.source,
+            adapter=self.adapter,
+            sender=sender,
+            recipient=recipient,
+            headers=headers,
+            **envelope,
+        )
+        runner = _Run(self, raw, digest, scope, mail.subject(headers))
+        outcome = await self._dispatch(key or f"{recipient}:{digest}", runner, scope, raw, wait)
+        if outcome is None:
+            return BUSY
+        if not outcome.handled:
+            return _failed(outcome.attempts, outcome.error)
+        return runner.delivery(outcome.attempts)
+
+    async def deliver_all(
+        self, raw: bytes, *, sender: str, recipients: Sequence[str], **envelope: Any
+    ) -> list[Delivery]:
+        """`deliver` to every recipient concurrently; one Delivery per recipient, in order."""
+        envelope.setdefault("recipients", list(recipients))
+        return list(
+            await asyncio.gather(
+                *(self.deliver(raw, sender=sender, recipient=r, **envelope) for r in recipients)
+            )
+        )
+
+    async def _dispatch(
+        self, key: str, runner: _Run, scope: EmailScope, raw: bytes, wait: bool
+    ) -> Any:
+        if wait:
+            return await self.dispatcher.run(key, runner, scope=dict(scope), payload=raw)
+        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+        def finished(outcome: Any) -> None:
+            if not done.done():  # the waiter may be gone (an SMTP client hung up)
+                done.set_result(outcome)
+
+        accepted = self.dispatcher.try_submit(
+            key, runner, scope=dict(scope), payload=raw, on_done=finished
+        )
+        return await done if accepted else None
+
+
+class _Run:
+    """One delivery's handler for the dispatcher; it may be called again on retry."""
+
+    def __init__(
+        self, intake: EmailIntake, raw: bytes, digest: str, scope: EmailScope, subject: str
+    ) -> None:
+        self.intake = intake
+        self.raw = raw
+        self.digest = digest
+        self.scope = scope
+        self.subject = subject
+        self.received_at = datetime.now(UTC)
+        self.duplicate = False
+        self.result: AppResult | None = None
+
+    async def __call__(self) -> None:
+        store = self.intake.store
+        known = await store.lookup(self.scope, self.digest)
+        if known is not None and known.status == "handled":
+            self.duplicate = True
+            logger.info("%s: already handled for %s.", self._name(), self.scope["recipient"])
+            return
+        attempt = (known.attempts if known is not None else 0) + 1
+        scope: EmailScope = {**self.scope, "attempt": attempt}
+        try:
+            result = await run_application(
+                self.intake.app, scope, self.raw, self.intake.app_timeout
+            )
+        except Exception as exc:
+            self._record("failed", attempt, repr(exc)[:10000])
+            raise
+        self._record("rejected" if result.rejection else "handled", attempt)
+        self.result = result
+        if result.rejection is not None:
+            self.intake.dispatcher.metrics.inc(self.intake.dispatcher.protocol, "rejected")
+        await _send_outbox(result.outbox)
+
+    def _record(self, status: StoredStatus, attempt: int, error: str = "") -> None:
+        self.intake.store.record(
+            self.scope, self.digest, self.raw, self.subject, status, attempt, error,
+            received_at=self.received_at,
+        )  # fmt: skip
+
+    def _name(self) -> str:
+        return f"message {self.scope['message_id'] or self.digest[:12]!r}"
+
+    def delivery(self, attempts: int) -> Delivery:
+        if self.duplicate:
+            return Delivery("duplicate", 250, "2.0.0 OK (already handled)", attempts)
+        rejection = self.result.rejection if self.result is not None else None
+        if rejection is not None:
+            code = rejection.get("code", mail.DEFAULT_REJECT_CODE)
+            reason = rejection.get("reason", mail.DEFAULT_REJECT_REASON)
+            return Delivery("rejected", code, reason, attempts)
+        return Delivery("handled", 250, "2.0.0 OK", attempts)
+
+
+def smtp_reply(deliveries: Sequence[Delivery]) -> str:
+    """One SMTP reply for a transaction: a temporary failure wins, then a rejection, then 250."""
+    for delivery in deliveries:
+        if delivery.status in ("failed", "busy"):
+            return f"{delivery.code} {delivery.reason}"
+    rejected = [d for d in deliveries if d.status == "rejected"]
+    # A temporary rejection keeps the message in the sender's queue; prefer it.
+    if rejected:
+        first = min(rejected, key=lambda d: d.code // 100 != 4)
+        return f"{first.code} {first.reason}"
+    return "250 2.0.0 OK"

@@ -1,0 +1,234 @@
+"""IMAP intake: watch mailboxes with IDLE (or polling) and hand each new message to the app.
+
+One watcher task per configured mailbox keeps one connection. It searches the unseen
+messages above its checkpoint, fetches each with ``BODY.PEEK[]`` (so fetching marks nothing
+seen), runs the application through the shared email intake, and only after the application
+returned flags the message ``\\Seen`` or moves it. A message the application keeps failing on
+stays unseen and is dead-lettered; mail no route accepts stays unseen and is logged once. Then
+it waits in IDLE (re-issued before the 29-minute server limit), or polls when the server has
+no IDLE. Any connection failure closes the session and reconnects with capped backoff.
+
+aioimaplib (GPL-3.0) is imported here and in ``imap_session`` only: the optional ``imap`` extra.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Mapping
+from contextlib import suppress
+from typing import Any, ClassVar, Literal
+
+from gateway.db import database_sync_to_async
+from protocol_adapters.base import AdapterContext, AdapterHealth, Listener, ProtocolAdapter
+from protocol_adapters.imap_intake import ImapIntake, Verdict
+from protocol_adapters.imap_options import account_problems, parse_accounts
+from protocol_adapters.imap_session import ImapAccount, ImapSession, ImapSessionError
+
+__all__ = ["ImapAdapter"]
+
+logger = logging.getLogger("gateway.imap")
+
+_SECONDS = (
+    "RECONNECT_BACKOFF",
+    "RECONNECT_MAX_BACKOFF",
+    "RETRY_BACKOFF",
+    "RETRY_MAX_BACKOFF",
+    "APP_TIMEOUT",
+)
+WatcherState = Literal["connecting", "idle", "polling", "handling", "backoff", "stopped"]
+
+
+class ImapAdapter(ProtocolAdapter):
+    """Reads one or more IMAP mailboxes and runs the `email` application on each new message."""
+
+    protocol: ClassVar[str] = "email"
+    source: ClassVar[str] = "imap"
+
+    def __init__(self, context: AdapterContext) -> None:
+        super().__init__(context)
+        self._stopping = asyncio.Event()
+        self._watchers: list[_Watcher] = []
+        self._intake: ImapIntake | None = None
+
+    @classmethod
+    def check_options(cls, options: Mapping[str, Any]) -> list[str]:
+        """Every problem with OPTIONS["ACCOUNTS"] and the retry options."""
+        accounts = options.get("ACCOUNTS")
+        if not isinstance(accounts, list | tuple) or not accounts:
+            return ["OPTIONS['ACCOUNTS'] must be a non-empty list of mailboxes"]
+        problems = []
+        for index, entry in enumerate(accounts):
+            problems += account_problems(f"OPTIONS['ACCOUNTS'][{index}]", entry)
+        if not problems:
+            keys = [account.key for account in parse_accounts(options)]
+            problems += [
+                f"OPTIONS['ACCOUNTS'] lists {key} twice"
+                for key in sorted(set(keys))
+                if keys.count(key) > 1
+            ]
+        for key in _SECONDS:
+            value = options.get(key, 1.0)
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                problems.append(f"OPTIONS[{key!r}] must be a number of seconds >= 0")
+        for key in ("RETRY_ATTEMPTS", "MAX_IN_FLIGHT"):
+            value = options.get(key, 1)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                problems.append(f"OPTIONS[{key!r}] must be a whole number >= 1")
+        return problems
+
+    async def start(self) -> list[Listener]:
+        """Start one watcher per mailbox; they connect in the background and keep trying."""
+        options = self.context.options
+        intake = self._intake = ImapIntake(self.context)
+        self._watchers = [
+            _Watcher(account, intake, self._stopping, options)
+            for account in parse_accounts(options)
+        ]
+        for watcher in self._watchers:
+            watcher.task = asyncio.create_task(watcher.run(), name=f"imap:{watcher.account.key}")
+        return [Listener("imap", watcher.account.url) for watcher in self._watchers]
+
+    async def stop(self, timeout: float) -> None:
+        """Let each watcher finish the message in hand, log out, then close the intake."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        self._stopping.set()
+        tasks = [w.task for w in self._watchers if w.task is not None]
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=timeout)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        if self._intake is not None:
+            await self._intake.aclose(max(0.0, deadline - loop.time()))
+
+    def health(self) -> AdapterHealth:
+        """ok when every mailbox is connected; degraded when some are not; down when none is."""
+        watchers = self._watchers
+        if not watchers or all(w.first_attempt for w in watchers):
+            return AdapterHealth("starting")
+        detail = "; ".join(f"{w.account.url}: {w.state}" for w in watchers)
+        connected = sum(w.connected for w in watchers)
+        if connected == len(watchers):
+            return AdapterHealth("ok", detail)
+        return AdapterHealth("degraded" if connected else "down", detail)
+
+
+class _Watcher:
+    """One mailbox: connect, catch up, wait for news, repeat; reconnect after any failure."""
+
+    def __init__(
+        self,
+        account: ImapAccount,
+        intake: ImapIntake,
+        stopping: asyncio.Event,
+        options: Mapping[str, Any],
+    ) -> None:
+        self.account = account
+        self.intake = intake
+        self.stopping = stopping
+        self.backoff = float(options.get("RECONNECT_BACKOFF", 1.0))
+        self.max_backoff = float(options.get("RECONNECT_MAX_BACKOFF", 60.0))
+        self.state: WatcherState = "connecting"
+        self.connected = False
+        self.first_attempt = True  # until the first connection succeeded or failed
+        self.task: asyncio.Task[None] | None = None
+        self._last_uidvalidity: int | None = None
+
+    async def run(self) -> None:
+        failures = 0
+        while not self.stopping.is_set():
+            session = ImapSession(self.account)
+            try:
+                self.state = "connecting"
+                await session.open()
+                failures = 0
+                self.connected, self.first_attempt = True, False
+                logger.info("imap %s: connected", self.account.url)
+                await self._serve(session)
+            except ImapSessionError as exc:
+                failures += 1
+                logger.warning("imap %s: %s (reconnecting)", self.account.url, exc)
+            except Exception:
+                failures += 1
+                logger.exception("imap %s: unexpected error (reconnecting)", self.account.url)
+            finally:
+                self.connected = self.first_attempt = False
+                await session.close()
+            if failures and not self.stopping.is_set():
+                self.state = "backoff"
+                await self._sleep(self._delay(failures))
+        self.state = "stopped"
+
+    def _delay(self, failures: int) -> float:
+        base = min(self.max_backoff, self.backoff * 2.0 ** min(failures - 1, 32))
+        return base * random.uniform(0.8, 1.2)  # spread reconnects after a server restart
+
+    async def _sleep(self, seconds: float) -> None:
+        with suppress(TimeoutError):
+            await asyncio.wait_for(self.stopping.wait(), seconds)
+
+    async def _serve(self, session: ImapSession) -> None:
+        last = await self._resume(session.uidvalidity)
+        use_idle = self.account.use_idle and session.has_capability("IDLE")
+        while not self.stopping.is_set():
+            for uid in await session.unseen_after(last):
+                if self.stopping.is_set():
+                    return
+                await self._handle(session, uid)
+                last = uid
+            if use_idle:
+                self.state = "idle"
+                await session.idle(self.account.idle_timeout, self.stopping)
+            else:
+                self.state = "polling"
+                await self._sleep(self.account.poll_interval)
+
+    async def _resume(self, uidvalidity: int) -> int:
+        """The UID to resume after; a changed UIDVALIDITY means every UID is new: rescan."""
+        if self._last_uidvalidity not in (None, uidvalidity):
+            logger.warning(
+                "imap %s: UIDVALIDITY changed %s -> %s, rescanning unseen mail",
+                self.account.url,
+                self._last_uidvalidity,
+                uidvalidity,
+            )
+        self._last_uidvalidity = uidvalidity
+        account = self.account
+        return await database_sync_to_async(_resume_after)(
+            account.account, account.mailbox, uidvalidity
+        )
+
+    async def _handle(self, session: ImapSession, uid: int) -> None:
+        self.state = "handling"
+        raw = await session.fetch(uid)
+        verdict: Verdict = "gone"
+        if raw is not None:
+            verdict = await self.intake.deliver(self.account, session.uidvalidity, uid, raw)
+        if verdict == "done":
+            await self._acknowledge(session, uid)
+        # Dead-lettered and unrouted mail stays unseen; the checkpoint keeps it from looping.
+        await database_sync_to_async(_advance)(
+            self.account.account, self.account.mailbox, session.uidvalidity, uid
+        )
+
+    async def _acknowledge(self, session: ImapSession, uid: int) -> None:
+        folder = self.account.move_to
+        if folder is None:
+            await session.mark_seen(uid)
+        else:
+            await session.move(uid, folder)
+
+
+def _resume_after(account: str, mailbox: str, uidvalidity: int) -> int:
+    from django_app.models.imap import ImapCheckpoint
+
+    return ImapCheckpoint.resume_after(account, mailbox, uidvalidity)
+
+
+def _advance(account: str, mailbox: str, uidvalidity: int, uid: int) -> None:
+    from django_app.models.imap import ImapCheckpoint
+
+    ImapCheckpoint.advance(account, mailbox, uidvalidity, uid)

@@ -1,0 +1,33 @@
+"""MQTT adapters: the embedded amqtt broker and the client of an external broker.
+
+The adapters load on first use, so importing this package imports neither amqtt nor gmqtt.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__all__ = ["EmbeddedBroker", "ExternalBroker"]
+
+_EXPORTS: dict[str, str] = {
+    "EmbeddedBroker": "protocol_adapters.mqtt.embedded",
+    "ExternalBroker": "protocol_adapters.mqtt.external",
+}
+
+if TYPE_CHECKING:
+    from protocol_adapters.mqtt.embedded import EmbeddedBroker
+    from protocol_adapters.mqtt.external import ExternalBroker
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'protocol_adapters.mqtt' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,381 @@
+"""What both MQTT adapters share: the inbound message, the intake, subscriptions, publishing.
+
+An adapter (embedded broker or external-broker client) only translates its library's packets:
+
+* it parses its ``OPTIONS`` with `MqttOptions.from_options` (after `check_common_options`),
+* subscribes to `subscriptions_for(app, options)`,
+* turns every inbound PUBLISH into an `InboundMessage` and awaits
+  ``MqttIntake.submit(message, on_done)`` (which waits while ``MAX_IN_FLIGHT`` messages are
+  unfinished: that is the backpressure), acknowledging the message in ``on_done``,
+* runs `serve_publish_channel` so ``gateway.mqtt.publish`` reaches its connection,
+* and on stop awaits ``MqttIntake.aclose(timeout)``.
+
+The shared options (`MqttOptions`, `check_common_options`) live in
+`protocol_adapters.mqtt.options` and are re-exported here. Nothing here imports amqtt or gmqtt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final, Literal
+
+from gateway.mqtt import (
+    MAX_PAYLOAD,
+    PUBLISH_CHANNEL,
+    MqttPublishError,
+    split_shared_subscription,
+    topic_matches,
+    validate_publish_event,
+)
+from gateway.types import MqttProperties, MqttPublishEvent, MqttScope
+from protocol_adapters.dispatch import KeyedDispatcher, OnDone, Outcome
+from protocol_adapters.mqtt.options import (
+    COMMON_OPTION_KEYS,
+    DEFAULT_OPTIONS,
+    MqttOptions,
+    check_common_options,
+)
+
+if TYPE_CHECKING:
+    from gateway.types import ASGIApp, Message
+    from protocol_adapters.base import AdapterContext
+
+__all__ = [
+    "COMMON_OPTION_KEYS",
+    "DEFAULT_OPTIONS",
+    "BrokerKind",
+    "InboundMessage",
+    "MqttIntake",
+    "MqttOptions",
+    "PublishFunc",
+    "build_scope",
+    "check_common_options",
+    "match_subscription",
+    "run_mqtt_app",
+    "serve_publish_channel",
+    "subscriptions_for",
+]
+
+logger = logging.getLogger("gateway.mqtt")
+
+BrokerKind = Literal["embedded", "external"]
+PublishFunc = Callable[[MqttPublishEvent], Awaitable[None]]
+"""An adapter's publish: put one validated ``mqtt.publish`` event on the wire."""
+
+PROTOCOL: Final = "mqtt"
+SPEC_VERSION: Final = "1.0"
+
+
+# --- messages and scopes ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InboundMessage:
+    """One inbound PUBLISH, as an adapter hands it to the intake."""
+
+    topic: str
+    payload: bytes
+    qos: Literal[0, 1, 2] = 0
+    retain: bool = False
+    dup: bool = False
+    message_id: int | None = None
+    client_id: str | None = None
+    device_id: str | None = None
+    subscription: str = "#"
+    """The filter it came in on, without ``$share/<group>/`` (see `match_subscription`)."""
+    properties: MqttProperties = field(default_factory=lambda: MqttProperties())
+
+
+def build_scope(
+    message: InboundMessage,
+    *,
+    adapter: str,
+    broker: BrokerKind,
+    state: Mapping[str, Any] | None = None,
+    dup: bool | None = None,
+) -> MqttScope:
+    """The ``mqtt`` scope of docs/specs/mqtt.md for one message; ``dup`` overrides its flag."""
+    scope: MqttScope = {
+        "type": "mqtt",
+        "asgi": {"version": "3.0", "spec_version": SPEC_VERSION},
+        "topic": message.topic,
+        "qos": message.qos,
+        "retain": message.retain,
+        "dup": message.dup if dup is None else dup,
+        "message_id": message.message_id,
+        "client_id": message.client_id,
+        "device_id": message.device_id,
+        "broker": broker,
+        "adapter": adapter,
+        "subscription": message.subscription,
+        "properties": MqttProperties(**message.properties),
+    }
+    if state is not None:
+        # A shallow copy, as for HTTP: the app may add keys without touching the lifespan's.
+        scope["state"] = copy.copy(dict(state))
+    return scope
+
+
+def match_subscription(filters: list[str], topic: str) -> str | None:
+    """The first filter (``$share/<group>/`` stripped) that `topic` matches, or None."""
+    for topic_filter in filters:
+        _, plain = split_shared_subscription(topic_filter)
+        if topic_matches(plain, topic):
+            return plain
+    return None
+
+
+async def run_mqtt_app(
+    app: ASGIApp,
+    scope: Mapping[str, Any],
+    payload: bytes,
+    publish: PublishFunc,
+    *,
+    max_payload: int = MAX_PAYLOAD,
+    stopped: asyncio.Event | None = None,
+) -> None:
+    """Call `app` on one message: receive gives ``mqtt.message``, send validates and publishes."""
+    delivered = False
+    stop = stopped or asyncio.Event()
+
+    async def receive() -> Message:
+        nonlocal delivered
+        if not delivered:
+            delivered = True
+            return {"type": "mqtt.message", "payload": payload}
+        await stop.wait()
+        return {"type": "mqtt.disconnect"}
+
+    async def send(event: Message) -> None:
+        if event.get("type") != "mqtt.publish":
+            raise ValueError(
+                f"an mqtt application sent {event.get('type')!r}; "
+                "the only event it may send is 'mqtt.publish'"
+            )
+        await publish(validate_publish_event(event, max_payload))
+
+    await app(dict(scope), receive, send)
+
+
+# --- the intake ------------------------------------------------------------------------------
+
+
+class MqttIntake:
+    """Runs the application on inbound messages: ordered per topic, bounded, retried."""
+
+    def __init__(
+        self,
+        context: AdapterContext,
+        *,
+        broker: BrokerKind,
+        options: MqttOptions,
+        publish: PublishFunc,
+        state: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.app = context.app
+        self.adapter = context.name
+        self.broker: BrokerKind = broker
+        self.options = options
+        self.publish = publish
+        self.state = state
+        self._stopped = asyncio.Event()
+        self.dispatcher = KeyedDispatcher(
+            PROTOCOL,
+            max_in_flight=options.max_in_flight,
+            retry=options.retry,
+            dead_letter=context.dead_letter,
+            metrics=context.metrics,
+        )
+
+    @property
+    def in_flight(self) -> int:
+        """Messages accepted and not yet handled or dead-lettered."""
+        return self.dispatcher.in_flight
+
+    @property
+    def closed(self) -> bool:
+        """True once `aclose` started; submit then raises DispatcherClosed."""
+        return self.dispatcher.closed
+
+    async def submit(self, message: InboundMessage, on_done: OnDone | None = None) -> None:
+        """Accept a message, waiting while MAX_IN_FLIGHT are unfinished; on_done after the app."""
+        scope = self.scope_for(message)
+        await self.dispatcher.submit(
+            message.topic,
+            self._handler(message, scope),
+            scope=dict(scope),
+            payload=message.payload,
+            on_done=on_done,
+        )
+
+    def try_submit(self, message: InboundMessage, on_done: OnDone | None = None) -> bool:
+        """Accept a message if a slot is free now; False when MAX_IN_FLIGHT are unfinished."""
+        scope = self.scope_for(message)
+        return self.dispatcher.try_submit(
+            message.topic,
+            self._handler(message, scope),
+            scope=dict(scope),
+            payload=message.payload,
+            on_done=on_done,
+        )
+
+    async def run(self, message: InboundMessage) -> Outcome:
+        """Submit a message and wait until it is handled or dead-lettered."""
+        scope = self.scope_for(message)
+        handler = self._handler(message, scope)
+        return await self.dispatcher.run(
+            message.topic, handler, scope=dict(scope), payload=message.payload
+        )
+
+    async def aclose(self, timeout: float = 10.0) -> int:
+        """Stop accepting, let accepted messages finish for `timeout`; return how many were cut."""
+        # Applications waiting on a second receive() get mqtt.disconnect now.
+        self._stopped.set()
+        return await self.dispatcher.aclose(timeout)
+
+    def scope_for(self, message: InboundMessage) -> MqttScope:
+        """The scope of a message's first attempt."""
+        return build_scope(message, adapter=self.adapter, broker=self.broker, state=self.state)
+
+    def _handler(self, message: InboundMessage, first: MqttScope) -> Callable[[], Awaitable[None]]:
+        attempts = 0
+
+        async def handle() -> None:
+            nonlocal attempts
+            attempts += 1
+            # Every retry is a fresh scope with DUP set: the app may have seen it before.
+            scope = first if attempts == 1 else {**first, "dup": True}
+            if self.state is not None:
+                scope = {**scope, "state": copy.copy(dict(self.state))}
+            await run_mqtt_app(
+                self.app,
+                scope,
+                message.payload,
+                self.publish,
+                max_payload=self.options.max_payload,
+                stopped=self._stopped,
+            )
+
+        return handle
+
+
+# --- subscriptions ---------------------------------------------------------------------------
+
+
+def _find_mqtt_app(app: object) -> object | None:
+    """Walk from the root app to its mqtt branch: ProtocolTypeRouter, then middleware."""
+    seen: set[int] = set()
+    current: object | None = app
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if callable(getattr(current, "mqtt_subscriptions", None)):
+            return current
+        mapping = getattr(current, "application_mapping", None)
+        if isinstance(mapping, Mapping):
+            current = mapping.get(PROTOCOL)
+            if current is None:
+                return None
+            continue
+        inner = getattr(current, "inner", None) or getattr(current, "app", None)
+        if inner is None:
+            return current
+        current = inner
+    return current
+
+
+def subscriptions_for(app: object, options: MqttOptions | None = None) -> list[str]:
+    """The filters to subscribe to: OPTIONS["SUBSCRIPTIONS"], else derived from the routes.
+
+    Returns [] when the application has no ``"mqtt"`` entry in its ProtocolTypeRouter, and
+    ``["#"]`` when its mqtt application is not a router that can list its filters.
+    """
+    if options is not None and options.subscriptions is not None:
+        return list(options.subscriptions)
+    found = _find_mqtt_app(app)
+    if found is None:
+        return []
+    lister = getattr(found, "mqtt_subscriptions", None)
+    if callable(lister):
+        return list(lister())
+    logger.warning(
+        "the mqtt application %r lists no topics (no MqttTopicRouter); subscribing to '#'", found
+    )
+    return ["#"]
+
+
+# --- serving gateway.mqtt.publish ------------------------------------------------------------
+
+
+async def _receive_or_stop(layer: Any, stop: asyncio.Event) -> Message | None:
+    receiving = asyncio.ensure_future(layer.receive(PUBLISH_CHANNEL))
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({receiving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (receiving, stopping):
+            if not task.done():
+                task.cancel()
+        await asyncio.gather(receiving, stopping, return_exceptions=True)
+    if receiving.done() and not receiving.cancelled():
+        message: Message = receiving.result()  # raises the layer's error, if any
+        return message
+    return None
+
+
+async def _publish_one(publish: PublishFunc, message: Message, max_payload: int) -> None:
+    try:
+        event = validate_publish_event(message, max_payload)
+    except MqttPublishError as exc:
+        logger.error("dropping a bad message on %s: %s", PUBLISH_CHANNEL, exc)
+        return
+    try:
+        await publish(event)
+    except Exception:
+        logger.exception("publishing to %r from %s failed", event["topic"], PUBLISH_CHANNEL)
+
+
+async def serve_publish_channel(
+    publish: PublishFunc,
+    *,
+    alias: str = "default",
+    stop: asyncio.Event,
+    max_payload: int = MAX_PAYLOAD,
+    max_backoff: float = 5.0,
+) -> None:
+    """Publish every message sent to `PUBLISH_CHANNEL` on layer `alias`, until `stop` is set.
+
+    Bad messages are logged and dropped; layer errors are logged and retried with a short
+    backoff, so the loop only ends when `stop` is set (or when no channel layer exists).
+    """
+    from gateway.layers import get_channel_layer
+
+    layer = get_channel_layer(alias)
+    if layer is None:
+        logger.warning("no channel layer %r: gateway.mqtt.publish() will not reach MQTT", alias)
+        return
+    backoff = 0.0
+    while not stop.is_set():
+        try:
+            message = await _receive_or_stop(layer, stop)
+        except Exception:
+            backoff = min(max_backoff, backoff * 2 or 0.05)
+            logger.exception(
+                "receiving from %s failed; retrying in %.2fs", PUBLISH_CHANNEL, backoff
+            )
+            await _sleep_or_stop(backoff, stop)
+            continue
+        backoff = 0.0
+        if message is not None:
+            await _publish_one(publish, message, max_payload)
+
+
+async def _sleep_or_stop(delay: float, stop: asyncio.Event) -> None:
+    try:
+        async with asyncio.timeout(delay):
+            await stop.wait()
+    except TimeoutError:
+        pass

@@ -1,0 +1,56 @@
+"""Per-device topic ACL: which topics a client may publish to and which filters it may use.
+
+amqtt's ``TopicAccessControlListPlugin`` cannot do this: its lists are static per username
+(no ``{device_id}`` pattern, so every device would be listed in the config), its config
+dataclass has no ``subscribe_acl``/``receive_acl`` fields (config-style loading rejects the
+key the documentation asks for), and its matcher compares a requested filter with an
+allowed one level by level, so a ``+`` in the allowed filter lets a client subscribe to
+``#`` at that level: allowed ``devices/+`` grants ``devices/#``, allowed ``+/+`` grants
+``#``. Here a filter is allowed only if every topic it can match is allowed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from gateway.mqtt import topic_matches
+
+__all__ = ["DEFAULT_ACL", "acl_for", "filter_within", "may_publish", "may_subscribe"]
+
+DEFAULT_ACL: tuple[str, ...] = ("devices/{device_id}/#",)
+_UNSAFE = frozenset("+#/\x00")
+
+
+def acl_for(patterns: Iterable[str], identity: str) -> tuple[str, ...] | None:
+    """The filters of `patterns` for one client; None if `identity` cannot be put in a topic."""
+    if not identity or _UNSAFE & set(identity):
+        return None
+    return tuple(pattern.replace("{device_id}", identity) for pattern in patterns)
+
+
+def may_publish(allowed: Sequence[str], topic: str) -> bool:
+    """Whether a PUBLISH to `topic` is allowed by any of the `allowed` filters."""
+    return any(topic_matches(pattern, topic) for pattern in allowed)
+
+
+def may_subscribe(allowed: Sequence[str], topic_filter: str) -> bool:
+    """Whether every topic `topic_filter` can match is allowed by one of `allowed`."""
+    return any(filter_within(topic_filter, pattern) for pattern in allowed)
+
+
+def filter_within(requested: str, allowed: str) -> bool:
+    """Whether the topics matched by filter `requested` are all matched by filter `allowed`."""
+    wanted, granted = requested.split("/"), allowed.split("/")
+    for index, level in enumerate(wanted):
+        if index >= len(granted):
+            return False
+        grant = granted[index]
+        if grant == "#":
+            return True
+        if level == "#" or (level == "+" and grant != "+"):
+            return False
+        if grant not in ("+", level):
+            return False
+    rest = granted[len(wanted) :]
+    # "a/#" matches "a" itself, so a grant of "a/#" covers a request for "a".
+    return not rest or rest == ["#"]

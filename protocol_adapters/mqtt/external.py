@@ -1,0 +1,502 @@
+"""The gateway as a client of an external MQTT broker (Mosquitto, EMQX, ...), on gmqtt.
+
+What gmqtt 0.8 does, and what this adapter does about it:
+
+* gmqtt hands each inbound PUBLISH to ``on_message``; a coroutine ``on_message`` runs as one
+  task per message (``asyncio.ensure_future``, never awaited in sequence), and with
+  ``optimistic_acknowledgement=False`` the PUBACK / PUBREC goes out from that task's done
+  callback. That works, but costs a task per message and never tells the packet id. So the
+  adapter takes over gmqtt's QoS 1/2 handler methods (`_Client.deliver_to`): every PUBLISH
+  goes synchronously, in arrival order, from gmqtt's read loop into the intake (ordered per
+  topic, concurrent across topics), and the adapter sends PUBACK / PUBREC itself when the
+  intake reports the outcome (handled or dead-lettered). The same for MQTT 3.1.1.
+* An acknowledgement for a message of a connection that is gone is dropped
+  (`_Client._send_command_with_mid`): the broker redelivers such a message, and a stale
+  packet id must never acknowledge another message on a new connection.
+* gmqtt's own reconnect retries at a fixed delay and never resubscribes. The adapter turns it
+  off (`_Client.reconnect`) and reconnects itself with capped exponential backoff and jitter,
+  a new client per connection, subscribing again every time.
+* Flow control: MQTT 5's Receive Maximum (MAX_IN_FLIGHT) bounds unacknowledged QoS 1/2
+  messages; when the intake is full anyway (QoS 0, MQTT 3.1.1) the socket is no longer read
+  and the few messages already read wait in order (`_on_publish`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import struct
+import time
+from collections import deque
+from collections.abc import Callable
+from functools import partial
+from typing import Any, Literal, cast
+
+from gmqtt import Client, MQTTConnectError, Subscription
+from gmqtt.mqtt.constants import MQTTCommands
+from gmqtt.storage import PersistentStorage
+
+from gateway.types import MqttProperties, MqttPublishEvent
+from protocol_adapters.base import AdapterHealth, Listener, ProtocolAdapter
+from protocol_adapters.dispatch import DispatcherClosed, OnDone, Outcome
+from protocol_adapters.mqtt.common import (
+    InboundMessage,
+    MqttIntake,
+    match_subscription,
+    serve_publish_channel,
+    subscriptions_for,
+)
+from protocol_adapters.mqtt.external_options import Backoff, ExternalOptions, check_external_options
+
+__all__ = ["ExternalBroker"]
+
+logger = logging.getLogger("gateway.mqtt")
+
+# gmqtt's property names -> the scope's (docs/specs/mqtt.md).
+_INBOUND_PROPERTIES = {
+    "payload_format_id": "payload_format_indicator",
+    "message_expiry_interval": "message_expiry_interval",
+    "content_type": "content_type",
+    "response_topic": "response_topic",
+    "correlation_data": "correlation_data",
+}
+_OUTBOUND_PROPERTIES = {scope: gmqtt for gmqtt, scope in _INBOUND_PROPERTIES.items()}
+_ACK = struct.Struct("!BBH")
+Deliver = Callable[["_Client", str, bytes, int, "int | None", dict[str, Any]], None]
+
+
+class _Client(Client):  # type: ignore[misc]  # gmqtt is untyped
+    """One connection's gmqtt client, with gmqtt's reconnect turned off."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lost = asyncio.Event()
+        self.lost_reason = "connection closed"
+        self.subacks: dict[int, asyncio.Future[tuple[int, ...]]] = {}
+        self._acks = bytearray()
+        self._flush_scheduled = False
+
+    async def reconnect(self, delay: bool = False) -> None:
+        """Called by gmqtt when the connection ends: report it, the adapter reconnects."""
+        self.lost.set()
+
+    def _send_command_with_mid(self, cmd: int, mid: int, dup: bool, reason_code: int = 0) -> None:
+        # Only acknowledge on the connection the message came in on, while it is open.
+        connection = self._connection
+        if not self.lost.is_set() and connection is not None and not connection.is_closing():
+            super()._send_command_with_mid(cmd, mid, dup, reason_code=reason_code)
+
+    def deliver_to(self, deliver: Deliver) -> None:
+        """Hand QoS 1/2 PUBLISHes to `deliver` with their packet id; `acknowledge` answers them.
+
+        gmqtt calls its own handler with the packet id, but ``on_message`` without it, as a
+        task per message; this keeps the read loop synchronous and the packet id known.
+        """
+        handler = self._package_handler
+
+        def qos1(mid: int, payload: bytes, topic: str, properties: dict[str, Any]) -> None:
+            deliver(self, topic, payload, 1, mid, properties)
+
+        def qos2(mid: int, payload: bytes, topic: str, properties: dict[str, Any]) -> None:
+            deliver(self, topic, payload, 2, mid, properties)
+
+        handler._handle_qos_1_publish_packet = qos1
+        handler._handle_qos_2_publish_packet = qos2
+
+    def acknowledge(self, qos: int, mid: int) -> None:
+        """PUBACK (QoS 1) or PUBREC (QoS 2) for a message the application is done with."""
+        # The short form (no reason code: success) is valid in MQTT 3.1.1 and 5. Acks that
+        # complete in one loop iteration leave in one write instead of one write each.
+        command = MQTTCommands.PUBACK if qos == 1 else MQTTCommands.PUBREC
+        self._acks += _ACK.pack(command, 2, mid)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush_acks)
+
+    def _flush_acks(self) -> None:
+        acks, self._acks, self._flush_scheduled = bytes(self._acks), bytearray(), False
+        # Only on the connection the messages came in on, while it is open.
+        connection = self._connection
+        if not self.lost.is_set() and connection is not None and not connection.is_closing():
+            connection.send_package(acks)
+
+    def pause_reading(self, pause: bool) -> None:
+        """Stop or resume reading the socket: backpressure for what no window bounds."""
+        transport = getattr(self._connection, "_transport", None)
+        if transport is None or transport.is_closing():
+            return
+        if pause:
+            transport.pause_reading()
+        else:
+            transport.resume_reading()
+
+    async def close(self) -> None:
+        """Send DISCONNECT if still connected, and close the socket."""
+        self.lost.set()
+        with contextlib.suppress(Exception):
+            if self._connection is not None and not self._connection.is_closing():
+                await self.disconnect()
+            elif self._connection is not None:
+                await self._connection.close()
+
+
+class ExternalBroker(ProtocolAdapter):
+    """A client of an MQTT 5 or 3.1.1 broker: subscribes to the routes, acks after the app."""
+
+    protocol = "mqtt"
+
+    @classmethod
+    def check_options(cls, options: Any) -> list[str]:
+        return check_external_options(options)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.options = ExternalOptions.from_options(self.context.options)
+        self._filters: list[str] = []
+        self._intake: MqttIntake | None = None
+        self._client: _Client | None = None
+        self._connected = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        # Messages read while the intake was full, in arrival order, and the drainer for them.
+        self._parked: deque[tuple[_Client, InboundMessage, OnDone | None]] = deque()
+        self._drainer: asyncio.Task[None] | None = None
+        self._paused: set[_Client] = set()
+        self._subscription_cache: dict[str, str] = {}
+        self._reconnects = 0
+        self._refused: list[str] = []
+        self._status: Literal["ok", "degraded", "down"] = "degraded"
+        self._detail = "not connected yet"
+        self._since = time.monotonic()
+        self._outbox = PersistentStorage()
+
+    # --- life cycle ---------------------------------------------------------------------------
+
+    async def start(self) -> list[Listener]:
+        common = self.options.common
+        self._filters = self.options.filters(subscriptions_for(self.context.app, common))
+        self._intake = MqttIntake(
+            self.context, broker="external", options=common, publish=self._publish
+        )
+        first: _Client | None = None
+        try:
+            first = await self._open()
+        except MQTTConnectError as exc:
+            if _permanent(exc):
+                raise ConnectionRefusedError(
+                    f"{self.options.address} refused the connection: {exc}"
+                ) from exc
+            self._disconnected(f"refused: {exc}")
+        except (OSError, TimeoutError) as exc:
+            self._disconnected(_reason(exc))
+        self._tasks.append(asyncio.create_task(self._run(first), name=f"mqtt:{self.context.name}"))
+        if common.serve_publish_channel:
+            serve = serve_publish_channel(
+                self._publish,
+                alias=common.layer_alias,
+                stop=self._stopping,
+                max_payload=common.max_payload,
+            )
+            self._tasks.append(asyncio.create_task(serve, name=f"mqtt-publish:{self.context.name}"))
+        return [Listener("mqtt", f"{self.options.address} (client {self.options.client_id})")]
+
+    async def stop(self, timeout: float) -> None:
+        # New messages are no longer handed to the app nor acknowledged: the broker keeps them.
+        self._stopping.set()
+        if self._intake is not None:
+            leftover = await self._intake.aclose(timeout)
+            if leftover:
+                logger.warning(
+                    "%s: %d messages not handled before the stop", self.context.name, leftover
+                )
+        tasks = [*self._tasks, *([self._drainer] if self._drainer else [])]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._client is not None:
+            await self._client.close()
+        self._status, self._detail = "down", "stopped"
+
+    @property
+    def buffered(self) -> int:
+        """Messages read from the socket that wait for room in the intake (bounded)."""
+        return len(self._parked)
+
+    def health(self) -> AdapterHealth:
+        subs = f"{len(self._filters)} subscriptions, {self._reconnects} reconnects"
+        if self._status == "ok":
+            refused = f"; refused: {', '.join(self._refused)}" if self._refused else ""
+            status: Literal["ok", "degraded"] = "degraded" if self._refused else "ok"
+            return AdapterHealth(status, f"connected to {self.options.address}; {subs}{refused}")
+        since = time.monotonic() - self._since
+        return AdapterHealth(self._status, f"{self._detail} ({since:.0f}s); {subs}")
+
+    # --- connections --------------------------------------------------------------------------
+
+    async def _run(self, client: _Client | None) -> None:
+        """Serve a connection until it is lost, reconnect with backoff, forever until stopped."""
+        backoff = Backoff(self.options.reconnect_initial, self.options.reconnect_max)
+        while not self._stopping.is_set():
+            if client is not None:
+                backoff.reset()
+                await self._serve(client)
+                client = None
+                continue
+            delay = backoff.next()
+            logger.warning(
+                "%s: reconnecting to %s in %.2fs (attempt %d): %s",
+                self.context.name,
+                self.options.address,
+                delay,
+                backoff.attempt,
+                self._detail,
+            )
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self._stopping.wait()
+                return
+            try:
+                client = await self._open()
+                self._reconnects += 1
+            except Exception as exc:  # any failure to connect is retried, never fatal
+                self._disconnected(_reason(exc))
+                if isinstance(exc, MQTTConnectError) and _permanent(exc):
+                    self._status = "down"
+
+    async def _serve(self, client: _Client) -> None:
+        await client.lost.wait()
+        self._connected.clear()
+        if self._client is client:
+            self._client = None
+        self._disconnected(client.lost_reason)
+        await client.close()
+
+    async def _open(self) -> _Client:
+        """Connect, subscribe to every filter, and make it the current connection."""
+        options = self.options
+        client = self._new_client()
+        try:
+            async with asyncio.timeout(options.connect_timeout):
+                await client.connect(
+                    options.host,
+                    options.port,
+                    ssl=options.tls or False,
+                    keepalive=options.keepalive,
+                    version=options.protocol,
+                )
+                await self._subscribe(client)
+        except BaseException:
+            await client.close()
+            raise
+        self._client = client
+        self._status, self._detail, self._since = "ok", "connected", time.monotonic()
+        self._connected.set()
+        logger.info(
+            "%s: connected to %s as %r, subscribed to %s",
+            self.context.name,
+            options.address,
+            options.client_id,
+            self._filters,
+        )
+        return client
+
+    def _new_client(self) -> _Client:
+        options = self.options
+        properties: dict[str, Any] = {}
+        if options.protocol == 5:
+            properties["session_expiry_interval"] = options.session_expiry
+            properties["receive_maximum"] = min(options.common.max_in_flight, 65535)
+        client = _Client(
+            options.client_id,
+            clean_session=options.clean_start,
+            optimistic_acknowledgement=False,
+            persistent_storage=self._outbox,
+            **properties,
+        )
+        # Our QoS 1/2 publishes not yet acknowledged are sent again on a resumed session, with
+        # their packet ids: the new client must not hand those ids out again meanwhile.
+        client._package_handler.id_generator._used_ids.update(
+            mid for mid, _ in self._outbox.get_all()
+        )
+        if options.username is not None:
+            client.set_auth_credentials(options.username, options.password)
+        client.deliver_to(self._on_publish)
+        client.on_message = self._on_qos0
+        client.on_subscribe = self._on_subscribe
+        client.on_disconnect = self._on_disconnect
+        return client
+
+    async def _subscribe(self, client: _Client) -> None:
+        self._refused = []
+        if not self._filters:
+            return
+        # retain_handling 1: retained messages for a new subscription, not on each resubscribe.
+        retain_handling = 1 if self.options.protocol == 5 else 0
+        subs = [
+            Subscription(f, qos=self.options.common.qos, retain_handling_options=retain_handling)
+            for f in self._filters
+        ]
+        waiter: asyncio.Future[tuple[int, ...]] = asyncio.get_running_loop().create_future()
+        mid = client.subscribe(subs)
+        client.subacks[mid] = waiter
+        codes = await waiter
+        for topic_filter, code in zip(self._filters, codes, strict=False):
+            if code >= 0x80:
+                self._refused.append(f"{topic_filter} (0x{code:02x})")
+                logger.error(
+                    "%s: the broker refused the subscription %r (reason 0x%02x)",
+                    self.context.name,
+                    topic_filter,
+                    code,
+                )
+
+    def _disconnected(self, reason: str) -> None:
+        if self._status == "ok" or self._detail == "not connected yet":
+            self._since = time.monotonic()
+        self._status, self._detail = (
+            "degraded",
+            f"disconnected from {self.options.address}: {reason}",
+        )
+
+    # --- gmqtt callbacks ----------------------------------------------------------------------
+
+    def _on_subscribe(
+        self, client: _Client, mid: int, codes: tuple[int, ...], properties: Any
+    ) -> None:
+        waiter = client.subacks.pop(mid, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(tuple(codes))
+
+    def _on_disconnect(self, client: _Client, packet: Any, exc: Any = None) -> None:
+        if packet:  # a DISCONNECT from the broker; b"" when the socket closed
+            code = bytes(packet)[:1].hex() or "00"
+            client.lost_reason = f"the broker sent DISCONNECT (reason 0x{code})"
+
+    def _on_qos0(
+        self, client: _Client, topic: str, payload: bytes, qos: int, properties: dict[str, Any]
+    ) -> None:
+        self._on_publish(client, topic, payload, 0, None, properties)
+
+    def _on_publish(
+        self,
+        client: _Client,
+        topic: str,
+        payload: bytes,
+        qos: int,
+        mid: int | None,
+        properties: dict[str, Any],
+    ) -> None:
+        """One PUBLISH from gmqtt's read loop: to the intake now, or parked while it is full."""
+        intake = self._intake
+        if intake is None or intake.closed or self._stopping.is_set() or client.lost.is_set():
+            return  # not acknowledged: the broker keeps it for the next session
+        message = self._inbound(topic, payload, qos, mid, properties)
+        on_done = None if mid is None else partial(_acknowledge, client, qos, mid)
+        if not self._parked and intake.try_submit(message, on_done):
+            return
+        # Full: stop reading this socket and queue what was already read, in order.
+        self._parked.append((client, message, on_done))
+        # Every time: asyncio's StreamReader resumes the transport when its own buffer drains.
+        self._paused.add(client)
+        client.pause_reading(True)
+        if self._drainer is None:
+            self._drainer = asyncio.create_task(self._drain_parked(intake))
+
+    async def _drain_parked(self, intake: MqttIntake) -> None:
+        try:
+            while self._parked:
+                client, message, on_done = self._parked[0]
+                # A QoS 1/2 message of a lost connection comes again on the next one.
+                if on_done is None or not client.lost.is_set():
+                    await intake.submit(message, on_done)
+                self._parked.popleft()
+        except DispatcherClosed:
+            self._parked.clear()  # stopping: never acknowledged, so the broker keeps them
+        finally:
+            self._drainer = None
+            for paused in self._paused:
+                paused.pause_reading(False)
+            self._paused.clear()
+
+    def _inbound(
+        self, topic: str, payload: bytes, qos: int, mid: int | None, properties: dict[str, Any]
+    ) -> InboundMessage:
+        return InboundMessage(
+            topic=topic,
+            payload=payload,
+            qos=qos,  # type: ignore[arg-type]  # gmqtt parsed it from two bits
+            retain=bool(properties["retain"]),
+            dup=bool(properties["dup"]),
+            message_id=mid,
+            subscription=self._subscription_of(topic),
+            # gmqtt always adds "dup" and "retain"; anything more is MQTT 5 properties.
+            properties=_scope_properties(properties) if len(properties) > 2 else {},
+        )
+
+    def _subscription_of(self, topic: str) -> str:
+        found = self._subscription_cache.get(topic)
+        if found is None:
+            if len(self._subscription_cache) >= 10_000:
+                self._subscription_cache.clear()  # a bound, not an LRU: topics are few or many
+            found = match_subscription(self._filters, topic) or "#"
+            self._subscription_cache[topic] = found
+        return found
+
+    # --- publishing ---------------------------------------------------------------------------
+
+    async def _publish(self, event: MqttPublishEvent) -> None:
+        """Queue one validated ``mqtt.publish`` on the connection; wait for one if down."""
+        client = self._client
+        if client is None or client.lost.is_set():
+            try:
+                async with asyncio.timeout(self.options.connect_timeout):
+                    await self._connected.wait()
+            except TimeoutError:
+                raise ConnectionError(
+                    f"not connected to {self.options.address}: {self._detail}"
+                ) from None
+            client = self._client
+            assert client is not None
+        properties: dict[str, Any] = {}
+        given: dict[str, Any] = dict(event.get("properties", {}))
+        for key, value in given.items():
+            if key == "user_properties":
+                properties["user_property"] = [tuple(pair) for pair in value]
+            elif key in _OUTBOUND_PROPERTIES:
+                properties[_OUTBOUND_PROPERTIES[key]] = value
+        client.publish(
+            event["topic"],
+            event["payload"],
+            qos=event.get("qos", 0),
+            retain=event.get("retain", False),
+            **properties,
+        )
+
+
+def _scope_properties(properties: dict[str, Any]) -> MqttProperties:
+    """gmqtt's parsed PUBLISH properties (name -> list of values) as the scope's."""
+    scope: dict[str, Any] = {}
+    for name, values in properties.items():
+        key = _INBOUND_PROPERTIES.get(name)
+        if key is not None and values:
+            scope[key] = values[0]
+    if "user_property" in properties:
+        scope["user_properties"] = [list(pair) for pair in properties["user_property"]]
+    return cast(MqttProperties, scope)
+
+
+def _acknowledge(client: _Client, qos: int, mid: int, outcome: Outcome) -> None:
+    # Handled or dead-lettered: either way the message is ours now, the broker may forget it.
+    client.acknowledge(qos, mid)
+
+
+def _permanent(exc: MQTTConnectError) -> bool:
+    """Refusals that no retry fixes: bad credentials, not authorised, banned, bad client id."""
+    return getattr(exc, "_code", 0) in (2, 4, 5, 133, 134, 135, 138, 140)
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    return str(exc) or type(exc).__name__

@@ -1,0 +1,287 @@
+"""The SMTP adapter: the gateway as a mail exchanger, on aiosmtpd, in the gateway's own loop.
+
+Recipients are checked against the application's `EmailToRouter` at ``RCPT`` (``550 5.1.1``
+for the rest: never an open relay). After ``DATA`` the application runs once per accepted
+recipient and the client gets ``250`` only when every run returned; a failure, a timeout or
+overload answers ``451`` so the sending server retries, and the dedup store keeps a retried
+message from being handled twice. This is the only module that imports aiosmtpd.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import socket
+import ssl
+import weakref
+from collections.abc import Mapping
+from typing import Any, Final
+
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+
+from protocol_adapters.base import AdapterHealth, Listener, ProtocolAdapter
+from protocol_adapters.dispatch import DeadLetter, KeyedDispatcher, RetryPolicy
+from protocol_adapters.email_common import (
+    BUSY,
+    DEFAULT_APP_TIMEOUT,
+    EmailIntake,
+    EmailStore,
+    smtp_reply,
+)
+
+__all__ = ["DEFAULTS", "SMTPAdapter"]
+
+logger = logging.getLogger("gateway.smtp")
+
+DEFAULTS: Final[dict[str, Any]] = {
+    "HOST": "127.0.0.1",
+    "PORT": 2525,
+    "HOSTNAME": None,  # the name in the greeting; socket.gethostname() when None
+    "DATA_SIZE_LIMIT": 26214400,  # 25 MiB, a common MX limit
+    "MAX_RECIPIENTS": 1000,
+    "MAX_IN_FLIGHT": 100,
+    "APP_TIMEOUT": DEFAULT_APP_TIMEOUT,
+    "TIMEOUT": 300.0,  # idle connection timeout (RFC 5321 suggests 5 minutes)
+    "TLS_CERT": None,
+    "TLS_KEY": None,
+    "REQUIRE_STARTTLS": False,
+    "AUTH_USERS": None,  # {login: password}; AUTH off when None
+    "AUTH_REQUIRED": False,
+    "AUTH_REQUIRE_TLS": True,
+    "STORE": None,  # store and dedup in InboundEmail; None: when django_app is installed
+}
+
+ANSWER_UNKNOWN_RECIPIENT: Final = "550 5.1.1 Recipient address rejected: no such mailbox here"
+ANSWER_TOO_MANY_RECIPIENTS: Final = "452 4.5.3 Too many recipients"
+ANSWER_SHUTTING_DOWN: Final = "421 4.3.2 Service shutting down, try again later"
+ANSWER_TEMPORARY: Final = "451 4.3.0 Temporary failure, try again later"
+ANSWER_RECIPIENT_OK: Final = "250 2.1.5 OK"
+
+_INT_OPTIONS: Final = ("DATA_SIZE_LIMIT", "MAX_RECIPIENTS", "MAX_IN_FLIGHT")
+_SECONDS_OPTIONS: Final = ("APP_TIMEOUT", "TIMEOUT")
+_BOOL_OPTIONS: Final = ("REQUIRE_STARTTLS", "AUTH_REQUIRED", "AUTH_REQUIRE_TLS")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _option_errors(options: Mapping[str, Any]) -> list[str]:
+    errors = [f"unknown option {key!r}" for key in options if key not in DEFAULTS]
+    merged = {**DEFAULTS, **options}
+    port = merged["PORT"]
+    if not _is_int(port) or not 0 <= port <= 65535:
+        errors.append(f"PORT must be an integer 0-65535, got {port!r}")
+    for key in _INT_OPTIONS:
+        if not _is_int(merged[key]) or merged[key] < 1:
+            errors.append(f"{key} must be a positive integer, got {merged[key]!r}")
+    for key in _SECONDS_OPTIONS:
+        value = merged[key]
+        if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+            errors.append(f"{key} must be a positive number of seconds, got {value!r}")
+    for key in _BOOL_OPTIONS:
+        if not isinstance(merged[key], bool):
+            errors.append(f"{key} must be True or False, got {merged[key]!r}")
+    if (merged["TLS_CERT"] is None) != (merged["TLS_KEY"] is None):
+        errors.append("TLS_CERT and TLS_KEY go together: set both for STARTTLS, or neither")
+    users = merged["AUTH_USERS"]
+    if users is not None and not (
+        isinstance(users, Mapping)
+        and all(isinstance(k, str) and isinstance(v, str) for k, v in users.items())
+    ):
+        errors.append("AUTH_USERS must be a dict of login -> password (str), or None")
+    if merged["AUTH_REQUIRED"] and not users:
+        errors.append("AUTH_REQUIRED is True but AUTH_USERS is empty: nobody could send")
+    return errors
+
+
+class SMTPAdapter(ProtocolAdapter):
+    """Receives mail over SMTP (and ESMTP: SIZE, 8BITMIME, SMTPUTF8, STARTTLS, AUTH)."""
+
+    protocol = "email"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.options: dict[str, Any] = {**DEFAULTS, **self.context.options}
+        self._server: asyncio.AbstractServer | None = None
+        self._dispatcher: KeyedDispatcher | None = None
+        self._intake: EmailIntake | None = None
+        self.connections: weakref.WeakSet[SMTP] = weakref.WeakSet()
+        self.tls_context: ssl.SSLContext | None = None
+        self.stopping = False
+
+    @classmethod
+    def check_options(cls, options: Mapping[str, Any]) -> list[str]:
+        return _option_errors(options)
+
+    @property
+    def intake(self) -> EmailIntake:
+        """The shared intake; exists once `start()` ran."""
+        assert self._intake is not None, "SMTPAdapter.start() has not run"
+        return self._intake
+
+    async def start(self) -> list[Listener]:
+        options = self.options
+        self._dispatcher = KeyedDispatcher(
+            self.protocol,
+            max_in_flight=options["MAX_IN_FLIGHT"],
+            # The sending server retries after a 451: retrying here too would only delay it.
+            retry=RetryPolicy(attempts=1),
+            dead_letter=_sender_will_retry,
+            metrics=self.context.metrics,
+        )
+        self._intake = EmailIntake(
+            self.context.app,
+            adapter=self.context.name,
+            source="smtp",
+            dispatcher=self._dispatcher,
+            store=EmailStore(options["STORE"]),
+            app_timeout=float(options["APP_TIMEOUT"]),
+        )
+        if options["TLS_CERT"]:
+            self.tls_context = _tls_context(options["TLS_CERT"], options["TLS_KEY"])
+        hostname = options["HOSTNAME"] or socket.gethostname()
+        loop = asyncio.get_running_loop()
+        factory = _Handler(self, hostname).protocol
+        self._server = await loop.create_server(factory, options["HOST"], options["PORT"])
+        host, port = self._server.sockets[0].getsockname()[:2]
+        logger.info("SMTP server %s listening on %s:%s", hostname, host, port)
+        return [Listener("smtp", f"{host}:{port}")]
+
+    async def stop(self, timeout: float) -> None:
+        self.stopping = True
+        if self._server is not None:
+            self._server.close()
+        if self._intake is not None:
+            await self._intake.aclose(timeout)
+        for connection in list(self.connections):
+            if connection.transport is not None:
+                connection.transport.close()
+
+    def health(self) -> AdapterHealth:
+        if self._dispatcher is None:
+            return AdapterHealth("starting")
+        in_flight = self._dispatcher.in_flight
+        connections = len(self.connections)
+        return AdapterHealth("ok", f"{connections} connection(s), {in_flight} in flight")
+
+
+async def _sender_will_retry(letter: DeadLetter) -> None:
+    # Not a dead letter: the client got 451 and keeps the message; InboundEmail has the error.
+    logger.warning(
+        "Message for %s failed; the sender was told to retry (451).", letter.key.split(":")[0]
+    )
+
+
+def _tls_context(cert: str, key: str) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context
+
+
+class _Handler:
+    """aiosmtpd's handler: one per adapter, its ``handle_*`` hooks answer each command."""
+
+    def __init__(self, adapter: SMTPAdapter, hostname: str) -> None:
+        self.adapter = adapter
+        self.hostname = hostname
+        users = adapter.options["AUTH_USERS"] or {}
+        self.users: dict[bytes, bytes] = {k.encode(): v.encode() for k, v in users.items()}
+
+    def protocol(self) -> SMTP:
+        """A new aiosmtpd SMTP protocol for one connection."""
+        options = self.adapter.options
+        server = SMTP(
+            self,
+            hostname=self.hostname,
+            data_size_limit=options["DATA_SIZE_LIMIT"],
+            enable_SMTPUTF8=True,
+            tls_context=self.adapter.tls_context,
+            require_starttls=options["REQUIRE_STARTTLS"],
+            timeout=float(options["TIMEOUT"]),
+            auth_required=options["AUTH_REQUIRED"],
+            auth_require_tls=options["AUTH_REQUIRE_TLS"],
+            authenticator=self.authenticate if self.users else None,
+            auth_exclude_mechanism=None if self.users else ["LOGIN", "PLAIN"],
+            loop=asyncio.get_running_loop(),
+        )
+        self.adapter.connections.add(server)
+        return server
+
+    def authenticate(
+        self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any
+    ) -> AuthResult:
+        """AUTH LOGIN / PLAIN against OPTIONS["AUTH_USERS"], in constant time."""
+        if not isinstance(data, LoginPassword):
+            return AuthResult(success=False, handled=False)
+        expected = self.users.get(data.login, b"")
+        valid = hmac.compare_digest(expected, data.password) and data.login in self.users
+        if not valid:
+            logger.warning("AUTH %s failed for %r from %s", mechanism, data.login, session.peer)
+            return AuthResult(success=False, handled=False)
+        return AuthResult(success=True, auth_data=data.login.decode("utf-8", "replace"))
+
+    async def handle_MAIL(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        if self.adapter.stopping:
+            return ANSWER_SHUTTING_DOWN
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 2.1.0 OK"
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        if len(envelope.rcpt_tos) >= self.adapter.options["MAX_RECIPIENTS"]:
+            return ANSWER_TOO_MANY_RECIPIENTS
+        if not self.adapter.intake.accepts(address):
+            logger.info("Refused recipient %r from %s", address, session.peer)
+            self.adapter.context.metrics.inc(self.adapter.protocol, "rejected")
+            return ANSWER_UNKNOWN_RECIPIENT
+        if address not in envelope.rcpt_tos:
+            envelope.rcpt_tos.append(address)
+            envelope.rcpt_options.extend(options)
+        return ANSWER_RECIPIENT_OK
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        raw = envelope.original_content or b""
+        sender = "" if envelope.mail_from in (None, "<>") else str(envelope.mail_from)
+        intake = self.adapter.intake
+        if intake.busy:
+            # Overloaded: the sender keeps the message and retries, rather than us queueing it.
+            logger.warning("Overloaded: answering 451 to %s.", session.peer)
+            return smtp_reply([BUSY])
+        # Past that check a transaction waits for slots for all its recipients (backpressure).
+        deliveries = await intake.deliver_all(
+            raw,
+            sender=sender,
+            recipients=list(envelope.rcpt_tos),
+            peer=_peer(session),
+            helo=session.host_name,
+            auth_user=session.auth_data if isinstance(session.auth_data, str) else None,
+        )
+        reply = smtp_reply(deliveries)
+        logger.info(
+            "DATA from %s <%s> to %d recipient(s), %d bytes: %s",
+            session.peer,
+            sender,
+            len(deliveries),
+            len(raw),
+            reply,
+        )
+        return reply
+
+    async def handle_exception(self, error: Exception) -> str:
+        # aiosmtpd would answer a permanent 500 with the exception's text: the sender would
+        # bounce the mail and learn our internals. A temporary failure keeps it queued.
+        logger.error("SMTP session error", exc_info=error)
+        return ANSWER_TEMPORARY
+
+
+def _peer(session: Session) -> tuple[str, int] | None:
+    peer: Any = session.peer
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        return (str(peer[0]), int(peer[1]))
+    return None

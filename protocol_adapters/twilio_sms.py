@@ -1,0 +1,421 @@
+"""Twilio SMS: webhooks in as ``sms`` scopes, TwiML replies, outbound messages over REST.
+
+This module and `twilio_rest` (outbound) are the only ones that import ``twilio``. The webhook
+and status-callback paths are served by the gateway's own HTTP server (`http_routes`), before
+Django's URLconf. See docs/specs/sms.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
+
+from twilio.request_validator import RequestValidator, get_signature_algorithm
+from twilio.twiml.messaging_response import MessagingResponse
+
+from gateway.exceptions import SmsSendError
+from gateway.sms import (
+    SmsRecord,
+    SmsStore,
+    keyword_action,
+    load_store,
+    normalize_number,
+    number_country,
+    split_channel,
+)
+from gateway.types import ASGIApp, Message, Receive, Scope, Send, SmsMedia
+from protocol_adapters.base import AdapterHealth, Listener, ProtocolAdapter
+from protocol_adapters.dispatch import DispatcherClosed, KeyedDispatcher, RetryPolicy
+from protocol_adapters.twilio_options import DEFAULTS, option
+from protocol_adapters.twilio_rest import SentMessage, TwilioSender
+
+__all__ = ["SentMessage", "TwilioSender", "TwilioSmsAdapter", "twiml"]
+
+logger = logging.getLogger("gateway.sms")
+
+MAX_REQUEST_BYTES = 64 * 1024
+MAX_MEDIA = 100
+TWIML_TYPE = b"text/xml; charset=utf-8"
+# Fields that become scope keys; every other field is kept in scope["extra"].
+_SCOPE_FIELDS = frozenset({"MessageSid", "From", "To", "Body", "NumMedia"})
+
+
+def twiml(replies: Sequence[str]) -> bytes:
+    """A TwiML ``<Response>`` with one ``<Message>`` per reply (empty for none)."""
+    response = MessagingResponse()
+    for body in replies:
+        response.message(body)
+    return str(response).encode()
+
+
+class MissingFields(ValueError):
+    """The webhook form lacks required fields."""
+
+
+@dataclass
+class _Exchange:
+    """One inbound message in flight: its scope, body, and the replies collected so far."""
+
+    scope: dict[str, Any]
+    body: str
+    replies: list[str] = field(default_factory=list)
+    answered: bool = False
+
+
+def inbound_scope(form: Mapping[str, str], adapter: str) -> dict[str, Any]:
+    """The ``sms`` scope for a Twilio webhook form; raises MissingFields."""
+    missing = [name for name in ("MessageSid", "From", "To") if not form.get(name)]
+    if missing:
+        raise MissingFields(f"missing {', '.join(missing)}")
+    sender, whatsapp = split_channel(form["From"])
+    sender = normalize_number(sender)
+    media = _media(form)
+    consumed = _SCOPE_FIELDS | {f"MediaUrl{i}" for i in range(len(media))}
+    consumed |= {f"MediaContentType{i}" for i in range(len(media))}
+    return {
+        "type": "sms",
+        "asgi": {"version": "3.0", "spec_version": "1.0"},
+        "provider": "twilio",
+        "adapter": adapter,
+        "from": sender,
+        "to": normalize_number(split_channel(form["To"])[0]),
+        "whatsapp": whatsapp,
+        "country": form.get("FromCountry") or number_country(sender),
+        "message_id": form["MessageSid"],
+        "media": media,
+        "extra": {key: value for key, value in form.items() if key not in consumed},
+    }
+
+
+def _media(form: Mapping[str, str]) -> list[SmsMedia]:
+    count = form.get("NumMedia", "0")
+    total = min(int(count), MAX_MEDIA) if count.isdigit() else 0
+    return [
+        {"url": form[f"MediaUrl{i}"], "content_type": form.get(f"MediaContentType{i}", "")}
+        for i in range(total)
+        if form.get(f"MediaUrl{i}")
+    ]
+
+
+class TwilioSmsAdapter(ProtocolAdapter):
+    """Serves Twilio's messaging webhook and status callbacks on the gateway's HTTP server."""
+
+    protocol = "sms"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        options = self.context.options
+        self.webhook_path: str = option(options, "WEBHOOK_PATH")
+        self.status_path: str = option(options, "STATUS_PATH")
+        self.deadline = float(option(options, "DEADLINE"))
+        self.public_url: str | None = option(options, "PUBLIC_URL")
+        self.trust_forwarded = bool(option(options, "TRUST_FORWARDED_HEADERS"))
+        self.validator = RequestValidator(option(options, "AUTH_TOKEN") or "")
+        self.store: SmsStore = load_store(option(options, "STORE"))
+        self.sender = TwilioSender(options, self.store)
+        self.dispatcher: KeyedDispatcher | None = None
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._background: set[asyncio.Task[None]] = set()
+        self._stopped = asyncio.Event()
+
+    @classmethod
+    def check_options(cls, options: Mapping[str, Any]) -> list[str]:
+        """Unknown keys, a missing AUTH_TOKEN, bad paths and a deadline past Twilio's 15 s."""
+        errors = [f"unknown option {key!r}" for key in options if key not in DEFAULTS]
+        if not options.get("AUTH_TOKEN"):
+            errors.append(
+                "AUTH_TOKEN is required to check webhook signatures (use the environment)"
+            )
+        for key in ("WEBHOOK_PATH", "STATUS_PATH"):
+            value = option(options, key)
+            if not isinstance(value, str) or not value.startswith("/"):
+                errors.append(f"{key} must be a path starting with '/', got {value!r}")
+        deadline = option(options, "DEADLINE")
+        if not isinstance(deadline, int | float) or not 0 < deadline < 15:
+            errors.append(f"DEADLINE must be seconds between 0 and 15 (Twilio's), got {deadline!r}")
+        url = option(options, "PUBLIC_URL")
+        if url is not None and urlsplit(str(url)).scheme not in ("http", "https"):
+            errors.append(f"PUBLIC_URL must be an http(s) URL, got {url!r}")
+        return errors
+
+    async def start(self) -> list[Listener]:
+        options = self.context.options
+        self.dispatcher = KeyedDispatcher(
+            self.protocol,
+            max_in_flight=int(option(options, "MAX_IN_FLIGHT")),
+            retry=RetryPolicy(attempts=int(option(options, "ATTEMPTS")), initial_backoff=0.1),
+            dead_letter=self.context.dead_letter,
+            metrics=self.context.metrics,
+        )
+        return [Listener("sms", f"POST {self.webhook_path}")]
+
+    def http_routes(self) -> Mapping[str, ASGIApp]:
+        return {self.webhook_path: self.webhook, self.status_path: self.status_callback}
+
+    async def stop(self, timeout: float) -> None:
+        self._stopped.set()
+        if self.dispatcher is not None:
+            await self.dispatcher.aclose(timeout)
+        if self._background:
+            await asyncio.wait(list(self._background), timeout=timeout)
+        await self.sender.close()
+
+    def health(self) -> AdapterHealth:
+        in_flight = self.dispatcher.in_flight if self.dispatcher else 0
+        return AdapterHealth("ok", f"{in_flight} message(s) in flight")
+
+    # The webhook.
+
+    async def webhook(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Twilio's incoming-message webhook: answer TwiML."""
+        form = await self._verified_form(scope, receive, send)
+        if form is None:
+            return
+        try:
+            sms_scope = inbound_scope(form, self.context.name)
+        except MissingFields as exc:
+            await self._refuse(send, 400, f"Bad Request: {exc}")
+            return
+        replies = await self._handle(sms_scope, form.get("Body", ""))
+        await _respond(send, 200, twiml(replies), TWIML_TYPE)
+
+    async def status_callback(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Twilio's status callback: move the stored message's status forward."""
+        form = await self._verified_form(scope, receive, send)
+        if form is None:
+            return
+        sid, status = form.get("MessageSid"), form.get("MessageStatus")
+        if not sid or not status:
+            await self._refuse(send, 400, "Bad Request: missing MessageSid or MessageStatus")
+            return
+        error = form.get("ErrorCode", "")
+        try:
+            await self.store.update_status(sid, status, f"Twilio error {error}" if error else "")
+        except Exception:
+            logger.exception("Could not update the status of SMS %s.", sid)
+        await _respond(send, 204, b"", None)
+
+    async def _verified_form(
+        self, scope: Scope, receive: Receive, send: Send
+    ) -> dict[str, str] | None:
+        """The form of a signed POST, or None after answering 405 / 413 / 403."""
+        if scope["method"] != "POST":
+            await self._refuse(send, 405, "Method Not Allowed", allow=b"POST")
+            return None
+        body = await _read_body(receive)
+        if body is None:
+            await self._refuse(send, 413, "Request Entity Too Large")
+            return None
+        form = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+        if not self._signed(scope, form):
+            await self._refuse(send, 403, "Forbidden: invalid X-Twilio-Signature")
+            return None
+        return form
+
+    def _signed(self, scope: Scope, form: dict[str, str]) -> bool:
+        headers = _headers(scope)
+        signature = headers.get("x-twilio-signature")
+        if not signature:
+            return False
+        algorithm = get_signature_algorithm(headers.get("x-twilio-webhooks-signature-settings"))
+        valid: bool = self.validator.validate(self.signed_url(scope), form, signature, algorithm)
+        return valid
+
+    def signed_url(self, scope: Scope) -> str:
+        """The URL Twilio signed: the public base joined with the request's path and query."""
+        headers = _headers(scope)
+        host = headers.get("host") or "{}:{}".format(*scope.get("server") or ("localhost", 80))
+        base = self.public_url or f"{scope.get('scheme', 'http')}://{host}"
+        if self.trust_forwarded:
+            parts = urlsplit(base)
+            proto = headers.get("x-forwarded-proto", "").split(",")[0].strip()
+            forwarded_host = headers.get("x-forwarded-host", "").split(",")[0].strip()
+            base = urlunsplit(
+                (proto or parts.scheme, forwarded_host or parts.netloc, parts.path, "", "")
+            )
+        raw_path = scope.get("raw_path") or scope["path"].encode()
+        query = scope.get("query_string", b"")
+        url = base.rstrip("/") + raw_path.decode("latin-1")
+        return f"{url}?{query.decode('latin-1')}" if query else url
+
+    async def _refuse(self, send: Send, status: int, text: str, allow: bytes | None = None) -> None:
+        self.context.metrics.inc(self.protocol, "rejected")
+        logger.warning("SMS webhook answered %d: %s", status, text)
+        headers = [(b"allow", allow)] if allow else []
+        await _respond(send, status, f"{text}\n".encode(), b"text/plain; charset=utf-8", headers)
+
+    # One inbound message.
+
+    async def _handle(self, scope: dict[str, Any], body: str) -> list[str]:
+        """Dedup, keywords, then the application, answered within the deadline."""
+        if not await self._first_time(scope, body):
+            logger.info("SMS %s was already received; not handled again.", scope["message_id"])
+            self.context.metrics.inc(self.protocol, "rejected")
+            return []
+        action = keyword_action(body)
+        if action is not None:
+            return await self._keyword(action, scope)
+        exchange = _Exchange(scope, body)
+        task = asyncio.create_task(self._run(exchange))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        await asyncio.wait({task}, timeout=self.deadline)
+        if not task.done():
+            logger.warning(
+                "SMS %s: past the %.1fs deadline, answering now.",
+                scope["message_id"],
+                self.deadline,
+            )
+        exchange.answered = True
+        return exchange.replies
+
+    async def _first_time(self, scope: dict[str, Any], body: str) -> bool:
+        sid: str = scope["message_id"]
+        if sid in self._seen:
+            return False
+        self._seen[sid] = None
+        if len(self._seen) > 10_000:
+            self._seen.popitem(last=False)
+        record = SmsRecord(
+            "inbound",
+            sid,
+            _address(scope, "from"),
+            _address(scope, "to"),
+            body,
+            "received",
+            scope["media"],
+        )
+        try:
+            return await self.store.record(record)
+        except Exception:
+            # The store is down: handle the message anyway; in-process dedup still holds.
+            logger.exception("Could not store inbound SMS %s.", sid)
+            return True
+
+    async def _keyword(self, action: str, scope: dict[str, Any]) -> list[str]:
+        sender = _address(scope, "from")
+        if action == "help":
+            text = option(self.context.options, "HELP_TEXT")
+            return [str(text)] if text else []
+        await self.store.set_opted_out(sender, action == "opt_out")
+        logger.info("%s opted %s.", sender, "out" if action == "opt_out" else "back in")
+        return []
+
+    async def _run(self, exchange: _Exchange) -> None:
+        assert self.dispatcher is not None
+        scope = exchange.scope
+        try:
+            outcome = await self.dispatcher.run(
+                scope["from"],
+                lambda: self._call_app(exchange),
+                scope=scope,
+                payload=exchange.body.encode(),
+            )
+        except DispatcherClosed as exc:
+            await self._mark_failed(scope["message_id"], repr(exc))
+            return
+        if not outcome.handled:
+            if not exchange.answered:
+                exchange.replies.clear()  # a failed message is answered with empty TwiML
+            await self._mark_failed(scope["message_id"], repr(outcome.error))
+
+    async def _mark_failed(self, sid: str, error: str) -> None:
+        try:
+            await self.store.mark_failed(sid, error)
+        except Exception:
+            logger.exception("Could not mark SMS %s as failed.", sid)
+
+    async def _call_app(self, exchange: _Exchange) -> None:
+        events: list[Message] = [{"type": "sms.message", "body": exchange.body}]
+        exchange.replies.clear()  # a retried attempt starts over
+
+        async def receive() -> Message:
+            if events:
+                return events.pop()
+            await self._stopped.wait()
+            return {"type": "sms.disconnect"}
+
+        async def send(message: Message) -> None:
+            await self._app_sent(exchange, message)
+
+        await self.context.app(dict(exchange.scope), receive, send)
+
+    async def _app_sent(self, exchange: _Exchange, message: Message) -> None:
+        kind = message.get("type")
+        if kind == "sms.reply":
+            await self._reply(exchange, str(message["body"]))
+        elif kind == "sms.send":
+            await self.sender.send(
+                message["to"],
+                message["body"],
+                media_urls=message.get("media_urls", ()),
+                from_=message.get("from"),
+            )
+        else:
+            raise ValueError(f"An sms application cannot send {kind!r} (sms.reply or sms.send).")
+
+    async def _reply(self, exchange: _Exchange, body: str) -> None:
+        if not exchange.answered:
+            exchange.replies.append(body)
+            return
+        scope = exchange.scope
+        if not self.sender.configured:
+            logger.error(
+                "SMS %s: reply after the deadline dropped (no REST credentials).",
+                scope["message_id"],
+            )
+            return
+        try:
+            await self.sender.send(_address(scope, "from"), body, from_=_address(scope, "to"))
+        except SmsSendError:
+            logger.exception(
+                "SMS %s: reply after the deadline could not be sent.", scope["message_id"]
+            )
+
+
+def _address(scope: Mapping[str, Any], key: str) -> str:
+    number = str(scope[key])
+    return f"whatsapp:{number}" if scope.get("whatsapp") else number
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for name, value in scope.get("headers", []):
+        headers.setdefault(name.decode("latin-1").lower(), value.decode("latin-1"))
+    return headers
+
+
+async def _read_body(receive: Receive) -> bytes | None:
+    """The whole request body, or None past MAX_REQUEST_BYTES."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return b"".join(chunks)
+        chunk: bytes = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_REQUEST_BYTES:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+async def _respond(
+    send: Send,
+    status: int,
+    body: bytes,
+    content_type: bytes | None,
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    pairs = [*(headers or []), (b"content-length", str(len(body)).encode())]
+    if content_type is not None:
+        pairs.append((b"content-type", content_type))
+    await send({"type": "http.response.start", "status": status, "headers": pairs})
+    await send({"type": "http.response.body", "body": body})
