@@ -21,7 +21,14 @@ from pathlib import Path
 
 import pytest
 
-__all__ = ["RedisServer", "free_port", "redis_server_or_skip", "running_redis"]
+__all__ = [
+    "RedisSentinel",
+    "RedisServer",
+    "free_port",
+    "redis_server_or_skip",
+    "running_redis",
+    "running_sentinel",
+]
 
 START_TIMEOUT = 30.0  # generous: only there to turn a broken start into a failure
 
@@ -126,3 +133,65 @@ def own_redis_server() -> Iterator[RedisServer]:
     """A redis-server of the test's own, which it may stop and restart."""
     with running_redis() as server:
         yield server
+
+
+@dataclass
+class RedisSentinel:
+    """A Sentinel (redis-server --sentinel) watching one master under `master_name`."""
+
+    binary: str
+    directory: Path
+    master: RedisServer
+    master_name: str = "gateway"
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        config = self.directory / "sentinel.conf"
+        config.write_text(
+            "\n".join(
+                [
+                    f"port {self.port}",
+                    "bind 127.0.0.1",
+                    f"sentinel monitor {self.master_name} 127.0.0.1 {self.master.port} 1",
+                    f"sentinel down-after-milliseconds {self.master_name} 1000",
+                    "",
+                ]
+            )
+        )
+        log = (self.directory / "sentinel.log").open("w")
+        self.proc = subprocess.Popen(
+            [self.binary, str(config), "--sentinel"], stdin=subprocess.DEVNULL, stdout=log
+        )
+        deadline = time.monotonic() + START_TIMEOUT
+        while not self._knows_master():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"redis sentinel did not start on {self.port}")
+            time.sleep(0.05)
+
+    def _knows_master(self) -> bool:
+        command = f"SENTINEL get-master-addr-by-name {self.master_name}\r\n".encode()
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+                sock.sendall(command)
+                return str(self.master.port).encode() in sock.recv(256)
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(30)
+        self.proc = None
+
+
+@contextmanager
+def running_sentinel(master: RedisServer) -> Iterator[RedisSentinel]:
+    """A started Sentinel watching `master`, stopped and removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix="gateway-sentinel-") as directory:
+        sentinel = RedisSentinel(master.binary, Path(directory), master)
+        sentinel.start()
+        try:
+            yield sentinel
+        finally:
+            sentinel.stop()

@@ -37,6 +37,13 @@ def test_hosts_in_every_channels_format() -> None:
         HostSpec(kwargs={"host": "10.0.0.4", "port": 6383}),
     ]
     assert parse_hosts(None) == [HostSpec(kwargs={"host": "localhost", "port": 6379})]
+    (sentinel,) = parse_hosts(
+        [{"sentinels": [("s1", "26379")], "master_name": "main", "password": "p"}]
+    )
+    assert sentinel == HostSpec(
+        kwargs={"password": "p"}, sentinels=(("s1", 26379),), master_name="main"
+    )
+    assert sentinel.label == "sentinel:main"
 
 
 @pytest.mark.parametrize("hosts", ["redis://one:6379", [], [42]], ids=repr)

@@ -20,14 +20,20 @@ _POINTS_PER_HOST = 160
 
 @dataclass(frozen=True)
 class HostSpec:
-    """One Redis server: a URL (redis://, rediss://, unix://) or redis-py keyword arguments."""
+    """One Redis server: a URL (redis://, rediss://, unix://), redis-py keyword arguments, or
+    the master a set of Sentinels names."""
 
     url: str | None = None
     kwargs: Mapping[str, Any] = field(default_factory=dict)
+    sentinels: tuple[tuple[str, int], ...] = ()
+    master_name: str | None = None
+    sentinel_kwargs: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
         """A stable name for the host: its place on the hash ring depends only on this."""
+        if self.master_name is not None:
+            return f"sentinel:{self.master_name}"
         if self.url is not None:
             return self.url
         return f"{self.kwargs.get('host', 'localhost')}:{self.kwargs.get('port', 6379)}"
@@ -54,6 +60,8 @@ def _parse_host(host: Any) -> HostSpec:
         return HostSpec(kwargs={"host": host[0], "port": int(host[1])})
     if isinstance(host, Mapping):
         kwargs = dict(host)
+        if "sentinels" in kwargs:
+            return _parse_sentinel(kwargs)
         address = kwargs.pop("address", None)
         if isinstance(address, str):
             return HostSpec(url=address, kwargs=kwargs)
@@ -62,6 +70,23 @@ def _parse_host(host: Any) -> HostSpec:
         return HostSpec(kwargs=kwargs)
     raise ImproperlyConfiguredGateway(
         f"channel layer CONFIG host {host!r} is not a URL, a (host, port) pair or a dict"
+    )
+
+
+def _parse_sentinel(kwargs: dict[str, Any]) -> HostSpec:
+    """Channels' Sentinel format: {"sentinels": [(host, port)...], "master_name": ...}."""
+    sentinels = tuple((str(host), int(port)) for host, port in kwargs.pop("sentinels"))
+    master_name = kwargs.pop("master_name", None)
+    if not sentinels or not isinstance(master_name, str):
+        raise ImproperlyConfiguredGateway(
+            "a Sentinel host needs a non-empty 'sentinels' list and a 'master_name'"
+        )
+    sentinel_kwargs = dict(kwargs.pop("sentinel_kwargs", None) or {})
+    return HostSpec(
+        kwargs=kwargs,
+        sentinels=sentinels,
+        master_name=master_name,
+        sentinel_kwargs=sentinel_kwargs,
     )
 
 

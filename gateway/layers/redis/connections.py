@@ -9,6 +9,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
@@ -51,6 +52,12 @@ def make_client(spec: HostSpec, **overrides: Any) -> Redis:
     options: dict[str, Any] = {"retry": Retry(NoBackoff(), 0), "socket_connect_timeout": 2.0}
     options.update(spec.kwargs)
     options.update(overrides)
+    if spec.sentinels and spec.master_name is not None:
+        sentinel = Sentinel(  # type: ignore[no-untyped-call]
+            list(spec.sentinels), sentinel_kwargs=dict(spec.sentinel_kwargs)
+        )
+        client: Redis = sentinel.master_for(spec.master_name, **options)
+        return client
     if spec.url is not None:
         return Redis.from_url(spec.url, **options)
     return Redis(**options)

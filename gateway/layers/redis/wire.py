@@ -213,6 +213,8 @@ async def open_connection(
     """Connect to a host (TCP, TLS for rediss://, or a unix socket), then AUTH and SELECT."""
     options: dict[str, Any] = dict(parse_url(spec.url)) if spec.url is not None else {}
     options.update(spec.kwargs)
+    if spec.sentinels:
+        options["host"], options["port"] = await _master_address(spec, connect_timeout)
     loop = asyncio.get_running_loop()
     connection = WireConnection(timeout)
     use_ssl = options.get("ssl") or options.get("connection_class") is SSLConnection
@@ -235,6 +237,32 @@ async def open_connection(
         connection.abort()
         raise
     return connection
+
+
+async def _master_address(spec: HostSpec, connect_timeout: float) -> tuple[str, int]:
+    """Ask the Sentinels, in turn, where the master is now."""
+    errors = []
+    for host, port in spec.sentinels:
+        sentinel = HostSpec(kwargs={"host": host, "port": port, **spec.sentinel_kwargs})
+        try:
+            connection = await open_connection(sentinel, connect_timeout, connect_timeout)
+        except (OSError, RedisConnectionError, RedisTimeoutError) as exc:
+            errors.append(f"{host}:{port}: {exc}")
+            continue
+        try:
+            reply = await asyncio.wait_for(
+                connection.execute("SENTINEL", "get-master-addr-by-name", spec.master_name),
+                connect_timeout,
+            )
+        except (TimeoutError, RedisConnectionError, ResponseError) as exc:
+            errors.append(f"{host}:{port}: {exc}")
+            continue
+        finally:
+            connection.close()
+        if reply:
+            return reply[0].decode(), int(reply[1])
+        errors.append(f"{host}:{port} knows no master {spec.master_name!r}")
+    raise RedisConnectionError(f"no Sentinel gave the master's address: {'; '.join(errors)}")
 
 
 async def _handshake(connection: WireConnection, options: dict[str, Any]) -> None:
