@@ -13,7 +13,7 @@ import logging
 import traceback
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from asgiref.sync import async_to_sync
 from django.core.exceptions import ImproperlyConfigured
@@ -23,7 +23,7 @@ from protocol_adapters.dispatch import log_dead_letter
 
 if TYPE_CHECKING:
     from django_app.models.deadletters import DeadLetter
-    from gateway.types import ASGIApp, MqttPublishEvent
+    from gateway.types import ASGIApp, EmailScope, MqttPublishEvent
     from protocol_adapters.dispatch import DeadLetter as Letter
 
 __all__ = ["Replayer", "areplay", "register_replayer", "replay", "store_dead_letter"]
@@ -112,7 +112,56 @@ async def _replay_mqtt(app: ASGIApp, scope: dict[str, Any], payload: bytes) -> N
     await run_mqtt_app(app, {**scope, "dup": True}, payload, publish)
 
 
+async def _replay_email(app: ASGIApp, scope: dict[str, Any], payload: bytes) -> None:
+    from gateway import email as mail
+    from protocol_adapters.email_common import run_application
+
+    attempt = int(scope.get("attempt") or 1) + 1
+    email_scope = cast("EmailScope", {**scope, "attempt": attempt})
+    result = await run_application(app, email_scope, payload)
+    if result.rejection is not None:
+        # The sender is long gone: a rejection can no longer reach it, only the log.
+        logger.warning(
+            "replayed mail for %r rejected by the application: %s %s",
+            scope.get("recipient"),
+            result.rejection["code"],
+            result.rejection["reason"],
+        )
+    for event in result.outbox:
+        await database_sync_to_async(mail.send_mail_event)(event)
+
+
+async def _replay_sms(app: ASGIApp, scope: dict[str, Any], payload: bytes) -> None:
+    from gateway.sms import asend_sms
+
+    # The webhook was answered long ago: replies go out through the provider's REST API.
+    first: list[dict[str, Any]] = [{"type": "sms.message", "body": payload.decode("utf-8")}]
+    outgoing: list[tuple[str, str, Any, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        if first:
+            return first.pop()
+        return {"type": "sms.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        kind = message.get("type")
+        if kind == "sms.reply":
+            outgoing.append((str(scope["from"]), str(message["body"]), (), scope.get("to")))
+        elif kind == "sms.send":
+            outgoing.append(
+                (message["to"], message["body"], message.get("media_urls", ()), message.get("from"))
+            )
+        else:
+            raise ValueError(f"An sms application cannot send {kind!r} (sms.reply or sms.send).")
+
+    await app(dict(scope), receive, send)  # type: ignore[arg-type]
+    for to, body, media_urls, from_ in outgoing:
+        await asend_sms(to, body, media_urls=media_urls, from_=from_, adapter=scope.get("adapter"))
+
+
 register_replayer("mqtt", _replay_mqtt)
+register_replayer("email", _replay_email)
+register_replayer("sms", _replay_sms)
 
 
 def _record(dead_letter: DeadLetter, error: BaseException | None) -> None:
