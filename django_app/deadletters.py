@@ -44,16 +44,21 @@ def register_replayer(protocol: str, replayer: Replayer) -> None:
 # --- storing ---------------------------------------------------------------------------------
 
 
+def _text(value: str) -> str:
+    """Text a PostgreSQL text column accepts: NUL is the one character it refuses."""
+    return value.replace("\x00", "\ufffd")
+
+
 def _save(letter: Letter) -> None:
     from django_app.models.deadletters import DeadLetter, encode_scope
 
     DeadLetter.objects.create(
         protocol=letter.protocol,
         adapter=str(letter.scope.get("adapter") or ""),
-        key=letter.key,
+        key=_text(letter.key),
         scope=encode_scope(letter.scope),
         payload=letter.payload,
-        error=letter.error,
+        error=_text(letter.error),
         attempts=letter.attempts,
         failed_at=letter.failed_at,
     )

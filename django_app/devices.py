@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth.hashers import make_password
+from django.db import transaction
 from django.utils import timezone
 
 from django_app.models.devices import Device, DeviceCredential
@@ -61,14 +62,18 @@ def touch(device_id: str) -> int:
 @database_sync_to_async
 def update_state(device_id: str, state: dict[str, Any], *, create: bool = False) -> Device | None:
     """Merge `state` into the device's state and mark it seen; creates the row if asked."""
-    if create:
-        device, _ = Device.objects.get_or_create(device_id=device_id)
-    else:
-        found = Device.objects.filter(device_id=device_id).first()
-        if found is None:
-            return None
-        device = found
-    device.state = {**(device.state or {}), **state}
-    device.last_seen = timezone.now()
-    device.save(update_fields=["state", "last_seen"])
+    # The row stays locked from read to write: a concurrent merge waits, then merges into
+    # this one's result instead of overwriting it.
+    with transaction.atomic():
+        devices = Device.objects.select_for_update()
+        if create:
+            device, _ = devices.get_or_create(device_id=device_id)
+        else:
+            found = devices.filter(device_id=device_id).first()
+            if found is None:
+                return None
+            device = found
+        device.state = {**(device.state or {}), **state}
+        device.last_seen = timezone.now()
+        device.save(update_fields=["state", "last_seen"])
     return device

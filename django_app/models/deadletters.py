@@ -13,6 +13,7 @@ __all__ = ["DeadLetter", "decode_scope", "encode_scope"]
 _BYTES = "__bytes__"
 _TUPLE = "__tuple__"
 _REPR = "__repr__"
+_STR = "__str__"
 
 
 def _encode(value: Any) -> Any:
@@ -24,6 +25,9 @@ def _encode(value: Any) -> Any:
         return [_encode(item) for item in value]
     if isinstance(value, Mapping):
         return {str(key): _encode(item) for key, item in value.items()}
+    if isinstance(value, str) and "\x00" in value:
+        # PostgreSQL's jsonb cannot hold NUL: keep such a string (an SMTP HELO, say) as UTF-8.
+        return {_STR: base64.b64encode(value.encode("utf-8", "surrogatepass")).decode("ascii")}
     if value is None or isinstance(value, bool | int | float | str):
         return value
     # Not restorable (a lifespan object, say): keep a description rather than fail the store.
@@ -38,12 +42,15 @@ def _decode(value: Any) -> Any:
             return base64.b64decode(value[_BYTES])
         if set(value) == {_TUPLE}:
             return tuple(_decode(item) for item in value[_TUPLE])
+        if set(value) == {_STR}:
+            return base64.b64decode(value[_STR]).decode("utf-8", "surrogatepass")
         return {key: _decode(item) for key, item in value.items()}
     return value
 
 
 def encode_scope(scope: Mapping[str, Any]) -> dict[str, Any]:
-    """A scope as JSON: bytes as ``{"__bytes__": base64}``, tuples as ``{"__tuple__": [...]}``.
+    """A scope as JSON: bytes as ``{"__bytes__": base64}``, tuples as ``{"__tuple__": [...]}``,
+    strings holding NUL (which PostgreSQL's jsonb refuses) as ``{"__str__": base64}``.
 
     The lifespan ``state`` is left out: it belongs to the process, not to the event.
     """

@@ -58,7 +58,7 @@ def _record(record: SmsRecord) -> bool:
         "direction": record.direction,
         "from_number": record.from_number,
         "to_number": record.to_number,
-        "body": record.body,
+        "body": record.body.replace("\x00", "\ufffd"),  # PostgreSQL's text refuses NUL
         "status": record.status,
         "media": list(record.media),
         "error": record.error,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from datetime import UTC, datetime
 
@@ -200,3 +201,11 @@ def test_admin_cannot_add_or_edit(admin_client: Client) -> None:
     assert response.status_code == 403
     row.refresh_from_db()
     assert row.key == "devices/d1/reading"
+
+
+def test_strings_with_nul_are_encoded_apart_and_restored() -> None:
+    scope = {"helo": "evil\x00host", "plain": "ok", "nested": ["a\x00", ("b", "c\x00")]}
+    encoded = encode_scope(scope)
+    assert "\\u0000" not in json.dumps(encoded)  # what PostgreSQL's jsonb would refuse
+    assert encoded["plain"] == "ok"
+    assert decode_scope(encoded) == scope

@@ -274,7 +274,11 @@ class Dovecot:
         with self.client(mailbox) as imap:
             status, data = imap.uid("FETCH", "1:*", "(UID FLAGS)")
             assert status == "OK", data
-        return dict(_parse_flags(line) for line in data if isinstance(line, bytes))
+        # Lines without a UID are unsolicited flag updates another session (the adapter)
+        # caused while this FETCH ran; the answer to the FETCH itself always has the UID.
+        return dict(
+            _parse_flags(line) for line in data if isinstance(line, bytes) and b"UID " in line
+        )
 
     def create(self, mailbox: str) -> None:
         with self.client() as imap:
