@@ -1,0 +1,142 @@
+"""`EmailStore` lookups: batched through a thread, inline on a SQLite file, after a restart."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+from django.db import connection
+
+from gateway.consumers.email import AsyncEmailConsumer
+from protocol_adapters.dispatch import KeyedDispatcher, RetryPolicy
+from protocol_adapters.email_common import EmailIntake, EmailStore, build_scope, raw_digest
+from protocol_adapters.email_store import Known, _SQLiteReader, store_key
+from routers import EmailToRouter, ProtocolTypeRouter, address
+
+RECIPIENT = "support@example.com"
+
+
+def raw_message(number: int) -> bytes:
+    return (
+        f"From: alice@customer.test\r\nTo: {RECIPIENT}\r\nSubject: Ticket {number}\r\n"
+        f"Message-ID: <t{number}@customer.test>\r\n\r\nbody {number}\r\n"
+    ).encode()
+
+
+def intake(calls: list[str]) -> EmailIntake:
+    class Consumer(AsyncEmailConsumer):
+        reply_limiter = None
+
+        async def receive(self, message: EmailMessage) -> None:
+            await asyncio.sleep(0)  # let the other deliveries interleave
+            calls.append(self.subject)
+
+    app = ProtocolTypeRouter({"email": EmailToRouter([address(RECIPIENT, Consumer.as_asgi())])})
+    dispatcher = KeyedDispatcher("email", max_in_flight=50, retry=RetryPolicy(attempts=1))
+    return EmailIntake(app, adapter="t", source="smtp", dispatcher=dispatcher, store=EmailStore())
+
+
+async def deliver_all(gate: EmailIntake, raws: list[bytes]) -> list[str]:
+    deliveries = await asyncio.gather(
+        *(gate.deliver(raw, sender="alice@customer.test", recipient=RECIPIENT) for raw in raws)
+    )
+    return [delivery.status for delivery in deliveries]
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_concurrent_lookups_answer_each_message_for_itself() -> None:
+    store = EmailStore(True)
+    raws = [raw_message(n) for n in range(30)]
+    scopes = [
+        build_scope(raw, source="smtp", adapter="t", sender="", recipient=RECIPIENT) for raw in raws
+    ]
+    for n in range(0, 30, 3):  # every third one handled, every third + 1 failed twice
+        store.record(scopes[n], raw_digest(raws[n]), raws[n], "", "handled", 1)
+        store.record(scopes[n + 1], raw_digest(raws[n + 1]), raws[n + 1], "", "failed", 2)
+    assert await store.aclose()
+    fresh = EmailStore(True)  # answers from the database only, many lookups per query
+    answers = await asyncio.gather(
+        *(fresh.lookup(scope, raw_digest(raw)) for scope, raw in zip(scopes, raws, strict=True))
+    )
+    expected = [Known("handled", 1), Known("failed", 2), None] * 10
+    assert answers == expected
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_concurrent_resends_after_a_restart_are_not_handled_again() -> None:
+    raws = [raw_message(n) for n in range(20)]
+    calls: list[str] = []
+    first = intake(calls)
+    assert await deliver_all(first, raws) == ["handled"] * 20
+    await first.aclose(30)
+    # A new intake and store, as after a restart: every resend is a duplicate, handled once.
+    second = intake(calls)
+    mixed = raws + [raw_message(n) for n in range(20, 25)]
+    statuses = await deliver_all(second, mixed + raws[:5])
+    await second.aclose(30)
+    assert statuses == ["duplicate"] * 20 + ["handled"] * 5 + ["duplicate"] * 5
+    assert sorted(calls) == sorted(f"Ticket {n}" for n in range(25))
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_upsert_keeps_the_first_bytes_and_takes_the_last_outcome() -> None:
+    from django_app.models import InboundEmail
+
+    raw = raw_message(1)
+    scope = build_scope(raw, source="smtp", adapter="t", sender="", recipient=RECIPIENT)
+    store = EmailStore(True)
+    store.record(scope, raw_digest(raw), raw, "Ticket 1", "failed", 1, "boom")
+    assert await store.flush()
+    store.record(scope, raw_digest(raw), raw, "Ticket 1", "handled", 2)
+    assert await store.aclose()
+    row = await InboundEmail.objects.aget()
+    assert (row.status, row.attempts, row.error, bytes(row.raw)) == ("handled", 2, "", raw)
+    assert row.handled_at is not None
+
+
+def inbound_email_table(path: Path) -> None:
+    """Create the InboundEmail table in a SQLite file, with the test database's schema."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT sql FROM sqlite_master WHERE tbl_name = 'gateway_inboundemail' "
+            "AND sql IS NOT NULL"
+        )
+        statements = [row[0] for row in cursor.fetchall()]
+    assert statements
+    with sqlite3.connect(path) as db:
+        for statement in statements:
+            db.execute(statement)
+
+
+@pytest.mark.django_db
+def test_inline_reader_sees_other_connections_commits_and_never_waits(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite3"
+    inbound_email_table(path)
+    raw = raw_message(1)
+    scope = build_scope(raw, source="smtp", adapter="t", sender="", recipient=RECIPIENT)
+    key = store_key(scope, raw_digest(raw))
+    reader = _SQLiteReader(str(path))
+    try:
+        assert reader.get(key) is None
+        # Another process writes the row: the reader's next lookup sees it.
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute(
+            "INSERT INTO gateway_inboundemail (message_id, raw_sha256, recipient, raw, size, "
+            "sender, subject, source, adapter, mailbox, status, attempts, error, received_at) "
+            "VALUES (?, ?, ?, ?, 0, '', '', 'smtp', '', '', 'handled', 3, '', '2026-01-01')",
+            (key.message_id, key.raw_sha256, key.recipient, raw),
+        )
+        assert reader.get(key) == Known("handled", 3)
+        # While a writer holds the database exclusively, a lookup fails at once (the store
+        # then asks through a worker thread) instead of blocking the event loop.
+        other.execute("BEGIN EXCLUSIVE")
+        with pytest.raises(sqlite3.OperationalError):
+            reader.get(key)
+        other.execute("ROLLBACK")
+        assert reader.get(key) == Known("handled", 3)
+        other.close()
+    finally:
+        reader.close()
