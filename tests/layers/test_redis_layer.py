@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import threading
 
 import pytest
 from django.test import override_settings
@@ -144,3 +145,33 @@ async def test_group_send_applies_channel_capacity_patterns(
     finally:
         await layer.flush()
         await layer.close()
+
+
+@pytest.mark.integration
+def test_one_layer_serves_successive_and_concurrent_event_loops(
+    redis_server: RedisServer,
+) -> None:
+    """Each loop gets its own connections, also while another loop runs in another thread."""
+    layer = RedisChannelLayer(**redis_layer_config(redis_server.url))
+
+    async def exchange(n: int) -> int:
+        channel = await layer.new_channel()
+        task = asyncio.create_task(layer.receive(channel))
+        await asyncio.sleep(0.01)
+        await layer.send(channel, {"type": "t", "n": n})
+        message = await asyncio.wait_for(task, WAIT)
+        await layer.close()
+        return int(message["n"])
+
+    assert [asyncio.run(exchange(n)) for n in range(3)] == [0, 1, 2]
+
+    async def main_loop() -> list[int]:
+        results: list[int] = []
+        thread = threading.Thread(target=lambda: results.append(asyncio.run(exchange(10))))
+        thread.start()
+        results.append(await exchange(20))  # this loop's exchange, while the other one runs
+        await asyncio.to_thread(thread.join, WAIT)
+        return sorted(results)
+
+    assert asyncio.run(main_loop()) == [10, 20]
+    assert asyncio.run(exchange(30)) == 30

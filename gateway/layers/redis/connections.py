@@ -16,9 +16,9 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway.layers.redis.config import HostSpec
-from gateway.layers.redis.wire import WireConnection, open_connection
+from gateway.layers.redis.wire import WireConnection, open_connection, pack_args
 
-__all__ = ["UNAVAILABLE", "Script", "Shard", "make_client"]
+__all__ = ["UNAVAILABLE", "Script", "Shard", "is_noscript", "make_client"]
 
 # What "Redis is not there right now" looks like; anything else is a real error.
 UNAVAILABLE: tuple[type[BaseException], ...] = (
@@ -35,16 +35,41 @@ class Script:
     def __init__(self, source: str) -> None:
         self.source = source
         self.sha = hashlib.sha1(source.encode()).hexdigest()
+        # The encoded head of a call (EVALSHA, sha, keys), per keys and argument count: a
+        # send encodes only its own arguments.
+        self._heads: dict[tuple[Any, ...], bytes] = {}
 
-    async def run(self, connection: WireConnection, keys: list[Any], args: list[Any]) -> Any:
+    def command(self, keys: list[str], args: list[Any]) -> bytes:
+        """The EVALSHA call in RESP."""
+        cache_key = (*keys, len(args))
+        head = self._heads.get(cache_key)
+        if head is None:
+            if len(self._heads) > 4096:
+                self._heads.clear()
+            count = 3 + len(keys) + len(args)
+            head = b"*%d\r\n%b" % (count, pack_args(["EVALSHA", self.sha, len(keys), *keys]))
+            self._heads[cache_key] = head
+        return head + pack_args(args)
+
+    async def run(self, connection: WireConnection, keys: list[str], args: list[Any]) -> Any:
         try:
-            return await connection.execute("EVALSHA", self.sha, len(keys), *keys, *args)
+            return await connection.request(self.command(keys, args))
         except ResponseError as exc:
-            if not str(exc).startswith("NOSCRIPT"):
+            if not is_noscript(exc):
                 raise
-        # A Redis that restarted (or never saw it): load once, then run.
+        return await self.load_and_run(connection, keys, args)
+
+    async def load_and_run(
+        self, connection: WireConnection, keys: list[str], args: list[Any]
+    ) -> Any:
+        """For a Redis that restarted (or never saw the script): load it, then run."""
         await connection.execute("SCRIPT", "LOAD", self.source)
-        return await connection.execute("EVALSHA", self.sha, len(keys), *keys, *args)
+        return await connection.request(self.command(keys, args))
+
+
+def is_noscript(error: ResponseError) -> bool:
+    """True for Redis' answer to EVALSHA of a script it does not hold."""
+    return str(error).startswith("NOSCRIPT")
 
 
 def make_client(spec: HostSpec, **overrides: Any) -> Redis:

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 import msgpack
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from gateway.exceptions import ChannelFull, ChannelLayerUnavailable, ImproperlyConfiguredGateway
 from gateway.layers.base import BaseChannelLayer
 from gateway.layers.redis.config import HashRing, compile_globs, glob_to_lua, parse_hosts
-from gateway.layers.redis.connections import UNAVAILABLE, Script, Shard
+from gateway.layers.redis.connections import UNAVAILABLE, Script, Shard, is_noscript
 from gateway.layers.redis.durable import Delivery, DurableReader
 from gateway.layers.redis.receiver import Receiver, encode_entry
 from gateway.layers.redis.scripts import DURABLE_SEND, GROUP_SEND, SEND
@@ -35,9 +37,10 @@ _RETRYABLE: tuple[type[BaseException], ...] = (*UNAVAILABLE, TimeoutError)
 class _LoopState:
     """What belongs to one event loop: connections cannot cross loops."""
 
-    def __init__(self, layer: RedisChannelLayer) -> None:
+    def __init__(self, layer: RedisChannelLayer, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
         self.shards = [Shard(spec, layer.unavailable_after) for spec in layer.hosts]
-        self.receiver = Receiver(layer, self.shards)
+        self.receiver = Receiver(layer, self.shards, loop)
         self.durable = DurableReader(layer, self.shards)
 
     async def close(self) -> None:
@@ -108,6 +111,7 @@ class RedisChannelLayer(BaseChannelLayer):
         # on a Redis host that comes back, with or without its data.
         self.memberships: dict[tuple[str, str], int] = {}
         self._states: dict[asyncio.AbstractEventLoop, _LoopState] = {}
+        self._last_state: _LoopState | None = None  # the state _state() found last
 
     # Names and places.
 
@@ -154,12 +158,21 @@ class RedisChannelLayer(BaseChannelLayer):
     # Per event loop state.
 
     def _state(self) -> _LoopState:
+        # The running loop's state, found without asyncio.get_running_loop() (a getpid()
+        # system call on Python 3.11, twice per message otherwise): while a loop runs, its
+        # thread's asyncgen hooks are the loop's own methods (asyncio and uvloop alike).
+        last = self._last_state
+        if last is not None and last.loop is getattr(
+            sys.get_asyncgen_hooks().firstiter, "__self__", None
+        ):
+            return last
         loop = asyncio.get_running_loop()
         state = self._states.get(loop)
         if state is None:
             for other in [other for other in self._states if other.is_closed()]:
                 del self._states[other]  # its sockets died with it
-            state = self._states[loop] = _LoopState(self)
+            state = self._states[loop] = _LoopState(self, loop)
+        self._last_state = state
         return state
 
     async def call(self, index: int, operation: Callable[[WireConnection], Awaitable[T]]) -> T:
@@ -210,9 +223,22 @@ class RedisChannelLayer(BaseChannelLayer):
                 keys = [key]
             args = [entry, capacity, self.expiry_seconds, now_ms, channel]
             script = _SEND
-        sent = await self.call(index, lambda wire: script.run(wire, keys, args))
-        if not sent:
+        if not await self.run_script(index, script, keys, args):
             raise ChannelFull(f"channel {channel!r} holds its capacity of messages")
+
+    async def run_script(self, index: int, script: Script, keys: list[str], args: list[Any]) -> Any:
+        """One script call on a host: straight on its open connection, else through `call`."""
+        wire = self._state().shards[index].wire
+        if wire is not None and not wire.closed:
+            try:
+                return await wire.request(script.command(keys, args))
+            except ResponseError as exc:
+                if not is_noscript(exc):
+                    raise
+                return await self.call(index, lambda wire: script.load_and_run(wire, keys, args))
+            except UNAVAILABLE:
+                pass  # the connection broke: `call` reconnects and retries, within the bound
+        return await self.call(index, lambda wire: script.run(wire, keys, args))
 
     async def receive(self, channel: str) -> dict[str, Any]:
         """Wait for the next message on a channel; a durable one is acknowledged at once."""
@@ -287,7 +313,7 @@ class RedisChannelLayer(BaseChannelLayer):
         if tail is None:
             tail = await self._explicit_capacities(index, key, head[0])
         args = [*head, *tail, self.inbox_capacity, int(time.time() * 1000)]
-        sent: int = await self.call(index, lambda wire: _GROUP_SEND.run(wire, [key], args))
+        sent: int = await self.run_script(index, _GROUP_SEND, [key], args)
         return sent
 
     async def _explicit_capacities(self, index: int, key: str, oldest: int) -> list[Any]:
@@ -350,4 +376,6 @@ class RedisChannelLayer(BaseChannelLayer):
             return
         state = self._states.pop(loop, None)
         if state is not None:
+            if self._last_state is state:
+                self._last_state = None
             await state.close()

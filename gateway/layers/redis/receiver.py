@@ -3,7 +3,8 @@
 Every `receive()` of the loop registers a waiter; one task per host runs BLMPOP over the
 process's inboxes (one list per specific-name prefix, shared by all its channels), the normal
 channels someone here waits for, and wake-up lists. Each pop brings up to BATCH entries,
-which go straight to the waiting futures or to a local buffer per channel; a specific
+which the connection's read callback hands straight to the waiting futures (the task only tops
+the queued pops up and reconnects) or to a local buffer per channel; a specific
 channel's buffer is bounded by its capacity, and a full one is named in the inbox's set of
 full channels, which the send scripts check.
 """
@@ -20,9 +21,10 @@ from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 import msgpack
+from redis.exceptions import ResponseError
 
 from gateway.layers.redis.connections import UNAVAILABLE, Shard
-from gateway.layers.redis.wire import WireConnection, pack
+from gateway.layers.redis.wire import ReplyHandler, WireConnection, pack
 from gateway.layers.serialization import copier
 
 if TYPE_CHECKING:
@@ -34,14 +36,10 @@ logger = logging.getLogger("gateway.layers")
 
 BATCH = 1024
 DEPTH = 8
+REFILL_AT = 2
 _CONTAINERS = (dict, list)
 _Waiter = asyncio.Future[dict[str, Any]]
 _Buffer = deque[tuple[float, dict[str, Any]]]  # (expires at, epoch ms; message)
-
-
-def _consume(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.exception()
 
 
 def encode_entry(expires_ms: int, channel: str, payload: bytes) -> bytes:
@@ -55,11 +53,73 @@ def decode_entry(entry: bytes) -> tuple[int, str, bytes]:
     return int(entry[:14]), entry[14:newline].decode("ascii"), entry[newline + 1 :]
 
 
+class _Pops(ReplyHandler):
+    """The queued pops of one receive task on one connection: their replies are handed to
+    waiters inside the connection's data_received, with no task switch in between."""
+
+    def __init__(self, receiver: Receiver, index: int) -> None:
+        self.receiver = receiver
+        self.index = index
+        self.keys: deque[frozenset[str]] = deque()  # what each queued pop watches, in order
+        self.signal: asyncio.Future[None] | None = None  # the receive task waits on it
+        self.closed = False
+
+    def watched(self) -> frozenset[str]:
+        """The lists every queued pop watches."""
+        keys = self.keys
+        if not keys:
+            return frozenset()
+        first, last = keys[0], keys[-1]
+        return first if first is last else frozenset.intersection(*keys)
+
+    def reply(self, value: Any) -> None:
+        if self.closed:
+            return
+        self.keys.popleft()
+        receiver = self.receiver
+        try:
+            if value is not None and value[0] not in receiver.wake_set:
+                receiver.dispatch(value[1])
+            if time.monotonic() >= receiver.next_sweep:
+                receiver.sweep()
+        except Exception:
+            # A malformed entry (another writer under our prefix?) must not stop the loop
+            # every receiver of this process depends on.
+            logger.exception("The Redis layer's receive loop skipped a bad batch")
+        if len(self.keys) <= REFILL_AT:
+            self._wake_task(None)
+        else:
+            receiver.blocking[self.index] = self.watched()
+
+    def fail(self, error: Exception) -> None:
+        if self.closed:
+            return
+        if isinstance(error, ResponseError):
+            self.keys.popleft()
+            logger.error("A blocking pop of the Redis layer failed: %s", error)
+            if len(self.keys) <= REFILL_AT:
+                self._wake_task(None)
+            return
+        self.closed = True
+        self._wake_task(error)
+
+    def _wake_task(self, error: Exception | None) -> None:
+        signal = self.signal
+        if signal is not None and not signal.done():
+            if error is None:
+                signal.set_result(None)
+            else:
+                signal.set_exception(error)
+
+
 class Receiver:
     """Waiters, buffers and the per-host receive tasks of one event loop."""
 
-    def __init__(self, layer: RedisChannelLayer, shards: list[Shard]) -> None:
+    def __init__(
+        self, layer: RedisChannelLayer, shards: list[Shard], loop: asyncio.AbstractEventLoop
+    ) -> None:
         self.layer = layer
+        self.loop = loop
         self.shards = shards
         self.waiters: dict[str, deque[_Waiter]] = {}
         self.buffers: dict[str, _Buffer] = {}
@@ -74,10 +134,11 @@ class Receiver:
         # non-empty list, so one entry in each list is what wakes each queued pop once.
         base = f"{layer.prefix}:w:{layer.client_prefix}.{secrets.token_hex(4)}"
         self.wake_keys = [f"{base}.{n}" for n in range(DEPTH)]
-        self._wake_set = {key.encode() for key in self.wake_keys}
+        self.wake_set = {key.encode() for key in self.wake_keys}
         self._turn = 0
+        self._places: dict[str, tuple[int, str]] = {}  # channel -> (host index, list key)
         self._pending: set[asyncio.Task[None]] = set()
-        self._next_sweep = time.monotonic() + layer.expiry
+        self.next_sweep = time.monotonic() + layer.expiry
 
     # The receive() side.
 
@@ -87,7 +148,7 @@ class Receiver:
             message = self._take(channel, buffer)
             if message is not None:
                 return message
-        waiter: _Waiter = asyncio.get_running_loop().create_future()
+        waiter: _Waiter = self.loop.create_future()
         waiting = self.waiters.get(channel)
         if waiting is None:
             self.waiters[channel] = deque((waiter,))
@@ -141,9 +202,13 @@ class Receiver:
 
     def _listen(self, channel: str) -> None:
         """Make sure the receive task of the channel's host pops the channel's list."""
-        layer = self.layer
-        index = layer.shard_index(channel)
-        key = layer.list_key(channel)
+        place = self._places.get(channel)
+        if place is None:
+            if len(self._places) > 4096:
+                self._places.clear()
+            layer = self.layer
+            place = self._places[channel] = (layer.shard_index(channel), layer.list_key(channel))
+        index, key = place
         if "!" in channel:
             self.inboxes[index].add(key)
         else:
@@ -220,57 +285,46 @@ class Receiver:
 
     async def _run(self, index: int) -> None:
         wire: WireConnection | None = None
-        # Up to DEPTH pops wait in Redis one behind the other, so that the next one is already
-        # there when a message arrives; they are topped up DEPTH/2 at a time: one write per
-        # few messages instead of one per message.
-        outstanding: deque[tuple[asyncio.Future[Any], frozenset[str]]] = deque()
+        pops = _Pops(self, index)
+        loop = self.loop
         try:
             while True:
                 try:
                     if wire is None or wire.closed:
-                        outstanding.clear()
                         wire = await self._connect(index)
+                        pops = _Pops(self, index)
                     self.woken[index] = False
-                    if len(outstanding) <= DEPTH // 2:
-                        self._pop_more(index, wire, outstanding)
-                    self.blocking[index] = frozenset.intersection(*(k for _, k in outstanding))
-                    reply = await outstanding[0][0]
-                    outstanding.popleft()
+                    if len(pops.keys) <= REFILL_AT:
+                        self._pop_more(index, wire, pops)
+                    self.blocking[index] = pops.watched()
+                    # Replies are dispatched as they arrive; this task only wakes up to top
+                    # the pops up, or to reconnect.
+                    pops.signal = loop.create_future()
+                    await pops.signal
                 except UNAVAILABLE as exc:
                     self.blocking[index] = frozenset()
-                    outstanding.clear()  # their replies went with the connection
+                    pops.closed = True  # its pops' replies went with the connection
                     if wire is not None:
                         wire.abort()
                     wire = await self._recover(index, exc)
-                    continue
-                try:
-                    if reply is not None and reply[0] not in self._wake_set:
-                        self._dispatch(reply[1])
-                    if time.monotonic() >= self._next_sweep:
-                        self._sweep()
-                except Exception:
-                    # A malformed entry (another writer under our prefix?) must not stop the
-                    # loop every receiver of this process depends on.
-                    logger.exception("The Redis layer's receive loop skipped a bad batch")
+                    pops = _Pops(self, index)
         finally:
             self.blocking[index] = frozenset()
-            for future, _ in outstanding:
-                future.cancel()
+            pops.closed = True
             if wire is not None:
                 wire.close()
 
-    def _pop_more(
-        self,
-        index: int,
-        wire: WireConnection,
-        outstanding: deque[tuple[asyncio.Future[Any], frozenset[str]]],
-    ) -> None:
+    def _pop_more(self, index: int, wire: WireConnection, pops: _Pops) -> None:
+        """Queue pops up to DEPTH: the next one is already waiting in Redis when a message
+        arrives, and one write serves several messages."""
         keys = self._keys(index)
         pop = ("BLMPOP", self.layer.block_seconds, len(keys), *keys, "LEFT", "COUNT", BATCH)
-        count = DEPTH - len(outstanding)
-        futures = wire.write(pack(pop) * count, count)
+        count = DEPTH - len(pops.keys)
+        wire.write_to(pack(pop) * count, count, pops)
         key_set = frozenset(keys)
-        outstanding.extend((future, key_set) for future in futures)
+        if pops.keys and pops.keys[-1] == key_set:
+            key_set = pops.keys[-1]  # the same object: `watched` then skips an intersection
+        pops.keys.extend([key_set] * count)
 
     async def _connect(self, index: int) -> WireConnection:
         return await self.shards[index].open_blocking(self.layer.block_seconds)
@@ -307,7 +361,7 @@ class Receiver:
         logger.info("Redis %s is back; re-asserted %d group memberships", shard.label, restored)
         return wire
 
-    def _dispatch(self, entries: list[bytes]) -> None:
+    def dispatch(self, entries: list[bytes]) -> None:
         """Hand popped entries to waiters, or to the channels' buffers."""
         now = time.time() * 1000
         unpack = msgpack.unpackb
@@ -365,9 +419,9 @@ class Receiver:
             del self.waiters[channel]
         return delivered
 
-    def _sweep(self) -> None:
+    def sweep(self) -> None:
         """Drop expired buffered messages, once per expiry period."""
-        self._next_sweep = time.monotonic() + self.layer.expiry
+        self.next_sweep = time.monotonic() + self.layer.expiry
         now = time.time() * 1000
         for channel, buffer in list(self.buffers.items()):
             while buffer and buffer[0][0] < now:

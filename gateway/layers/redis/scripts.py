@@ -66,16 +66,20 @@ local count = tonumber(ARGV[i]); i = i + 1
 for n = 1, count do durable[n] = ARGV[i]; i = i + 1 end
 local inboxes, order = {}, {}
 local sent = 0
+local find, sub = string.find, string.sub
+local patterned = #caps > 0 or count > 0
 for _, member in ipairs(members) do
-  local capacity = default_capacity
-  for _, cap in ipairs(caps) do
-    if string.find(member, cap[1]) then capacity = cap[2]; break end
+  -- Most members are specific channels: nothing to match, one lookup for their inbox.
+  local capacity, is_durable = default_capacity, false
+  if patterned then
+    for _, cap in ipairs(caps) do
+      if find(member, cap[1]) then capacity = cap[2]; break end
+    end
+    for _, pattern in ipairs(durable) do
+      if find(member, pattern) then is_durable = true; break end
+    end
   end
-  local is_durable = false
-  for _, pattern in ipairs(durable) do
-    if string.find(member, pattern) then is_durable = true; break end
-  end
-  local bang = string.find(member, '!', 1, true)
+  local bang = find(member, '!', 1, true)
   if is_durable then
     local stream = stream_prefix .. member
     if redis.call('XLEN', stream) < capacity then
@@ -83,7 +87,7 @@ for _, member in ipairs(members) do
       sent = sent + 1
     end
   elseif bang then
-    local key = list_prefix .. string.sub(member, 1, bang)
+    local key = sub(member, 1, bang)
     local names = inboxes[key]
     if names == nil then
       names = {}
@@ -101,8 +105,9 @@ for _, member in ipairs(members) do
   end
 end
 local inbox_capacity, now = tonumber(ARGV[i]), tonumber(ARGV[i + 1])
-for _, key in ipairs(order) do
-  local names = inboxes[key]
+for _, name in ipairs(order) do
+  local names = inboxes[name]
+  local key = list_prefix .. name
   if redis.call('SCARD', key .. '#') > 0 then
     local room = {}
     for first = 1, #names, 1000 do

@@ -21,7 +21,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway.layers.redis.config import HostSpec
 
-__all__ = ["WireConnection", "open_connection", "pack"]
+__all__ = ["ReplyHandler", "WireConnection", "open_connection", "pack", "pack_args"]
 
 _HiredisReader: Any
 try:  # pragma: no cover - which one depends on the installation
@@ -36,7 +36,12 @@ class ReplyError(Exception):
 
 def pack(args: tuple[Any, ...] | list[Any]) -> bytes:
     """Encode one command in RESP."""
-    parts = [b"*%d\r\n" % len(args)]
+    return b"*%d\r\n%b" % (len(args), pack_args(args))
+
+
+def pack_args(args: tuple[Any, ...] | list[Any]) -> bytes:
+    """Encode arguments in RESP without the count that heads a command (for cached heads)."""
+    parts: list[bytes] = []
     append = parts.append
     for arg in args:
         kind = type(arg)
@@ -111,6 +116,17 @@ class _Reader:
         raise RedisConnectionError(f"unexpected reply from Redis: {line!r}")
 
 
+class ReplyHandler:
+    """Takes the replies of commands in place of futures, as they arrive (no task hop)."""
+
+    def reply(self, value: Any) -> None:
+        raise NotImplementedError
+
+    def fail(self, error: Exception) -> None:
+        """An error reply, or the connection was lost with the command unanswered."""
+        raise NotImplementedError
+
+
 def _reader() -> Any:
     if _HiredisReader is not None:
         return _HiredisReader(replyError=ReplyError)
@@ -124,7 +140,7 @@ class WireConnection(asyncio.Protocol):
         self.timeout = timeout
         self.transport: asyncio.Transport | None = None
         self._reader = _reader()
-        self._waiting: deque[asyncio.Future[Any]] = deque()
+        self._waiting: deque[asyncio.Future[Any] | ReplyHandler] = deque()
         # When Redis last answered (or was first asked): a connection waiting on replies with
         # no answer for `timeout` is dead. Blocking pops queue up behind each other, so
         # the time since the last answer is what counts, not each command's age.
@@ -146,9 +162,14 @@ class WireConnection(asyncio.Protocol):
         self._progress = time.monotonic()
         while (reply := reader.gets()) is not False:
             future = waiting.popleft()
-            if future.done():
+            if isinstance(future, ReplyHandler):
+                if isinstance(reply, ReplyError):
+                    future.fail(ResponseError(str(reply)))
+                else:
+                    future.reply(reply)
+            elif future.done():
                 continue
-            if isinstance(reply, ReplyError):
+            elif isinstance(reply, ReplyError):
                 future.set_exception(ResponseError(str(reply)))
             else:
                 future.set_result(reply)
@@ -160,7 +181,9 @@ class WireConnection(asyncio.Protocol):
         error = RedisConnectionError(f"connection to Redis lost: {exc or 'closed'}")
         while self._waiting:
             future = self._waiting.popleft()
-            if not future.done():
+            if isinstance(future, ReplyHandler):
+                future.fail(error)
+            elif not future.done():
                 future.set_exception(error)
 
     # Commands
@@ -172,6 +195,31 @@ class WireConnection(asyncio.Protocol):
     def execute_many(self, *commands: tuple[Any, ...]) -> list[asyncio.Future[Any]]:
         """Write several commands in one write (a pipeline); a future per reply."""
         return self.write(b"".join(pack(command) for command in commands), len(commands))
+
+    def request(self, data: bytes) -> asyncio.Future[Any]:
+        """Write one encoded command; the future gets its reply (the hot path's `execute`)."""
+        if self.closed or self.transport is None:
+            raise RedisConnectionError("connection to Redis is closed")
+        self.transport.write(data)
+        waiting = self._waiting
+        if not waiting:
+            self._progress = time.monotonic()
+        future = self._loop.create_future()
+        waiting.append(future)
+        if self._watchdog is None:
+            self._watchdog = self._loop.call_later(self.timeout, self._check)
+        return future
+
+    def write_to(self, data: bytes, replies: int, handler: ReplyHandler) -> None:
+        """Write commands whose `replies` replies go to `handler` as they arrive."""
+        if self.closed or self.transport is None:
+            raise RedisConnectionError("connection to Redis is closed")
+        self.transport.write(data)
+        if not self._waiting:
+            self._progress = time.monotonic()
+        self._waiting.extend([handler] * replies)
+        if self._watchdog is None:
+            self._watchdog = self._loop.call_later(self.timeout, self._check)
 
     def write(self, data: bytes, replies: int) -> list[asyncio.Future[Any]]:
         if self.closed or self.transport is None:
