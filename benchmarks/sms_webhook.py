@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import Any, cast
 from urllib.parse import urlencode
 
+from benchmarks.net import free_port, run_loop, wait_port
+
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "benchmark-auth-token"
 PATH = "/sms/twilio/"
@@ -185,40 +187,11 @@ def start_server(stack: str) -> tuple[subprocess.Popen[str], int]:
     return proc, port
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_port(port: int) -> None:
-    import socket
-
-    for _ in range(400):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listening on {port}")
-
-
-def _run_loop(coro: Any) -> Any:
-    try:
-        import uvloop
-
-        return uvloop.run(coro)
-    except ImportError:
-        return asyncio.run(coro)
-
-
 def measure(stack: str, connections: int, seconds: float) -> tuple[float, int]:
     proc, port = start_server(stack)
     try:
-        _run_loop(load(port, 4, 1.0))  # warm-up: imports, first requests
-        result: tuple[float, int] = _run_loop(load(port, connections, seconds))
+        run_loop(load(port, 4, 1.0))  # warm-up: imports, first requests
+        result: tuple[float, int] = run_loop(load(port, connections, seconds))
         return result
     finally:
         proc.terminate()

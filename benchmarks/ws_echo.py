@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
 
+from benchmarks.net import free_port, run_loop, wait_port
+
 ROOT = Path(__file__).resolve().parent.parent
 PAYLOAD = b"x" * 32
 MASK = b"\x01\x02\x03\x04"
@@ -162,46 +164,17 @@ def start_server(stack: str) -> tuple[subprocess.Popen[str], int]:
     return proc, port
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_port(port: int) -> None:
-    import socket
-
-    for _ in range(200):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listening on {port}")
-
-
 def measure(stack: str, connections: int, seconds: float, runs: int) -> tuple[float, float, float]:
     results = []
     for _ in range(runs):
         proc, port = start_server(stack)
         try:
-            results.append(_run_loop(load(port, connections, seconds)))
+            results.append(run_loop(load(port, connections, seconds)))
         finally:
             proc.terminate()
             proc.wait(30)
     rate = statistics.median(r[0] for r in results)
     return rate, statistics.median(r[1] for r in results), statistics.median(r[2] for r in results)
-
-
-def _run_loop(coro):  # type: ignore[no-untyped-def]
-    try:
-        import uvloop
-
-        return uvloop.run(coro)
-    except ImportError:
-        return asyncio.run(coro)
 
 
 def main() -> None:

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.net import free_port
+
 __all__ = ["DOVECOT", "Dovecot", "dovecot_or_skip", "free_port", "running_dovecot"]
 
 DOVECOT = "/usr/sbin/dovecot"
@@ -79,13 +81,6 @@ userdb {{
 }}
 service imap-login {{{listeners}}}
 """
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def dovecot_or_skip() -> str:

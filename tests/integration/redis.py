@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.net import free_port
+
 __all__ = [
     "RedisSentinel",
     "RedisServer",
@@ -31,13 +33,6 @@ __all__ = [
 ]
 
 START_TIMEOUT = 30.0  # generous: only there to turn a broken start into a failure
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def redis_server_or_skip() -> str:
