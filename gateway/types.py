@@ -10,6 +10,9 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+#: What routers accept as an application: any ASGI callable, however its own annotations spell
+#: the scope (django-stubs types Django's ASGIHandler with ``dict``, which ASGIApp would refuse).
+AnyASGIApp = Callable[..., Awaitable[Any]]
 
 ProtocolType = Literal["http", "websocket", "lifespan", "channel", "mqtt", "email", "sms"]
 

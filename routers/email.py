@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.exceptions import RouteNotFound
-from gateway.types import ASGIApp, Receive, Scope, Send
+from gateway.types import AnyASGIApp, Receive, Scope, Send
 from routers.url import check_application
 
 __all__ = ["EmailRoute", "EmailToRouter", "address", "find_email_router"]
@@ -19,7 +19,7 @@ class EmailRoute:
     """One address pattern and the application for the recipients it matches."""
 
     pattern: str
-    application: ASGIApp
+    application: AnyASGIApp
     regex: re.Pattern[str]
 
     def match(self, recipient: str) -> dict[str, Any] | None:
@@ -30,7 +30,7 @@ class EmailRoute:
         return {key: value for key, value in found.groupdict().items() if value is not None}
 
 
-def address(pattern: str, application: ASGIApp) -> EmailRoute:
+def address(pattern: str, application: AnyASGIApp) -> EmailRoute:
     """Route recipients matching the regular expression `pattern` (whole address, any case)."""
     check_application(application, f"address({pattern!r})")
     try:
@@ -43,7 +43,7 @@ def address(pattern: str, application: ASGIApp) -> EmailRoute:
 class EmailToRouter:
     """Routes an ``email`` scope by ``recipient`` to the first matching address pattern."""
 
-    def __init__(self, routes: Sequence[EmailRoute], *, default: ASGIApp | None = None) -> None:
+    def __init__(self, routes: Sequence[EmailRoute], *, default: AnyASGIApp | None = None) -> None:
         for route in routes:
             if not isinstance(route, EmailRoute):
                 raise TypeError(f"EmailToRouter takes address(...) routes, got {route!r}")
@@ -52,7 +52,9 @@ class EmailToRouter:
         self.routes = list(routes)
         self.default = default
 
-    def resolve(self, recipient: str) -> tuple[EmailRoute | None, ASGIApp, dict[str, Any]] | None:
+    def resolve(
+        self, recipient: str
+    ) -> tuple[EmailRoute | None, AnyASGIApp, dict[str, Any]] | None:
         """(route or None for the default, application, kwargs), or None when nothing matches."""
         for route in self.routes:
             kwargs = route.match(recipient)

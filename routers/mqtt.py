@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Literal, NamedTuple
 
 from gateway.exceptions import RouteNotFound
-from gateway.types import ASGIApp, Receive, Scope, Send
+from gateway.types import AnyASGIApp, Receive, Scope, Send
 from routers.url import check_application
 
 __all__ = ["MqttTopicRouter", "TopicNotFound", "topic"]
@@ -51,7 +51,7 @@ class TopicRoute:
     """One ``topic(pattern, app)`` entry, compiled."""
 
     pattern: str
-    application: ASGIApp
+    application: AnyASGIApp
     levels: tuple[_Level, ...]
 
     @property
@@ -72,7 +72,7 @@ _FILTER_LEVEL: dict[LevelKind, str] = {
 }
 
 
-def topic(pattern: str, application: ASGIApp) -> TopicRoute:
+def topic(pattern: str, application: AnyASGIApp) -> TopicRoute:
     """A route: `application` handles topics matching `pattern` (see the module docstring)."""
     check_application(application, f"MqttTopicRouter route {pattern!r}")
     route = TopicRoute(pattern, application, _compile(pattern))
@@ -136,7 +136,7 @@ def _compile_level(pattern: str, part: str) -> _Level:
 
 
 class _Match(NamedTuple):
-    application: ASGIApp
+    application: AnyASGIApp
     args: tuple[str, ...]
     kwargs: dict[str, str]
     remaining: str | None

@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from gateway.exceptions import UnknownProtocol
-from gateway.types import ASGIApp, Receive, Scope, Send
+from gateway.types import AnyASGIApp, Receive, Scope, Send
 from routers.url import check_application
 
 
 class ProtocolTypeRouter:
     """Sends each scope to the application configured for its ``type``."""
 
-    def __init__(self, application_mapping: Mapping[str, ASGIApp]) -> None:
+    def __init__(self, application_mapping: Mapping[str, AnyASGIApp]) -> None:
         for name, application in application_mapping.items():
             check_application(application, f"ProtocolTypeRouter type {name!r}")
         self.application_mapping = dict(application_mapping)

@@ -16,7 +16,7 @@ from functools import lru_cache
 from typing import Any, ClassVar
 
 from gateway.exceptions import RouteNotFound
-from gateway.types import ASGIApp, Receive, Scope, Send
+from gateway.types import AnyASGIApp, Receive, Scope, Send
 from routers.url import check_application
 
 __all__ = [
@@ -108,7 +108,7 @@ class PhoneRoute:
     """A `phone()` route: numbers starting with ``prefix`` go to ``application``."""
 
     prefix: str
-    application: ASGIApp
+    application: AnyASGIApp
 
 
 @dataclass(frozen=True)
@@ -117,13 +117,13 @@ class CountryRoute:
 
     code: str
     calling_code: str
-    application: ASGIApp
+    application: AnyASGIApp
 
 
 Route = PhoneRoute | CountryRoute
 
 
-def phone(prefix: str, application: ASGIApp) -> PhoneRoute:
+def phone(prefix: str, application: AnyASGIApp) -> PhoneRoute:
     """Route numbers starting with an E.164 prefix (``"+44"``, ``"+1416"``) to ``application``."""
     compact = _PUNCTUATION.sub("", prefix) if isinstance(prefix, str) else prefix
     if not isinstance(compact, str) or _PREFIX.fullmatch(compact) is None:
@@ -134,7 +134,7 @@ def phone(prefix: str, application: ASGIApp) -> PhoneRoute:
     return PhoneRoute(compact, application)
 
 
-def country(code: str, application: ASGIApp) -> CountryRoute:
+def country(code: str, application: AnyASGIApp) -> CountryRoute:
     """Route numbers of one ISO 3166 country (``"CA"``) to ``application``; needs phonenumbers."""
     module = _phonenumbers()
     if module is None:
@@ -155,7 +155,7 @@ class _PhoneRouter:
 
     scope_key: ClassVar[str]
 
-    def __init__(self, routes: Sequence[Route], default: ASGIApp | None = None) -> None:
+    def __init__(self, routes: Sequence[Route], default: AnyASGIApp | None = None) -> None:
         self.routes = list(routes)
         self.default = default
         self._prefixes: dict[str, PhoneRoute] = {}
@@ -192,7 +192,7 @@ class _PhoneRouter:
         scope["whatsapp"] = bool(scope.get("whatsapp")) or whatsapp
         await application(scope, receive, send)
 
-    def resolve(self, number: str) -> tuple[ASGIApp, dict[str, str]]:
+    def resolve(self, number: str) -> tuple[AnyASGIApp, dict[str, str]]:
         """The application for a normalised number, and what matched (prefix or country)."""
         best = self._best_prefix(number)
         found = self._country(number)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib.auth import get_user_model
+from django.contrib.auth.models import User
 from django.core.management.base import BaseCommand
 
 
@@ -12,7 +12,7 @@ class Command(BaseCommand):
     help = "Create the demo superuser 'admin' (password 'admin') if it does not exist."
 
     def handle(self, *args: Any, **options: Any) -> None:
-        users = get_user_model()
-        if not users.objects.filter(username="admin").exists():
-            users.objects.create_superuser("admin", "admin@example.com", "admin")
+        # The demo keeps Django's own User model.
+        if not User.objects.filter(username="admin").exists():
+            User.objects.create_superuser("admin", "admin@example.com", "admin")
             self.stdout.write("demo: created superuser admin / admin")
