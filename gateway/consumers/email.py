@@ -9,7 +9,6 @@ from typing import Any
 
 from gateway import email as mail
 from gateway.consumers.base import AsyncConsumer, SyncConsumer
-from gateway.exceptions import StopConsumer
 from gateway.types import EmailSendEvent, Message
 
 __all__ = ["AsyncEmailConsumer", "EmailConsumer"]
@@ -117,11 +116,6 @@ class AsyncEmailConsumer(_EmailMessageMixin, AsyncConsumer):
     async def email_message(self, event: Message) -> None:
         """Parse the raw message, call `receive`, then end the scope (the mail is handled)."""
         await self.receive(self._take(event))
-        raise StopConsumer
-
-    async def email_disconnect(self, event: Message) -> None:
-        """The adapter stopped or gave up waiting: end the scope."""
-        raise StopConsumer
 
     async def receive(self, message: EmailMessage) -> None:
         """Called with the parsed message; return to accept it, raise to have it retried."""
@@ -161,11 +155,6 @@ class EmailConsumer(_EmailMessageMixin, SyncConsumer):
     def email_message(self, event: Message) -> None:
         """Parse the raw message, call `receive`, then end the scope (the mail is handled)."""
         self.receive(self._take(event))
-        raise StopConsumer
-
-    def email_disconnect(self, event: Message) -> None:
-        """The adapter stopped or gave up waiting: end the scope."""
-        raise StopConsumer
 
     def receive(self, message: EmailMessage) -> None:
         """Called with the parsed message; return to accept it, raise to have it retried."""

@@ -12,7 +12,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from gateway.consumers.base import AsyncConsumer, SyncConsumer
-from gateway.exceptions import StopConsumer
 from gateway.mqtt import InvalidPayload, make_publish_event
 from gateway.types import Message, MqttPublishEvent, Scope
 
@@ -76,11 +75,6 @@ class AsyncMqttConsumer(_MqttScopeAttributes, AsyncConsumer):
     async def mqtt_message(self, message: Message) -> None:
         """Pass the payload to `receive`, then end the scope: the message is handled."""
         await self.receive(message["payload"])
-        raise StopConsumer
-
-    async def mqtt_disconnect(self, message: Message) -> None:
-        """The adapter is stopping."""
-        raise StopConsumer
 
     async def receive(self, payload: bytes) -> None:
         """Called once with the message's payload."""
@@ -117,11 +111,6 @@ class MqttConsumer(_MqttScopeAttributes, SyncConsumer):
     def mqtt_message(self, message: Message) -> None:
         """Pass the payload to `receive`, then end the scope: the message is handled."""
         self.receive(message["payload"])
-        raise StopConsumer
-
-    def mqtt_disconnect(self, message: Message) -> None:
-        """The adapter is stopping."""
-        raise StopConsumer
 
     def receive(self, payload: bytes) -> None:
         """Called once with the message's payload."""

@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from gateway.consumers.base import AsyncConsumer, SyncConsumer
-from gateway.exceptions import StopConsumer
 from gateway.types import Message, SmsMedia
 
 
@@ -66,11 +65,6 @@ class AsyncSmsConsumer(_SmsScopeMixin, AsyncConsumer):
     async def sms_message(self, message: Message) -> None:
         """The message arrived: call `receive`, then finish."""
         await self.receive(message.get("body", ""))
-        raise StopConsumer
-
-    async def sms_disconnect(self, message: Message) -> None:
-        """The adapter stopped while the consumer was still waiting."""
-        raise StopConsumer
 
 
 class SmsConsumer(_SmsScopeMixin, SyncConsumer):
@@ -99,8 +93,3 @@ class SmsConsumer(_SmsScopeMixin, SyncConsumer):
     def sms_message(self, message: Message) -> None:
         """The message arrived: call `receive`, then finish."""
         self.receive(message.get("body", ""))
-        raise StopConsumer
-
-    def sms_disconnect(self, message: Message) -> None:
-        """The adapter stopped while the consumer was still waiting."""
-        raise StopConsumer
