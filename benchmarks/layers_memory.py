@@ -30,16 +30,12 @@ from django.conf import settings
 if not settings.configured:
     settings.configure(CHANNEL_LAYERS={})
 
-from channels.exceptions import ChannelFull as ChannelsFull
 from channels.layers import InMemoryChannelLayer as ChannelsLayer
 
-from gateway.exceptions import ChannelFull
+from benchmarks.layer_workloads import FULL, MESSAGE, fan_out
 from gateway.layers import InMemoryChannelLayer
 
 logger = logging.getLogger("gateway.benchmarks")
-
-MESSAGE = {"type": "bench.message", "text": "hello world", "n": 0}
-FULL = (ChannelFull, ChannelsFull)
 
 
 async def one_to_one(layer: Any, count: int) -> float:
@@ -64,33 +60,6 @@ async def one_to_one(layer: Any, count: int) -> float:
     started = time.perf_counter()
     await asyncio.gather(receiver(), sender())
     return count / (time.perf_counter() - started)
-
-
-async def fan_out(layer: Any, members: int) -> float:
-    """Seconds from one group_send until every one of `members` waiting receivers has it."""
-    channels = [await layer.new_channel() for _ in range(members)]
-    for channel in channels:
-        await layer.group_add("bench", channel)
-    loop = asyncio.get_running_loop()
-    all_received = loop.create_future()
-    remaining = members
-
-    async def receiver(channel: str) -> None:
-        nonlocal remaining
-        await layer.receive(channel)
-        remaining -= 1
-        if remaining == 0:
-            all_received.set_result(None)
-
-    tasks = [asyncio.create_task(receiver(channel)) for channel in channels]
-    await asyncio.sleep(0.01)  # every receiver is now waiting
-    started = time.perf_counter()
-    await layer.group_send("bench", MESSAGE)
-    await all_received
-    elapsed = time.perf_counter() - started
-    await asyncio.gather(*tasks)
-    await layer.flush()
-    return elapsed
 
 
 async def quietly(run: Awaitable[float], pause_gc: bool) -> float:

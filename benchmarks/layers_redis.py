@@ -38,19 +38,15 @@ from django.conf import settings
 if not settings.configured:
     settings.configure(CHANNEL_LAYERS={})
 
-from channels.exceptions import ChannelFull as ChannelsFull
 from channels_redis.core import RedisChannelLayer as ChannelsRedisLayer
 from channels_redis.pubsub import RedisPubSubChannelLayer as ChannelsPubSubLayer
 
-from gateway.exceptions import ChannelFull
+from benchmarks.layer_workloads import FULL, MESSAGE, fan_out
 from gateway.layers.memory import InMemoryChannelLayer
 from gateway.layers.redis import RedisChannelLayer
 from tests.integration.redis import running_redis
 
 logger = logging.getLogger("gateway.benchmarks")
-
-MESSAGE = {"type": "bench.message", "text": "hello world", "n": 0}
-FULL = (ChannelFull, ChannelsFull)
 
 
 async def one_to_one(layer: Any, seconds: float) -> float:
@@ -104,34 +100,6 @@ async def latencies(layer: Any, count: int) -> list[float]:
     return samples
 
 
-async def fan_out(layer: Any, members: int, group: str) -> float:
-    """Seconds from one group_send until every one of `members` waiting receivers has it."""
-    channels = [await layer.new_channel() for _ in range(members)]
-    for channel in channels:
-        await layer.group_add(group, channel)
-    loop = asyncio.get_running_loop()
-    all_received = loop.create_future()
-    remaining = members
-
-    async def receiver(channel: str) -> None:
-        nonlocal remaining
-        await layer.receive(channel)
-        remaining -= 1
-        if remaining == 0:
-            all_received.set_result(None)
-
-    tasks = [asyncio.create_task(receiver(channel)) for channel in channels]
-    await asyncio.sleep(0.5)  # every receiver is now waiting (channels_redis subscribes)
-    started = time.perf_counter()
-    await layer.group_send(group, MESSAGE)
-    await asyncio.wait_for(all_received, 60)
-    elapsed = time.perf_counter() - started
-    await asyncio.gather(*tasks)
-    for channel in channels:
-        await layer.group_discard(group, channel)
-    return elapsed
-
-
 def percentile(samples: list[float], fraction: float) -> float:
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
@@ -152,7 +120,7 @@ async def measure(url: str, seconds: float, samples: int, members: int, repeat: 
         gc.collect()
         rate = max([await one_to_one(layer, seconds) for _ in range(2)])
         times = await latencies(layer, samples)
-        fan = [await fan_out(layer, members, f"bench{n}") for n in range(repeat)]
+        fan = [await fan_out(layer, members, f"bench{n}", settle=0.5) for n in range(repeat)]
         results[name] = {
             "rate": rate,
             "p50": percentile(times, 0.5),

@@ -1,11 +1,15 @@
-"""What every benchmark needs: free loopback ports, waiting for a server, running a load loop."""
+"""What the benchmarks share: free loopback ports, starting the servers, running a load loop."""
 
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import Any
 
 
@@ -34,3 +38,26 @@ def run_loop(coro: Coroutine[Any, Any, Any]) -> Any:
     except ImportError:
         return asyncio.run(coro)
     return uvloop.run(coro)
+
+
+def start_gateway(app: str, env: dict[str, str], cwd: Path) -> tuple[subprocess.Popen[str], int]:
+    """`gateway run APP --port 0` as a subprocess; its HTTP port, read from its start-up lines."""
+    command = [sys.executable, "-m", "gateway", "run", app, "--port", "0", "--log-level", "warning"]
+    proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        match = re.match(r"gateway: http listening on http://[\d.]+:(\d+)", line)
+        if match:
+            return proc, int(match.group(1))
+    raise RuntimeError("the gateway exited before listening")
+
+
+def start_uvicorn(
+    app: str, env: dict[str, str], cwd: Path, *options: str
+) -> tuple[subprocess.Popen[str], int]:
+    """`uvicorn APP` with `options` as a subprocess on a free port, once it accepts connections."""
+    port = free_port()
+    command = [sys.executable, "-m", "uvicorn", app, "--port", str(port), *options]
+    proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, text=True)
+    wait_port(port)
+    return proc, port

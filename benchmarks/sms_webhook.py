@@ -21,14 +21,13 @@ import os
 import re
 import statistics
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
 from typing import Any, cast
 from urllib.parse import urlencode
 
-from benchmarks.net import free_port, run_loop, wait_port
+from benchmarks.net import run_loop, start_gateway, start_uvicorn
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "benchmark-auth-token"
@@ -164,27 +163,13 @@ def start_server(stack: str) -> tuple[subprocess.Popen[str], int]:
         "DJANGO_SETTINGS_MODULE": "benchmarks.sms_settings",
         "PYTHONPATH": str(ROOT),
     }
-    python = sys.executable
     if stack == "gateway":
-        app = "benchmarks.sms_webhook:gateway_application"
-        cmd = [python, "-m", "gateway", "run", app, "--port", "0", "--log-level", "warning"]
-    else:
-        port = free_port()
-        cmd = [
-            python, "-m", "uvicorn", "benchmarks.sms_webhook:django_application",
-            "--port", str(port), "--http", "httptools", "--loop", "uvloop", "--lifespan", "off",
-            "--no-access-log", "--log-level", "warning",
-        ]  # fmt: skip
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
-    if stack == "gateway":
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            match = re.match(r"gateway: http listening on http://[\d.]+:(\d+)", line)
-            if match:
-                return proc, int(match.group(1))
-        raise RuntimeError("the gateway exited before listening")
-    wait_port(port)
-    return proc, port
+        return start_gateway("benchmarks.sms_webhook:gateway_application", env, ROOT)
+    return start_uvicorn(
+        "benchmarks.sms_webhook:django_application", env, ROOT,
+        "--http", "httptools", "--loop", "uvloop", "--lifespan", "off",
+        "--no-access-log", "--log-level", "warning",
+    )  # fmt: skip
 
 
 def measure(stack: str, connections: int, seconds: float) -> tuple[float, int]:

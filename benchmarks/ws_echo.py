@@ -20,17 +20,15 @@ import argparse
 import asyncio
 import base64
 import os
-import re
 import statistics
 import struct
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
 
-from benchmarks.net import free_port, run_loop, wait_port
+from benchmarks.net import run_loop, start_gateway, start_uvicorn
 
 ROOT = Path(__file__).resolve().parent.parent
 PAYLOAD = b"x" * 32
@@ -124,44 +122,13 @@ async def load(port: int, connections: int, seconds: float) -> tuple[float, floa
 
 def start_server(stack: str) -> tuple[subprocess.Popen[str], int]:
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "benchmarks.settings", "PYTHONPATH": str(ROOT)}
-    python = sys.executable
     if stack == "gateway":
-        cmd = [
-            python,
-            "-m",
-            "gateway",
-            "run",
-            "benchmarks.ws_echo_apps:gateway_application",
-            "--port",
-            "0",
-            "--log-level",
-            "warning",
-        ]
-    else:
-        env["BENCH_STACK"] = "channels"
-        port = free_port()
-        cmd = [
-            python,
-            "-m",
-            "uvicorn",
-            "benchmarks.ws_echo_apps:channels_application",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ]
-        if stack == "channels+sansio":
-            cmd += ["--ws", "websockets-sansio"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
-    if stack == "gateway":
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            match = re.match(r"gateway: http listening on http://[\d.]+:(\d+)", line)
-            if match:
-                return proc, int(match.group(1))
-        raise RuntimeError("the gateway exited before listening")
-    wait_port(port)
-    return proc, port
+        return start_gateway("benchmarks.ws_echo_apps:gateway_application", env, ROOT)
+    env["BENCH_STACK"] = "channels"
+    options = ["--log-level", "warning"]
+    if stack == "channels+sansio":
+        options += ["--ws", "websockets-sansio"]
+    return start_uvicorn("benchmarks.ws_echo_apps:channels_application", env, ROOT, *options)
 
 
 def measure(stack: str, connections: int, seconds: float, runs: int) -> tuple[float, float, float]:

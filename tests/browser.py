@@ -10,7 +10,6 @@ import asyncio
 import base64
 import itertools
 import json
-import os
 import re
 import shutil
 import tempfile
@@ -20,8 +19,9 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import pytest
 from websockets.asyncio.client import ClientConnection, connect
+
+from tests.integration.support import not_installed
 
 CHROMIUM_FLAGS = [
     "--headless",
@@ -39,13 +39,11 @@ CHROMIUM_FLAGS = [
 
 def chromium_path() -> str:
     """The Chromium binary; a failure under CI, a skip on a developer machine without one."""
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        found = shutil.which(name)
-        if found:
-            return found
-    if os.environ.get("CI") == "true":
-        pytest.fail("chromium is not installed (scripts/test installs it)")
-    pytest.skip("chromium is not installed (scripts/test installs it)")
+    names = ("chromium", "chromium-browser", "google-chrome")
+    found = next((path for path in map(shutil.which, names) if path), None)
+    if found is None:
+        not_installed("chromium is not installed (scripts/test installs it)")
+    return found
 
 
 class Page:

@@ -9,7 +9,7 @@ import secrets
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -156,6 +156,43 @@ async def test_group_send_from_one_process_reaches_clients_of_the_other(
         assert await _next_from(room_clients[name], "b2") == {"from": "b2", "n": 1}
 
 
+async def _kill(process: GatewayProcess) -> None:
+    """SIGKILL: no drain, no goodbye to its clients or brokers."""
+    process.proc.kill()
+    await asyncio.to_thread(process.proc.wait, WAIT)
+
+
+async def _send_until_closed(client: ClientConnection, name: str) -> int:
+    """Send numbered room messages until the connection dies; return how many went out."""
+    sent = 0
+    try:
+        while True:
+            await client.send(json.dumps({"from": name, "n": sent}))
+            sent += 1
+            await asyncio.sleep(0.005)
+    except ConnectionClosed:
+        return sent
+
+
+async def _load_and_watch(
+    name: str,
+    sender: ClientConnection,
+    watcher: ClientConnection,
+    count: int,
+    before_kill: Callable[[], Awaitable[None]],
+) -> list[int]:
+    """`sender`, in the room as `name`, sends `count` messages, waiting for its own copy each
+    time; a third of the way it runs `before_kill`. Returns what `watcher` saw, in order."""
+    seen = []
+    for n in range(count):
+        if n == count // 3:
+            await before_kill()
+        await sender.send(json.dumps({"from": name, "n": n}))
+        assert (await _next_from(sender, name))["n"] == n
+        seen.append((await _next_from(watcher, name))["n"])
+    return seen
+
+
 async def test_one_process_killed_mid_load_the_other_carries_on(
     cluster: tuple[GatewayProcess, GatewayProcess],
     room_clients: dict[str, ClientConnection],
@@ -163,31 +200,14 @@ async def test_one_process_killed_mid_load_the_other_carries_on(
     first, _ = cluster
     killed = asyncio.Event()
 
-    async def load_from_a() -> int:
-        sent = 0
-        try:
-            while True:
-                await room_clients["a1"].send(json.dumps({"from": "a1", "n": sent}))
-                sent += 1
-                await asyncio.sleep(0.005)
-        except ConnectionClosed:
-            return sent
+    async def kill_a() -> None:
+        await _kill(first)  # SIGKILL, mid-load
+        killed.set()
 
-    async def load_from_b(count: int) -> list[int]:
-        """b1 sends, waiting for its own copy each time; b2 must see every one, in order."""
-        seen = []
-        for n in range(count):
-            if n == count // 3:
-                first.proc.kill()  # SIGKILL, mid-load
-                await asyncio.to_thread(first.proc.wait, WAIT)
-                killed.set()
-            await room_clients["b1"].send(json.dumps({"from": "b1", "n": n}))
-            assert (await _next_from(room_clients["b1"], "b1"))["n"] == n
-            seen.append((await _next_from(room_clients["b2"], "b1"))["n"])
-        return seen
-
-    a_load = asyncio.create_task(load_from_a())
-    seen = await asyncio.wait_for(load_from_b(150), 2 * WAIT)
+    a_load = asyncio.create_task(_send_until_closed(room_clients["a1"], "a1"))
+    seen = await asyncio.wait_for(
+        _load_and_watch("b1", room_clients["b1"], room_clients["b2"], 150, kill_a), 2 * WAIT
+    )
     assert killed.is_set()
     assert seen == list(range(150))
     assert await asyncio.wait_for(a_load, WAIT) > 0  # A's clients were cut off by the kill
@@ -238,34 +258,15 @@ async def test_one_process_killed_mid_load_the_other_keeps_serving_groups_and_mq
                 half_published.set()
             await mosquitto_pub(broker, "work/before", f"p{n}")
 
+    async def kill_a() -> None:
+        await asyncio.wait_for(half_published.wait(), WAIT)
+        await _kill(first)  # SIGKILL, with group and MQTT messages in flight
+
     async with joined("load", a1=first, b1=second, b2=second) as clients:
-
-        async def load_from_a() -> int:
-            sent = 0
-            try:
-                while True:
-                    await clients["a1"].send(json.dumps({"from": "a1", "n": sent}))
-                    sent += 1
-                    await asyncio.sleep(0.005)
-            except ConnectionClosed:
-                return sent
-
-        async def load_from_b(count: int) -> list[int]:
-            """b1 sends, waiting for its own copy each time; b2 must see every one, in order."""
-            seen = []
-            for n in range(count):
-                if n == count // 3:
-                    await asyncio.wait_for(half_published.wait(), WAIT)
-                    first.proc.kill()  # SIGKILL, with group and MQTT messages in flight
-                    await asyncio.to_thread(first.proc.wait, WAIT)
-                await clients["b1"].send(json.dumps({"from": "b1", "n": n}))
-                assert (await _next_from(clients["b1"], "b1"))["n"] == n
-                seen.append((await _next_from(clients["b2"], "b1"))["n"])
-            return seen
-
-        a_load = asyncio.create_task(load_from_a())
+        a_load = asyncio.create_task(_send_until_closed(clients["a1"], "a1"))
         mqtt = asyncio.create_task(mqtt_load(30))
-        assert await asyncio.wait_for(load_from_b(150), 2 * WAIT) == list(range(150))
+        seen = _load_and_watch("b1", clients["b1"], clients["b2"], 150, kill_a)
+        assert await asyncio.wait_for(seen, 2 * WAIT) == list(range(150))
         assert first.proc.returncode is not None
         assert await asyncio.wait_for(a_load, WAIT) > 0  # a1 was cut off by the kill
         await asyncio.wait_for(mqtt, 2 * WAIT)

@@ -24,9 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pytest
-
-from tests.integration.net import free_port
+from tests.integration.support import free_port, not_installed
 
 __all__ = ["DOVECOT", "Dovecot", "dovecot_or_skip", "free_port", "running_dovecot"]
 
@@ -88,9 +86,7 @@ def dovecot_or_skip() -> str:
     path = shutil.which("dovecot") or (DOVECOT if os.path.exists(DOVECOT) else None)
     if path is None:
         message = "dovecot is not installed (Debian: apt-get install dovecot-imapd)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        not_installed(message)
     return path
 
 

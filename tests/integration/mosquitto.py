@@ -21,9 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pytest
-
-from tests.integration.net import free_port
+from tests.integration.support import free_port, not_installed
 
 __all__ = ["MOSQUITTO", "Mosquitto", "free_port", "mosquitto_or_skip", "running_mosquitto"]
 
@@ -36,9 +34,7 @@ def mosquitto_or_skip() -> str:
     path = shutil.which("mosquitto") or (MOSQUITTO if os.path.exists(MOSQUITTO) else None)
     if path is None or shutil.which("mosquitto_pub") is None:
         message = "mosquitto is not installed (Debian: apt-get install mosquitto mosquitto-clients)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        not_installed(message)
     return path
 
 

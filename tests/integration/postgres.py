@@ -22,11 +22,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NoReturn
 
 import pytest
 
-from tests.integration.redis import free_port
+from tests.integration.support import free_port, not_installed
 
 __all__ = [
     "PostgresServer",
@@ -37,12 +36,6 @@ __all__ = [
 
 START_TIMEOUT = 60.0  # generous: only there to turn a broken start into a failure
 SUPERUSER = "postgres"  # the database role initdb creates, whoever runs the server
-
-
-def _skip_or_fail(message: str) -> NoReturn:
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 def _bin_dir() -> Path | None:
@@ -61,11 +54,11 @@ def postgres_bin_dir_or_skip() -> Path:
     """Where `initdb` and `postgres` are, and psycopg is importable; else skip (fail in CI)."""
     bin_dir = _bin_dir()
     if bin_dir is None or not (bin_dir / "postgres").exists():
-        _skip_or_fail("PostgreSQL is not installed (Debian: apt-get install postgresql)")
+        not_installed("PostgreSQL is not installed (Debian: apt-get install postgresql)")
     try:
         import psycopg  # noqa: F401
     except ImportError:
-        _skip_or_fail("psycopg is not installed (pip install 'psycopg[binary]')")
+        not_installed("psycopg is not installed (pip install 'psycopg[binary]')")
     return bin_dir
 
 
@@ -73,12 +66,11 @@ def _server_user() -> pwd.struct_passwd | None:
     """The OS user PostgreSQL runs as: None for the current one, unless that is root."""
     if os.geteuid() != 0:
         return None
-    for name in ("postgres", "nobody"):
-        try:
-            return pwd.getpwnam(name)
-        except KeyError:
-            continue
-    _skip_or_fail("running as root and there is neither a postgres nor a nobody user")
+    users = {user.pw_name: user for user in pwd.getpwall()}
+    user = users.get("postgres") or users.get("nobody")
+    if user is None:
+        not_installed("running as root and there is neither a postgres nor a nobody user")
+    return user
 
 
 def _run_as(user: pwd.struct_passwd | None) -> list[str]:
@@ -86,7 +78,7 @@ def _run_as(user: pwd.struct_passwd | None) -> list[str]:
     if user is None:
         return []
     if shutil.which("setpriv") is None:  # runuser would fork: signals would miss the server
-        _skip_or_fail("running as root and setpriv (util-linux) is not installed")
+        not_installed("running as root and setpriv (util-linux) is not installed")
     return ["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--clear-groups"]
 
 

@@ -8,7 +8,6 @@ is never touched.
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import subprocess
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.net import free_port
+from tests.integration.support import free_port, not_installed
 
 __all__ = [
     "RedisSentinel",
@@ -40,9 +39,7 @@ def redis_server_or_skip() -> str:
     path = shutil.which("redis-server")
     if path is None:
         message = "redis-server is not installed (Debian: apt-get install redis-server)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        not_installed(message)
     return path
 
 

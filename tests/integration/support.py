@@ -1,8 +1,12 @@
-"""Loopback ports for the servers the tests start."""
+"""What the fixtures for real servers share: loopback ports, and the rule for a missing one."""
 
 from __future__ import annotations
 
+import os
 import socket
+from typing import NoReturn
+
+import pytest
 
 
 def free_port() -> int:
@@ -10,3 +14,10 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def not_installed(message: str) -> NoReturn:
+    """A server or tool a test needs is missing: a failure under CI, a skip elsewhere."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)

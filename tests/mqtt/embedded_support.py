@@ -9,13 +9,12 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import pytest
-
 from gateway.metrics import MetricsRegistry
 from gateway.types import Message, Receive, Scope, Send
 from protocol_adapters.base import AdapterContext, Listener
 from protocol_adapters.dispatch import DeadLetter
 from protocol_adapters.mqtt.embedded import EmbeddedBroker
+from tests.integration.support import not_installed
 
 WAIT = 20.0  # generous: only there so a broken test fails instead of hanging
 
@@ -77,11 +76,7 @@ def mosquitto(tool: str) -> str:
     """The path of mosquitto_pub / mosquitto_sub; skip (or fail under CI) without them."""
     found = shutil.which(tool)
     if found is None:
-        import os
-
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{tool} is not installed (apt-get install mosquitto-clients)")
-        pytest.skip(f"{tool} is not installed (apt-get install mosquitto-clients)")
+        not_installed(f"{tool} is not installed (apt-get install mosquitto-clients)")
     return found
 
 
