@@ -3,16 +3,36 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
 
 from gateway.layers import BaseChannelLayer, InMemoryChannelLayer
 from gateway.layers.redis import RedisChannelLayer
-from tests.integration.redis import RedisServer, own_redis_server, redis_server
+from tests.integration.redis import (
+    RedisCluster,
+    RedisServer,
+    own_redis_server,
+    redis_server,
+    running_cluster,
+)
 
-__all__ = ["LayerFactory", "own_redis_server", "redis_layer_config", "redis_server"]
+__all__ = [
+    "LayerFactory",
+    "own_redis_server",
+    "redis_cluster",
+    "redis_layer_config",
+    "redis_server",
+]
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisCluster]:
+    """One Redis Cluster of three masters for the whole session (tests use their own prefixes)."""
+    with running_cluster(masters=3) as cluster:
+        yield cluster
+
 
 LayerFactory = Callable[..., BaseChannelLayer]
 
@@ -41,10 +61,23 @@ def _redis_builder(request: pytest.FixtureRequest) -> Callable[..., BaseChannelL
     return build
 
 
+def _cluster_builder(request: pytest.FixtureRequest) -> Callable[..., BaseChannelLayer]:
+    cluster: RedisCluster = request.getfixturevalue("redis_cluster")
+    prefix = f"test-{secrets.token_hex(4)}"
+
+    def build(**config: Any) -> BaseChannelLayer:
+        # One start-up node: the layer learns the others from it.
+        options = redis_layer_config(cluster.urls[0], prefix=prefix, cluster=True, **config)
+        return RedisChannelLayer(**options)
+
+    return build
+
+
 # Each backend: a builder taking CONFIG keyword arguments.
 BACKENDS: dict[str, Callable[[pytest.FixtureRequest], Callable[..., BaseChannelLayer]]] = {
     "memory": lambda request: InMemoryChannelLayer,
     "redis": _redis_builder,
+    "redis-cluster": _cluster_builder,
 }
 
 
@@ -52,6 +85,7 @@ BACKENDS: dict[str, Callable[[pytest.FixtureRequest], Callable[..., BaseChannelL
     params=[
         pytest.param("memory"),
         pytest.param("redis", marks=pytest.mark.integration),
+        pytest.param("redis-cluster", marks=pytest.mark.integration),
     ],
 )
 async def layer_factory(request: pytest.FixtureRequest) -> AsyncIterator[LayerFactory]:

@@ -175,3 +175,41 @@ def test_one_layer_serves_successive_and_concurrent_event_loops(
 
     assert asyncio.run(main_loop()) == [10, 20]
     assert asyncio.run(exchange(30)) == 30
+
+
+def test_a_loop_in_another_thread_does_not_take_this_loops_messages(
+    redis_server: RedisServer,
+) -> None:
+    """Each loop pops its own inbox: a thread's loop already waiting (as under async_to_sync)
+    must not pop a message sent to a channel of the main loop before that one receives."""
+    layer = RedisChannelLayer(**redis_layer_config(redis_server.url))
+    waiting, stop = threading.Event(), threading.Event()
+
+    async def other_loop() -> None:
+        channel = await layer.new_channel()
+        task = asyncio.create_task(layer.receive(channel))
+        await asyncio.sleep(0.2)  # its blocking pop is on its way to Redis
+        waiting.set()
+        await asyncio.to_thread(stop.wait, WAIT)
+        task.cancel()
+        await layer.close()
+
+    thread = threading.Thread(target=lambda: asyncio.run(other_loop()))
+    thread.start()
+
+    async def main() -> dict[str, object]:
+        assert await asyncio.to_thread(waiting.wait, WAIT)
+        channel = await layer.new_channel()
+        await layer.send(channel, {"type": "t", "for": "main"})
+        await asyncio.sleep(0.2)  # time enough for the other loop's pop to take it
+        try:
+            return await receive(layer, channel)
+        finally:
+            await layer.flush()
+            await layer.close()
+
+    try:
+        assert asyncio.run(main()) == {"type": "t", "for": "main"}
+    finally:
+        stop.set()
+        thread.join(WAIT)

@@ -11,14 +11,23 @@ from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
+from redis.exceptions import AskError, ClusterDownError, ReadOnlyError, ResponseError, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway.layers.redis.config import HostSpec
 from gateway.layers.redis.wire import WireConnection, open_connection, pack_args
 
-__all__ = ["UNAVAILABLE", "Script", "Shard", "is_noscript", "make_client"]
+__all__ = [
+    "TRANSIENT_CANDIDATES",
+    "UNAVAILABLE",
+    "Script",
+    "Shard",
+    "is_noscript",
+    "is_redirect",
+    "is_transient",
+    "make_client",
+]
 
 # What "Redis is not there right now" looks like; anything else is a real error.
 UNAVAILABLE: tuple[type[BaseException], ...] = (
@@ -27,6 +36,27 @@ UNAVAILABLE: tuple[type[BaseException], ...] = (
     ConnectionError,
     OSError,
 )
+
+
+# What a caller catches to ask is_transient about: the above, timeouts and error replies.
+TRANSIENT_CANDIDATES: tuple[type[BaseException], ...] = (*UNAVAILABLE, TimeoutError, ResponseError)
+
+# Error replies of a cluster whose slots moved or are moving (or of a master turned replica):
+# the command may succeed once the slot map is read again.
+_REDIRECTS = ("MOVED", "ASK", "TRYAGAIN", "CLUSTERDOWN", "UNBLOCKED", "READONLY")
+_REDIRECT_ERRORS = (AskError, TryAgainError, ClusterDownError, ReadOnlyError)
+
+
+def is_redirect(error: BaseException) -> bool:
+    """True for a cluster's answer that the key lives (or will live) elsewhere."""
+    if isinstance(error, _REDIRECT_ERRORS):
+        return True
+    return isinstance(error, ResponseError) and str(error).startswith(_REDIRECTS)
+
+
+def is_transient(error: BaseException) -> bool:
+    """True for what retrying (after reading the slot map again) can fix."""
+    return isinstance(error, (*UNAVAILABLE, TimeoutError)) or is_redirect(error)
 
 
 class Script:
@@ -120,16 +150,18 @@ class Shard:
         """A connection of its own for a blocking pop, which would stall the shared one."""
         return await open_connection(self.spec, block_seconds + 10)
 
-    @property
-    def client(self) -> Redis:
+    async def command_client(self) -> Redis:
         """A redis-py client, for streams and housekeeping."""
         if self._client is None:
             self._client = make_client(self.spec, socket_timeout=self.command_timeout)
         return self._client
 
-    def blocking_client(self, block_seconds: float) -> Redis:
+    async def blocking_client(self, block_seconds: float) -> Redis:
         """A redis-py client of its own for blocking stream reads."""
         return make_client(self.spec, socket_timeout=block_seconds + 10)
+
+    def lost(self) -> None:
+        """A command failed for want of Redis: a single host is simply reconnected to."""
 
     async def close(self) -> None:
         if self.wire is not None:

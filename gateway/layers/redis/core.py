@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -15,8 +16,17 @@ from redis.exceptions import ResponseError
 
 from gateway.exceptions import ChannelFull, ChannelLayerUnavailable, ImproperlyConfiguredGateway
 from gateway.layers.base import BaseChannelLayer
+from gateway.layers.redis.cluster import ClusterNodes, ClusterShard, cluster_tags
 from gateway.layers.redis.config import HashRing, compile_globs, glob_to_lua, parse_hosts
-from gateway.layers.redis.connections import UNAVAILABLE, Script, Shard, is_noscript
+from gateway.layers.redis.connections import (
+    TRANSIENT_CANDIDATES,
+    UNAVAILABLE,
+    Script,
+    Shard,
+    is_noscript,
+    is_redirect,
+    is_transient,
+)
 from gateway.layers.redis.durable import Delivery, DurableReader
 from gateway.layers.redis.receiver import Receiver, encode_entry
 from gateway.layers.redis.scripts import DURABLE_SEND, GROUP_SEND, SEND
@@ -31,7 +41,6 @@ logger = logging.getLogger("gateway.layers")
 T = TypeVar("T")
 
 _SEND, _DURABLE_SEND, _GROUP_SEND = Script(SEND), Script(DURABLE_SEND), Script(GROUP_SEND)
-_RETRYABLE: tuple[type[BaseException], ...] = (*UNAVAILABLE, TimeoutError)
 
 
 class _LoopState:
@@ -39,7 +48,16 @@ class _LoopState:
 
     def __init__(self, layer: RedisChannelLayer, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self.shards = [Shard(spec, layer.unavailable_after) for spec in layer.hosts]
+        self.nodes: ClusterNodes | None = None
+        self.shards: list[Shard]
+        if layer.cluster:
+            self.nodes = ClusterNodes(layer.hosts, layer.unavailable_after)
+            self.shards = [ClusterShard(self.nodes, tag) for tag in layer.tags]
+        else:
+            self.shards = [Shard(spec, layer.unavailable_after) for spec in layer.hosts]
+        # The loop's own inbox: two loops of one process (a thread running async_to_sync)
+        # popping one inbox would take each other's messages.
+        self.inbox = f"{layer.client_prefix}.{secrets.token_hex(3)}"
         self.receiver = Receiver(layer, self.shards, loop)
         self.durable = DurableReader(layer, self.shards)
 
@@ -47,6 +65,8 @@ class _LoopState:
         await self.receiver.close()
         for shard in self.shards:
             await shard.close()
+        if self.nodes is not None:
+            await self.nodes.close()
 
 
 class RedisChannelLayer(BaseChannelLayer):
@@ -57,8 +77,10 @@ class RedisChannelLayer(BaseChannelLayer):
     `unavailable_after` (seconds `send` waits for a missing Redis before raising
     ChannelLayerUnavailable), `backoff_initial`/`backoff_max` (reconnect backoff of receivers),
     `claim_after` (seconds before another worker takes over an unacknowledged durable message)
-    `block_seconds` (how long one blocking pop lasts) and `inbox_capacity` (entries a
-    process's inbox holds before group sends skip it: a process that stopped popping).
+    `block_seconds` (how long one blocking pop lasts), `inbox_capacity` (entries a
+    process's inbox holds before group sends skip it: a process that stopped popping), and
+    `cluster` (the hosts are start-up nodes of one Redis Cluster) with `cluster_shards` (hash
+    tags the layer spreads its keys over there).
     """
 
     def __init__(
@@ -76,6 +98,8 @@ class RedisChannelLayer(BaseChannelLayer):
         claim_after: float = 30.0,
         block_seconds: float = 5.0,
         inbox_capacity: int = 10_000,
+        cluster: bool = False,
+        cluster_shards: int = 16,
         **ignored: Any,
     ) -> None:
         super().__init__(
@@ -92,8 +116,18 @@ class RedisChannelLayer(BaseChannelLayer):
                 f"channel layer CONFIG prefix must be a non-empty str, got {prefix!r}"
             )
         self.hosts = parse_hosts(hosts)
-        self.ring = HashRing([spec.label for spec in self.hosts])
+        self.cluster = bool(cluster)
         self.prefix = prefix
+        if self.cluster:
+            self._check_cluster_config(prefix, cluster_shards)
+            # Each shard is one hash tag, so that every script touches a single slot.
+            self.tags = cluster_tags(cluster_shards)
+            self.ring = HashRing([f"cluster:{tag}" for tag in self.tags])
+            self.key_prefixes = [f"{prefix}:{{{tag}}}:" for tag in self.tags]
+        else:
+            self.tags = []
+            self.ring = HashRing([spec.label for spec in self.hosts])
+            self.key_prefixes = [f"{prefix}:"] * self.ring.size
         self.unavailable_after = unavailable_after
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
@@ -103,8 +137,6 @@ class RedisChannelLayer(BaseChannelLayer):
         self.durable_patterns = list(durable)
         self._durable = compile_globs(self.durable_patterns)
         self.expiry_seconds = max(1, int(expiry + 0.999))
-        self._list_prefix = f"{prefix}:c:"
-        self._stream_prefix = f"{prefix}:d:"
         self._capacity_cache: dict[str, int] = {}
         self._group_args = self._group_script_args(channel_capacity or {})
         # This process's memberships, (group, channel) -> joined at (epoch ms): re-asserted
@@ -113,23 +145,43 @@ class RedisChannelLayer(BaseChannelLayer):
         self._states: dict[asyncio.AbstractEventLoop, _LoopState] = {}
         self._last_state: _LoopState | None = None  # the state _state() found last
 
-    # Names and places.
+    def _check_cluster_config(self, prefix: str, shards: int) -> None:
+        if any(spec.sentinels for spec in self.hosts):
+            raise ImproperlyConfiguredGateway(
+                "channel layer CONFIG cluster: the hosts are nodes of a Redis Cluster, not"
+                " Sentinels"
+            )
+        if "{" in prefix or "}" in prefix:
+            raise ImproperlyConfiguredGateway(
+                f"channel layer CONFIG prefix {prefix!r}: braces would change the hash tag"
+                " of every key in a Redis Cluster"
+            )
+        if not isinstance(shards, int) or not 1 <= shards <= 1024:
+            raise ImproperlyConfiguredGateway(
+                f"channel layer CONFIG cluster_shards must be an int from 1 to 1024, got {shards!r}"
+            )
+
+    # Names and places. Every key starts with its shard's prefix: "asgi:" on plain hosts,
+    # "asgi:{tag}:" in a cluster, where the tag pins the shard's keys to one slot.
 
     def list_key(self, channel: str) -> str:
         """The list holding a channel: specific channels share their process's inbox."""
         bang = channel.find("!")
-        return self._list_prefix + (channel if bang < 0 else channel[: bang + 1])
+        prefix = self.key_prefixes[self.shard_index(channel)]
+        return prefix + "c:" + (channel if bang < 0 else channel[: bang + 1])
 
     def stream_key(self, channel: str) -> str:
         """The stream holding a durable channel."""
-        return self._stream_prefix + channel
+        return self.key_prefixes[self.shard_index(channel)] + "d:" + channel
 
-    def group_key(self, group: str) -> str:
-        """The sorted set of a group's members (one per host, each with its own members)."""
-        return f"{self.prefix}:g:{group}"
+    def group_key(self, group: str, index: int) -> str:
+        """The sorted set of a group's members on one shard (each holds its own members)."""
+        return f"{self.key_prefixes[index]}g:{group}"
 
     def shard_index(self, channel: str) -> int:
-        """The host of a channel; a group keeps each member's entry on that member's host."""
+        """The shard of a channel; a group keeps each member's entry on that member's shard."""
+        if self.ring.size == 1:
+            return 0
         return self.ring.shard_of(self.non_local_name(channel))
 
     def is_durable(self, channel: str) -> bool:
@@ -154,6 +206,14 @@ class RedisChannelLayer(BaseChannelLayer):
             pairs += [glob_to_lua(pattern), capacity]
         durable = [glob_to_lua(pattern) for pattern in self.durable_patterns]
         return [len(pairs) // 2, *pairs, len(durable), *durable]
+
+    def new_channel_name(self, prefix: str = "specific") -> str:
+        """A specific channel of the running loop's inbox (of the process's, outside a loop)."""
+        try:
+            inbox = self._state().inbox
+        except RuntimeError:
+            return super().new_channel_name(prefix)
+        return f"{prefix}.{inbox}!{secrets.token_hex(8)}"
 
     # Per event loop state.
 
@@ -180,7 +240,10 @@ class RedisChannelLayer(BaseChannelLayer):
         shard = self._state().shards[index]
         try:
             return await operation(await shard.connection())
-        except UNAVAILABLE as exc:
+        except TRANSIENT_CANDIDATES as exc:
+            if not is_transient(exc):
+                raise
+            shard.lost()
             first_error: BaseException = exc
         deadline = time.monotonic() + self.unavailable_after
         delay = self.backoff_initial
@@ -196,8 +259,10 @@ class RedisChannelLayer(BaseChannelLayer):
             try:
                 async with asyncio.timeout(max(deadline - time.monotonic(), 0.001)):
                     return await operation(await shard.connection())
-            except _RETRYABLE:
-                continue
+            except TRANSIENT_CANDIDATES as exc:
+                if not is_transient(exc):
+                    raise
+                shard.lost()
 
     # The layer API.
 
@@ -233,9 +298,13 @@ class RedisChannelLayer(BaseChannelLayer):
             try:
                 return await wire.request(script.command(keys, args))
             except ResponseError as exc:
-                if not is_noscript(exc):
+                if is_noscript(exc):
+                    return await self.call(
+                        index, lambda wire: script.load_and_run(wire, keys, args)
+                    )
+                if not is_redirect(exc):
                     raise
-                return await self.call(index, lambda wire: script.load_and_run(wire, keys, args))
+                self._state().shards[index].lost()  # a cluster's slot moved: `call` follows
             except UNAVAILABLE:
                 pass  # the connection broke: `call` reconnects and retries, within the bound
         return await self.call(index, lambda wire: script.run(wire, keys, args))
@@ -266,7 +335,8 @@ class RedisChannelLayer(BaseChannelLayer):
         self.require_valid_channel_name(channel)
         now_ms = int(time.time() * 1000)
         self.memberships[(group, channel)] = now_ms
-        key = self.group_key(group)
+        index = self.shard_index(channel)
+        key = self.group_key(group, index)
         expiry = max(1, int(self.group_expiry + 0.999))
 
         async def add(wire: WireConnection) -> None:
@@ -276,15 +346,16 @@ class RedisChannelLayer(BaseChannelLayer):
             await added
             await expires
 
-        await self.call(self.shard_index(channel), add)
+        await self.call(index, add)
 
     async def group_discard(self, group: str, channel: str) -> None:
         """Remove a channel from a group, if it is in it."""
         self.require_valid_group_name(group)
         self.require_valid_channel_name(channel)
         self.memberships.pop((group, channel), None)
-        key = self.group_key(group)
-        await self.call(self.shard_index(channel), lambda wire: wire.execute("ZREM", key, channel))
+        index = self.shard_index(channel)
+        key = self.group_key(group, index)
+        await self.call(index, lambda wire: wire.execute("ZREM", key, channel))
 
     async def group_send(self, group: str, message: Message) -> None:
         """Send a message to every member of a group: one script call per host."""
@@ -298,21 +369,21 @@ class RedisChannelLayer(BaseChannelLayer):
             payload,
             self.capacity,
             self.expiry_seconds,
-            self._list_prefix,
-            self._stream_prefix,
         ]
-        key = self.group_key(group)
         if self.ring.size == 1:
-            await self._group_send_on(0, key, head)
+            await self._group_send_on(0, group, head)
         else:
-            sends = (self._group_send_on(index, key, head) for index in range(self.ring.size))
+            sends = (self._group_send_on(index, group, head) for index in range(self.ring.size))
             await asyncio.gather(*sends)
 
-    async def _group_send_on(self, index: int, key: str, head: list[Any]) -> int:
+    async def _group_send_on(self, index: int, group: str, head: list[Any]) -> int:
+        key = self.group_key(group, index)
         tail = self._group_args
         if tail is None:
             tail = await self._explicit_capacities(index, key, head[0])
-        args = [*head, *tail, self.inbox_capacity, int(time.time() * 1000)]
+        prefix = self.key_prefixes[index]
+        args = [*head, prefix + "c:", prefix + "d:", *tail, self.inbox_capacity]
+        args.append(int(time.time() * 1000))
         sent: int = await self.run_script(index, _GROUP_SEND, [key], args)
         return sent
 
@@ -340,7 +411,7 @@ class RedisChannelLayer(BaseChannelLayer):
             if joined <= cutoff:
                 del self.memberships[(group, channel)]
             elif self.shard_index(channel) == index:
-                key = self.group_key(group)
+                key = self.group_key(group, index)
                 commands += [("ZADD", key, joined, channel), ("EXPIRE", key, expiry)]
         if commands:
             for reply in wire.execute_many(*commands):
@@ -352,8 +423,12 @@ class RedisChannelLayer(BaseChannelLayer):
         self.memberships.clear()
         state = self._state()
         state.receiver.clear()
-        for shard in state.shards:
-            await self._drop_keys(shard.client, f"{self.prefix}:*")
+        for index, shard in enumerate(state.shards):
+            try:
+                client = await shard.command_client()
+            except UNAVAILABLE as exc:
+                raise ChannelLayerUnavailable(f"cannot flush, Redis unreachable: {exc}") from exc
+            await self._drop_keys(client, self.key_prefixes[index] + "*")
 
     async def _drop_keys(self, client: Redis, pattern: str) -> None:
         try:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import msgpack
 from redis.exceptions import ResponseError
 
-from gateway.layers.redis.connections import UNAVAILABLE, Shard
+from gateway.layers.redis.connections import TRANSIENT_CANDIDATES, Shard, is_redirect
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -64,35 +64,42 @@ class DurableReader:
         index = layer.shard_index(channel)
         shard = self.shards[index]
         key = layer.stream_key(channel)
-        client = shard.blocking_client(layer.block_seconds)
+        client: Redis | None = None
         delay = layer.backoff_initial
         try:
             while True:
                 try:
+                    if client is None:
+                        client = await shard.blocking_client(layer.block_seconds)
                     delivery = await self._read_once(index, channel, key, client)
-                except UNAVAILABLE as exc:
+                except TRANSIENT_CANDIDATES as exc:
+                    if isinstance(exc, ResponseError) and "NOGROUP" in str(exc):
+                        self._groups.discard((index, key))  # Redis lost it (restarted empty)
+                        continue
+                    if isinstance(exc, ResponseError) and not is_redirect(exc):
+                        raise
                     logger.warning(
                         "Redis %s unreachable (%s); durable receive waits", shard.label, exc
                     )
+                    shard.lost()  # in a cluster the slot may have moved: a client of the new node
+                    if client is not None:
+                        await client.aclose()
+                        client = None
                     self._groups.discard((index, key))
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, layer.backoff_max)
-                    continue
-                except ResponseError as exc:
-                    if "NOGROUP" not in str(exc):
-                        raise
-                    self._groups.discard((index, key))  # Redis lost it (restarted empty)
                     continue
                 delay = layer.backoff_initial
                 if delivery is not None:
                     return delivery
         finally:
-            await client.aclose()
+            if client is not None:
+                await client.aclose()
 
     async def _read_once(
         self, index: int, channel: str, key: str, client: Redis
     ) -> Delivery | None:
-        command = self.shards[index].client
+        command = await self.shards[index].command_client()
         if (index, key) not in self._groups:
             await self._create_group(command, key)
             self._groups.add((index, key))
@@ -127,8 +134,14 @@ class DurableReader:
     async def ack(self, channel: str, entry_id: bytes) -> None:
         layer = self.layer
         key = layer.stream_key(channel)
-        client = self.shards[layer.shard_index(channel)].client
-        async with client.pipeline(transaction=False) as pipe:
-            pipe.xack(key, GROUP, entry_id)
-            pipe.xdel(key, entry_id)  # the stream's length is then what is left to handle
-            await pipe.execute()
+        index = layer.shard_index(channel)
+
+        async def acknowledge(_wire: object) -> None:
+            client = await self.shards[index].command_client()
+            async with client.pipeline(transaction=False) as pipe:
+                pipe.xack(key, GROUP, entry_id)
+                pipe.xdel(key, entry_id)  # the stream's length is then what is left to handle
+                await pipe.execute()
+
+        # Through the layer's bounded retry, which follows a cluster's slot when it moves.
+        await layer.call(index, acknowledge)

@@ -21,9 +21,10 @@ from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 import msgpack
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
-from gateway.layers.redis.connections import UNAVAILABLE, Shard
+from gateway.layers.redis.connections import TRANSIENT_CANDIDATES, UNAVAILABLE, Shard, is_redirect
 from gateway.layers.redis.wire import ReplyHandler, WireConnection, pack
 from gateway.layers.serialization import copier
 
@@ -94,7 +95,10 @@ class _Pops(ReplyHandler):
     def fail(self, error: Exception) -> None:
         if self.closed:
             return
-        if isinstance(error, ResponseError):
+        if is_redirect(error):
+            # A cluster moved the slot (failover, resharding): pop from its new node.
+            error = RedisConnectionError(f"the Redis Cluster redirected a pop: {error}")
+        elif isinstance(error, ResponseError):
             self.keys.popleft()
             logger.error("A blocking pop of the Redis layer failed: %s", error)
             if len(self.keys) <= REFILL_AT:
@@ -131,10 +135,13 @@ class Receiver:
         self.tasks: dict[int, asyncio.Task[None]] = {}
         self.full: set[str] = set()  # specific channels whose buffer is at capacity
         # One wake-up list per pop that can be queued: a pop takes every entry of the first
-        # non-empty list, so one entry in each list is what wakes each queued pop once.
-        base = f"{layer.prefix}:w:{layer.client_prefix}.{secrets.token_hex(4)}"
-        self.wake_keys = [f"{base}.{n}" for n in range(DEPTH)]
-        self.wake_set = {key.encode() for key in self.wake_keys}
+        # non-empty list, so one entry in each list is what wakes each queued pop once. They
+        # carry their shard's key prefix (in a cluster, a pop watches one slot).
+        base = f"w:{layer.client_prefix}.{secrets.token_hex(4)}"
+        self.wake_keys = [
+            [f"{prefix}{base}.{n}" for n in range(DEPTH)] for prefix in layer.key_prefixes
+        ]
+        self.wake_set = {key.encode() for keys in self.wake_keys for key in keys}
         self._turn = 0
         self._places: dict[str, tuple[int, str]] = {}  # channel -> (host index, list key)
         self._pending: set[asyncio.Task[None]] = set()
@@ -229,12 +236,17 @@ class Receiver:
     async def _push_wake(self, index: int) -> None:
         try:
             wire = await self.shards[index].connection()
-            commands: list[tuple[Any, ...]] = [("RPUSH", key, b"") for key in self.wake_keys]
-            commands += [("EXPIRE", key, 60) for key in self.wake_keys]
+            keys = self.wake_keys[index]
+            commands: list[tuple[Any, ...]] = [("RPUSH", key, b"") for key in keys]
+            commands += [("EXPIRE", key, 60) for key in keys]
             for reply in wire.execute_many(*commands):
                 await reply
         except UNAVAILABLE:
             pass  # the receive task is reconnecting and will pick the new set up anyway
+        except ResponseError as exc:
+            if not is_redirect(exc):
+                raise
+            self.shards[index].lost()  # the receive task follows the slot on its own
 
     def _abandon(self, channel: str, waiter: _Waiter) -> None:
         """A receive was cancelled: keep a message already handed to it, forget the waiter."""
@@ -339,13 +351,14 @@ class Receiver:
             # BLMPOP serves the first non-empty list; rotate so that none starves the others.
             self._turn = (self._turn + 1) % len(keys)
             keys = keys[self._turn :] + keys[: self._turn]
-        return [*self.wake_keys, *keys]
+        return [*self.wake_keys[index], *keys]
 
     async def _recover(self, index: int, exc: BaseException) -> WireConnection:
         """Wait for the host with capped exponential backoff, then re-join this process's groups."""
         layer = self.layer
         shard = self.shards[index]
         logger.warning("Redis %s unreachable (%s); receivers wait and reconnect", shard.label, exc)
+        shard.lost()
         delay = layer.backoff_initial
         while True:
             await asyncio.sleep(delay)
@@ -354,7 +367,10 @@ class Receiver:
                 wire = await shard.open_blocking(layer.block_seconds)
                 restored = await layer.reassert_memberships(index, wire)
                 break
-            except UNAVAILABLE:
+            except TRANSIENT_CANDIDATES as error:
+                if isinstance(error, ResponseError) and not is_redirect(error):
+                    raise
+                shard.lost()
                 if wire is not None:
                     wire.abort()
                 delay = min(delay * 2, layer.backoff_max)
