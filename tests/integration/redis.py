@@ -212,6 +212,7 @@ class RedisSentinel:
                     "bind 127.0.0.1",
                     f"sentinel monitor {self.master_name} 127.0.0.1 {self.master.port} 1",
                     f"sentinel down-after-milliseconds {self.master_name} 1000",
+                    f"sentinel failover-timeout {self.master_name} 5000",
                     "",
                 ]
             )

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from gateway.layers.redis import RedisChannelLayer
-from tests.integration.redis import RedisSentinel, RedisServer, running_sentinel
+from tests.integration.redis import RedisSentinel, RedisServer, running_redis, running_sentinel
 
 from .conftest import redis_layer_config
 from .helpers import WAIT, receive
@@ -64,3 +64,33 @@ async def test_a_restarted_master_is_found_again(
     finally:
         await layer.flush()
         await layer.close()
+
+
+async def test_a_failover_to_the_replica_is_followed(own_redis_server: RedisServer) -> None:
+    """The master dies for good; Sentinel promotes its replica; sends and waiting receives
+    carry on against the new master."""
+    with running_redis() as replica:
+        replica.extra_args = ["--replicaof", "127.0.0.1", str(own_redis_server.port)]
+        await asyncio.to_thread(replica.restart)
+        while b"master_link_status:up" not in replica.command("INFO replication"):
+            await asyncio.sleep(0.05)
+        with running_sentinel(own_redis_server) as sentinel:
+            layer = _layer(sentinel)
+            layer.unavailable_after = 20.0  # a failover takes a few seconds
+            try:
+                channel = await layer.new_channel()
+                await layer.group_add("room", channel)
+                await layer.send(channel, {"type": "test.before"})
+                assert await receive(layer, channel) == {"type": "test.before"}
+                waiting = asyncio.create_task(layer.receive(channel))
+                await asyncio.sleep(0.1)
+
+                await asyncio.to_thread(own_redis_server.stop)  # gone; the replica takes over
+                await layer.send(channel, {"type": "test.after"})
+                assert await asyncio.wait_for(waiting, WAIT) == {"type": "test.after"}
+                assert b"role:master" in replica.command("INFO replication")
+                await layer.group_send("room", {"type": "test.group"})
+                assert await receive(layer, channel) == {"type": "test.group"}
+            finally:
+                await layer.flush()
+                await layer.close()

@@ -161,7 +161,14 @@ class Shard:
         return make_client(self.spec, socket_timeout=block_seconds + 10)
 
     def lost(self) -> None:
-        """A command failed for want of Redis: a single host is simply reconnected to."""
+        """A command failed for want of Redis (or was refused by a master turned replica).
+
+        A plain host is simply reconnected to when its connection broke; behind Sentinel the
+        connection is dropped, so that the next one asks the Sentinels where the master is now.
+        """
+        if self.spec.sentinels and self.wire is not None:
+            self.wire.abort()
+            self.wire = None
 
     async def close(self) -> None:
         if self.wire is not None:

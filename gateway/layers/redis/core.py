@@ -424,24 +424,24 @@ class RedisChannelLayer(BaseChannelLayer):
         state = self._state()
         state.receiver.clear()
         for index, shard in enumerate(state.shards):
-            try:
-                client = await shard.command_client()
-            except UNAVAILABLE as exc:
-                raise ChannelLayerUnavailable(f"cannot flush, Redis unreachable: {exc}") from exc
-            await self._drop_keys(client, self.key_prefixes[index] + "*")
+            pattern = self.key_prefixes[index] + "*"
 
-    async def _drop_keys(self, client: Redis, pattern: str) -> None:
-        try:
-            batch: list[Any] = []
-            async for key in client.scan_iter(match=pattern, count=1000):
-                batch.append(key)
-                if len(batch) >= 1000:
-                    await client.unlink(*batch)
-                    batch = []
-            if batch:
+            async def drop(_: WireConnection, shard: Shard = shard, pattern: str = pattern) -> None:
+                await self._drop_keys(await shard.command_client(), pattern)
+
+            # Through the bounded retry: a Redis in the middle of a failover gets its time.
+            await self.call(index, drop)
+
+    @staticmethod
+    async def _drop_keys(client: Redis, pattern: str) -> None:
+        batch: list[Any] = []
+        async for key in client.scan_iter(match=pattern, count=1000):
+            batch.append(key)
+            if len(batch) >= 1000:
                 await client.unlink(*batch)
-        except UNAVAILABLE as exc:
-            raise ChannelLayerUnavailable(f"cannot flush, Redis unreachable: {exc}") from exc
+                batch = []
+        if batch:
+            await client.unlink(*batch)
 
     async def close(self) -> None:
         """Stop this event loop's receive tasks and close its connections; usable afterwards."""
