@@ -110,6 +110,53 @@ async def test_adding_again_renews_membership(layer_factory: LayerFactory) -> No
     assert (await receive(layer, "member"))["type"] == "test.group"
 
 
+async def test_specific_members_expire_and_renew_one_by_one(
+    layer_factory: LayerFactory,
+) -> None:
+    """Channels of one process share an inbox; each membership still lasts on its own."""
+    layer = layer_factory(group_expiry=2)
+    renewed, lapsed = await layer.new_channel(), await layer.new_channel()
+    for channel in (renewed, lapsed):
+        await layer.group_add("room", channel)
+    await asyncio.sleep(1.2)
+    await layer.group_add("room", renewed)
+    await asyncio.sleep(1.2)
+    await layer.group_send("room", {"type": "test.group"})
+    assert (await receive(layer, renewed))["type"] == "test.group"
+    assert await nothing_waiting(layer, lapsed)
+
+
+async def test_a_group_whose_specific_members_all_left_can_be_joined_again(
+    layer: BaseChannelLayer,
+) -> None:
+    first, second = await layer.new_channel(), await layer.new_channel()
+    for channel in (first, second):
+        await layer.group_add("room", channel)
+        await layer.group_discard("room", channel)
+    await layer.group_send("room", {"type": "test.nobody"})
+    assert await nothing_waiting(layer, first)
+    assert await nothing_waiting(layer, second)
+    await layer.group_add("room", second)
+    await layer.group_send("room", {"type": "test.again"})
+    assert (await receive(layer, second))["type"] == "test.again"
+    assert await nothing_waiting(layer, first)
+
+
+async def test_group_send_skips_a_full_specific_channel(layer_factory: LayerFactory) -> None:
+    layer = layer_factory(capacity=1)
+    full, free, busy = [await layer.new_channel() for _ in range(3)]
+    await layer.group_add("room", full)
+    await layer.group_add("room", free)
+    listening = asyncio.create_task(layer.receive(busy))  # the process reads its channels
+    await layer.send(full, {"type": "test.first"})
+    await asyncio.sleep(0.3)  # received into the channel's buffer, which is now full
+    await layer.group_send("room", {"type": "test.group"})  # must not raise
+    assert (await receive(layer, free))["type"] == "test.group"
+    assert (await receive(layer, full))["type"] == "test.first"
+    assert await nothing_waiting(layer, full)
+    listening.cancel()
+
+
 async def test_group_send_to_a_thousand_members_delivers_one_copy_each(
     layer: BaseChannelLayer,
 ) -> None:

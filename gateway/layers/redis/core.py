@@ -175,8 +175,30 @@ class RedisChannelLayer(BaseChannelLayer):
         return self.key_prefixes[self.shard_index(channel)] + "d:" + channel
 
     def group_key(self, group: str, index: int) -> str:
-        """The sorted set of a group's members on one shard (each holds its own members)."""
+        """The sorted set of a group's targets on one shard: the inboxes holding members, and
+        the normal channels that are members (each shard holds its own)."""
         return f"{self.key_prefixes[index]}g:{group}"
+
+    def membership_commands(
+        self, group: str, channel: str, index: int, joined: int
+    ) -> list[tuple[Any, ...]]:
+        """The writes that make `channel` a member of `group` since `joined` (ms).
+
+        A specific channel is entered in its inbox's sorted set of members (by the part of its
+        name after the '!'), and the inbox in the group's set of targets, scored with its
+        latest membership; a normal channel is a target itself."""
+        key = self.group_key(group, index)
+        expiry = max(1, int(self.group_expiry + 0.999))
+        bang = channel.find("!")
+        if bang < 0:
+            return [("ZADD", key, joined, channel), ("EXPIRE", key, expiry)]
+        inbox, members = channel[: bang + 1], f"{key}:{channel[: bang + 1]}"
+        return [
+            ("ZADD", members, joined, channel[bang + 1 :]),
+            ("EXPIRE", members, expiry),
+            ("ZADD", key, "GT", joined, inbox),
+            ("EXPIRE", key, expiry),
+        ]
 
     def shard_index(self, channel: str) -> int:
         """The shard of a channel; a group keeps each member's entry on that member's shard."""
@@ -281,12 +303,13 @@ class RedisChannelLayer(BaseChannelLayer):
             now_ms = int(time.time() * 1000)
             entry = encode_entry(now_ms + int(self.expiry * 1000), channel, payload)
             key = self.list_key(channel)
-            if "!" in channel:  # the process's inbox: its own bound, and the full channels
+            bang = channel.find("!")
+            if bang >= 0:  # the process's inbox: its own bound, and the full channels
                 keys = [key, key + "#"]
                 capacity = self.inbox_capacity
             else:
                 keys = [key]
-            args = [entry, capacity, self.expiry_seconds, now_ms, channel]
+            args = [entry, capacity, self.expiry_seconds, now_ms, channel[bang + 1 :]]
             script = _SEND
         if not await self.run_script(index, script, keys, args):
             raise ChannelFull(f"channel {channel!r} holds its capacity of messages")
@@ -336,15 +359,11 @@ class RedisChannelLayer(BaseChannelLayer):
         now_ms = int(time.time() * 1000)
         self.memberships[(group, channel)] = now_ms
         index = self.shard_index(channel)
-        key = self.group_key(group, index)
-        expiry = max(1, int(self.group_expiry + 0.999))
+        commands = self.membership_commands(group, channel, index, now_ms)
 
         async def add(wire: WireConnection) -> None:
-            added, expires = wire.execute_many(
-                ("ZADD", key, now_ms, channel), ("EXPIRE", key, expiry)
-            )
-            await added
-            await expires
+            for reply in wire.execute_many(*commands):
+                await reply
 
         await self.call(index, add)
 
@@ -355,6 +374,9 @@ class RedisChannelLayer(BaseChannelLayer):
         self.memberships.pop((group, channel), None)
         index = self.shard_index(channel)
         key = self.group_key(group, index)
+        bang = channel.find("!")
+        if bang >= 0:  # out of its inbox's members; group_send drops an inbox left empty
+            key, channel = f"{key}:{channel[: bang + 1]}", channel[bang + 1 :]
         await self.call(index, lambda wire: wire.execute("ZREM", key, channel))
 
     async def group_send(self, group: str, message: Message) -> None:
@@ -395,6 +417,8 @@ class RedisChannelLayer(BaseChannelLayer):
         pairs: list[Any] = []
         for raw in members:
             member = raw.decode()
+            if member.endswith("!"):
+                continue  # an inbox: its channels' capacities are enforced where they are read
             capacity = self.capacity_of(member)
             if capacity != self.capacity:
                 escaped = "".join(c if c.isalnum() else "%" + c for c in member)
@@ -405,18 +429,18 @@ class RedisChannelLayer(BaseChannelLayer):
     async def reassert_memberships(self, index: int, wire: WireConnection) -> int:
         """Write this process's live memberships on a host again (after it came back)."""
         cutoff = int(time.time() * 1000) - int(self.group_expiry * 1000)
-        expiry = max(1, int(self.group_expiry + 0.999))
         commands: list[tuple[Any, ...]] = []
+        restored = 0
         for (group, channel), joined in list(self.memberships.items()):
             if joined <= cutoff:
                 del self.memberships[(group, channel)]
             elif self.shard_index(channel) == index:
-                key = self.group_key(group, index)
-                commands += [("ZADD", key, joined, channel), ("EXPIRE", key, expiry)]
+                commands += self.membership_commands(group, channel, index, joined)
+                restored += 1
         if commands:
             for reply in wire.execute_many(*commands):
                 await reply
-        return len(commands) // 2
+        return restored
 
     async def flush(self) -> None:
         """Delete every key under the prefix on every host, and this process's buffers."""

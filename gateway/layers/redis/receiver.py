@@ -80,7 +80,7 @@ class _Pops(ReplyHandler):
         receiver = self.receiver
         try:
             if value is not None and value[0] not in receiver.wake_set:
-                receiver.dispatch(value[1])
+                receiver.dispatch(value[0], value[1])
             if time.monotonic() >= receiver.next_sweep:
                 receiver.sweep()
         except Exception:
@@ -144,6 +144,7 @@ class Receiver:
         self.wake_set = {key.encode() for keys in self.wake_keys for key in keys}
         self._turn = 0
         self._places: dict[str, tuple[int, str]] = {}  # channel -> (host index, list key)
+        self._inboxes_by_key: dict[bytes, str] = {}
         self._pending: set[asyncio.Task[None]] = set()
         self.next_sweep = time.monotonic() + layer.expiry
 
@@ -181,15 +182,16 @@ class Receiver:
     async def _write_full(self, channel: str, full: bool) -> None:
         layer = self.layer
         key = layer.list_key(channel) + "#"
+        part = channel[channel.index("!") + 1 :]  # the set names channels of its inbox by this
         try:
             wire = await self.shards[layer.shard_index(channel)].connection()
             if full:
                 for reply in wire.execute_many(
-                    ("SADD", key, channel), ("EXPIRE", key, layer.expiry_seconds)
+                    ("SADD", key, part), ("EXPIRE", key, layer.expiry_seconds)
                 ):
                     await reply
             else:
-                await wire.execute("SREM", key, channel)
+                await wire.execute("SREM", key, part)
         except UNAVAILABLE:
             pass  # a Redis that is gone forgot the set anyway
 
@@ -377,8 +379,8 @@ class Receiver:
         logger.info("Redis %s is back; re-asserted %d group memberships", shard.label, restored)
         return wire
 
-    def dispatch(self, entries: list[bytes]) -> None:
-        """Hand popped entries to waiters, or to the channels' buffers."""
+    def dispatch(self, key: bytes, entries: list[bytes]) -> None:
+        """Hand entries popped from list `key` to waiters, or to the channels' buffers."""
         now = time.time() * 1000
         unpack = msgpack.unpackb
         for entry in entries:
@@ -386,10 +388,22 @@ class Receiver:
             if expires < now:
                 continue
             if channel[0] == " ":
-                # A group send to channels of this inbox: one entry, one decode.
-                self._deliver_many(channel.split(), unpack(payload), expires)
+                # A group send to channels of this inbox, named by their parts after the '!':
+                # one entry, one decode.
+                inbox = self._inbox_of(key)
+                names = [inbox + part for part in channel.split()]
+                self._deliver_many(names, unpack(payload), expires)
             else:
                 self._deliver(channel, unpack(payload), expires)
+
+    def _inbox_of(self, key: bytes) -> str:
+        """The inbox ("specific.ab12.cd!") whose list is `key`."""
+        inbox = self._inboxes_by_key.get(key)
+        if inbox is None:
+            text = key.decode()
+            inbox = text[text.index(":c:", len(self.layer.prefix)) + 3 :]
+            self._inboxes_by_key[key] = inbox
+        return inbox
 
     def _deliver(self, channel: str, message: dict[str, Any], expires: float) -> None:
         if self._hand_to_waiter(channel, message):
