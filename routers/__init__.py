@@ -7,7 +7,7 @@ from routers.email import EmailToRouter, address
 from routers.mqtt import MqttTopicRouter, topic
 from routers.protocol import ProtocolTypeRouter
 from routers.sms import SMSFromRouter, SMSToRouter, country, phone
-from routers.url import URLRouter
+from routers.url import URLRouter, path, re_path
 
 __all__ = [
     "ChannelNameRouter",
@@ -19,6 +19,8 @@ __all__ = [
     "URLRouter",
     "address",
     "country",
+    "path",
     "phone",
+    "re_path",
     "topic",
 ]

@@ -3,15 +3,37 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from django.core.exceptions import ImproperlyConfigured
 from django.urls import URLPattern, URLResolver
+from django.urls import path as django_path
+from django.urls import re_path as django_re_path
 from django.urls.exceptions import Resolver404
 from django.urls.resolvers import RegexPattern, RoutePattern
 
 from gateway.exceptions import RouteNotFound
-from gateway.types import ASGIApp, Receive, Scope, Send
+from gateway.types import AnyASGIApp, ASGIApp, Receive, Scope, Send
+
+__all__ = ["URLRouter", "check_application", "path", "re_path"]
+
+
+def path(
+    route: str, app: AnyASGIApp, kwargs: dict[str, Any] | None = None, name: str = ""
+) -> URLPattern:
+    """Django's ``path()`` for a URLRouter route: the same pattern, typed for an ASGI app.
+
+    ``django.urls.path`` works at run time too; its type stubs only accept views, so a
+    type-checked routing module imports this one.
+    """
+    return cast(URLPattern, django_path(route, cast(Any, app), kwargs, name or None))
+
+
+def re_path(
+    route: str, app: AnyASGIApp, kwargs: dict[str, Any] | None = None, name: str = ""
+) -> URLPattern:
+    """Django's ``re_path()`` for a URLRouter route, typed for an ASGI app (see `path`)."""
+    return cast(URLPattern, django_re_path(route, cast(Any, app), kwargs, name or None))
 
 
 def check_application(application: object, where: str) -> None:

@@ -8,6 +8,7 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.urls import include, path, re_path, register_converter
 
+import routers
 from gateway.consumers import AsyncConsumer
 from gateway.exceptions import RouteNotFound
 from gateway.types import ASGIApp, Message, Receive, Scope, Send
@@ -96,6 +97,21 @@ async def test_re_path_named_and_positional_groups() -> None:
 
     scope = await route(router, "/positional/1/22/")
     assert scope["url_route"] == {"args": ("1", "22"), "kwargs": {}}
+
+
+async def test_the_typed_path_and_re_path_route_like_djangos() -> None:
+    inner = URLRouter([routers.re_path(r"^(?P<room>\w+)/$", recorder("room"))])
+    router = URLRouter(
+        [
+            routers.path("rooms/<int:floor>/", inner, {"building": "a"}, name="rooms"),
+            routers.path("lobby/", AsyncConsumer.as_asgi(), name="lobby"),
+        ]
+    )
+    scope = await route(router, "/rooms/3/blue/")
+    assert scope["endpoint"] == "room"
+    assert scope["url_route"]["kwargs"] == {"floor": 3, "building": "a", "room": "blue"}
+    assert [pattern.name for pattern in router.routes] == ["rooms", "lobby"]
+    assert type(routers.path("x/", recorder("x"))) is type(path("x/", recorder("x")))
 
 
 async def test_endpoint_must_match_whole_path() -> None:

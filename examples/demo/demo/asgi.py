@@ -15,7 +15,6 @@ from dashboard.consumers import (  # noqa: E402
     TelemetryConsumer,
 )
 from dashboard.inbox import DeviceTextConsumer, SupportTicketConsumer  # noqa: E402
-from django.urls import path  # noqa: E402  (Django must be set up first)
 
 from gateway import (  # noqa: E402
     AllowedHostsOriginValidator,
@@ -29,6 +28,7 @@ from gateway import (  # noqa: E402
     phone,
     topic,
 )
+from routers import path  # noqa: E402  (django.urls.path, typed for ASGI applications)
 
 application = ProtocolTypeRouter(
     {
