@@ -15,6 +15,8 @@ _EXPORTS: dict[str, str] = {
     # routing
     "ProtocolTypeRouter": "routers",
     "URLRouter": "routers",
+    "path": "routers",
+    "re_path": "routers",
     "ChannelNameRouter": "routers",
     "MqttTopicRouter": "routers",
     "topic": "routers",
@@ -148,7 +150,9 @@ __all__ = [
     "get_user",
     "login",
     "logout",
+    "path",
     "phone",
+    "re_path",
     "topic",
 ]
 
@@ -224,7 +228,9 @@ if TYPE_CHECKING:
         URLRouter,
         address,
         country,
+        path,
         phone,
+        re_path,
         topic,
     )
 

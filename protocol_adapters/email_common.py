@@ -255,7 +255,7 @@ class EmailIntake:
             headers=headers,
             **envelope,
         )
-        runner = _Run(self, raw, digest, scope, mail.subject(headers))
+        runner = _Run(self, raw, digest, scope, headers)
         outcome = await self._dispatch(key or f"{recipient}:{digest}", runner, scope, raw, wait)
         if outcome is None:
             return BUSY
@@ -268,6 +268,8 @@ class EmailIntake:
     ) -> list[Delivery]:
         """`deliver` to every recipient concurrently; one Delivery per recipient, in order."""
         envelope.setdefault("recipients", list(recipients))
+        if len(recipients) == 1:  # the usual case: no task to gather
+            return [await self.deliver(raw, sender=sender, recipient=recipients[0], **envelope)]
         return list(
             await asyncio.gather(
                 *(self.deliver(raw, sender=sender, recipient=r, **envelope) for r in recipients)
@@ -295,13 +297,14 @@ class _Run:
     """One delivery's handler for the dispatcher; it may be called again on retry."""
 
     def __init__(
-        self, intake: EmailIntake, raw: bytes, digest: str, scope: EmailScope, subject: str
+        self, intake: EmailIntake, raw: bytes, digest: str, scope: EmailScope, headers: MimeMessage
     ) -> None:
         self.intake = intake
         self.raw = raw
         self.digest = digest
         self.scope = scope
-        self.subject = subject
+        self.headers = headers
+        self.subject = mail.subject(headers)
         self.received_at = datetime.now(UTC)
         self.duplicate = False
         self.result: AppResult | None = None
@@ -316,9 +319,11 @@ class _Run:
         attempt = (known.attempts if known is not None else 0) + 1
         scope: EmailScope = {**self.scope, "attempt": attempt}
         try:
-            result = await run_application(
-                self.intake.app, scope, self.raw, self.intake.app_timeout
-            )
+            # The consumer's parse_message reuses the header block parsed for the scope.
+            with mail.parsed_headers(self.raw, self.headers):
+                result = await run_application(
+                    self.intake.app, scope, self.raw, self.intake.app_timeout
+                )
         except Exception as exc:
             self._record("failed", attempt, repr(exc)[:10000])
             raise
