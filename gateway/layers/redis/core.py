@@ -164,15 +164,18 @@ class RedisChannelLayer(BaseChannelLayer):
     # Names and places. Every key starts with its shard's prefix: "asgi:" on plain hosts,
     # "asgi:{tag}:" in a cluster, where the tag pins the shard's keys to one slot.
 
-    def list_key(self, channel: str) -> str:
-        """The list holding a channel: specific channels share their process's inbox."""
+    def list_key(self, channel: str, index: int | None = None) -> str:
+        """The list holding a channel: specific channels share their process's inbox.
+
+        `index` is the channel's shard when the caller already has it."""
         bang = channel.find("!")
-        prefix = self.key_prefixes[self.shard_index(channel)]
+        prefix = self.key_prefixes[self.shard_index(channel) if index is None else index]
         return prefix + "c:" + (channel if bang < 0 else channel[: bang + 1])
 
-    def stream_key(self, channel: str) -> str:
-        """The stream holding a durable channel."""
-        return self.key_prefixes[self.shard_index(channel)] + "d:" + channel
+    def stream_key(self, channel: str, index: int | None = None) -> str:
+        """The stream holding a durable channel (`index`: its shard, when known)."""
+        prefix = self.key_prefixes[self.shard_index(channel) if index is None else index]
+        return prefix + "d:" + channel
 
     def group_key(self, group: str, index: int) -> str:
         """The sorted set of a group's targets on one shard: the inboxes holding members, and
@@ -189,16 +192,26 @@ class RedisChannelLayer(BaseChannelLayer):
         latest membership; a normal channel is a target itself."""
         key = self.group_key(group, index)
         expiry = max(1, int(self.group_expiry + 0.999))
-        bang = channel.find("!")
-        if bang < 0:
+        if "!" not in channel:
             return [("ZADD", key, joined, channel), ("EXPIRE", key, expiry)]
-        inbox, members = channel[: bang + 1], f"{key}:{channel[: bang + 1]}"
+        members, member = self.membership_key(group, channel, index)
         return [
-            ("ZADD", members, joined, channel[bang + 1 :]),
+            ("ZADD", members, joined, member),
             ("EXPIRE", members, expiry),
-            ("ZADD", key, "GT", joined, inbox),
+            ("ZADD", key, "GT", joined, self.non_local_name(channel)),
             ("EXPIRE", key, expiry),
         ]
+
+    def membership_key(self, group: str, channel: str, index: int) -> tuple[str, str]:
+        """Where `channel`'s membership of `group` is kept: (sorted set, member).
+
+        A specific channel is the part of its name after the '!' in its inbox's set of
+        members; a normal channel is itself in the group's set."""
+        key = self.group_key(group, index)
+        bang = channel.find("!")
+        if bang < 0:
+            return key, channel
+        return f"{key}:{channel[: bang + 1]}", channel[bang + 1 :]
 
     def shard_index(self, channel: str) -> int:
         """The shard of a channel; a group keeps each member's entry on that member's shard."""
@@ -296,13 +309,13 @@ class RedisChannelLayer(BaseChannelLayer):
         capacity = self.capacity_of(channel)
         index = self.shard_index(channel)
         if self._durable and self.is_durable(channel):
-            keys = [self.stream_key(channel)]
+            keys = [self.stream_key(channel, index)]
             args: list[Any] = [payload, capacity]
             script = _DURABLE_SEND
         else:
             now_ms = int(time.time() * 1000)
             entry = encode_entry(now_ms + int(self.expiry * 1000), channel, payload)
-            key = self.list_key(channel)
+            key = self.list_key(channel, index)
             bang = channel.find("!")
             if bang >= 0:  # the process's inbox: its own bound, and the full channels
                 keys = [key, key + "#"]
@@ -373,11 +386,9 @@ class RedisChannelLayer(BaseChannelLayer):
         self.require_valid_channel_name(channel)
         self.memberships.pop((group, channel), None)
         index = self.shard_index(channel)
-        key = self.group_key(group, index)
-        bang = channel.find("!")
-        if bang >= 0:  # out of its inbox's members; group_send drops an inbox left empty
-            key, channel = f"{key}:{channel[: bang + 1]}", channel[bang + 1 :]
-        await self.call(index, lambda wire: wire.execute("ZREM", key, channel))
+        # A specific channel leaves its inbox's members; group_send drops an inbox left empty.
+        key, member = self.membership_key(group, channel, index)
+        await self.call(index, lambda wire: wire.execute("ZREM", key, member))
 
     async def group_send(self, group: str, message: Message) -> None:
         """Send a message to every member of a group: one script call per host."""

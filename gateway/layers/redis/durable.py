@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import msgpack
 from redis.exceptions import ResponseError
 
-from gateway.layers.redis.connections import TRANSIENT_CANDIDATES, Shard, is_redirect
+from gateway.layers.redis.connections import TRANSIENT_CANDIDATES, Shard, is_transient
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -76,7 +76,7 @@ class DurableReader:
                     if isinstance(exc, ResponseError) and "NOGROUP" in str(exc):
                         self._groups.discard((index, key))  # Redis lost it (restarted empty)
                         continue
-                    if isinstance(exc, ResponseError) and not is_redirect(exc):
+                    if not is_transient(exc):
                         raise
                     logger.warning(
                         "Redis %s unreachable (%s); durable receive waits", shard.label, exc

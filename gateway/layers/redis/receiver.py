@@ -24,7 +24,13 @@ import msgpack
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
-from gateway.layers.redis.connections import TRANSIENT_CANDIDATES, UNAVAILABLE, Shard, is_redirect
+from gateway.layers.redis.connections import (
+    TRANSIENT_CANDIDATES,
+    UNAVAILABLE,
+    Shard,
+    is_redirect,
+    is_transient,
+)
 from gateway.layers.redis.wire import ReplyHandler, WireConnection, pack
 from gateway.layers.serialization import copier
 
@@ -216,7 +222,8 @@ class Receiver:
             if len(self._places) > 4096:
                 self._places.clear()
             layer = self.layer
-            place = self._places[channel] = (layer.shard_index(channel), layer.list_key(channel))
+            index = layer.shard_index(channel)
+            place = self._places[channel] = (index, layer.list_key(channel, index))
         index, key = place
         if "!" in channel:
             self.inboxes[index].add(key)
@@ -370,7 +377,7 @@ class Receiver:
                 restored = await layer.reassert_memberships(index, wire)
                 break
             except TRANSIENT_CANDIDATES as error:
-                if isinstance(error, ResponseError) and not is_redirect(error):
+                if not is_transient(error):
                     raise
                 shard.lost()
                 if wire is not None:
