@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.support import free_port, not_installed
+from tests.integration.support import free_port, not_installed, started
 
 __all__ = [
     "PostgresServer",
@@ -179,11 +179,8 @@ def running_postgres() -> Iterator[PostgresServer]:
             os.chown(directory, user.pw_uid, user.pw_gid)
         server = PostgresServer(bin_dir, Path(directory), user)
         server.init()
-        server.start()
-        try:
+        with started(server):
             yield server
-        finally:
-            server.stop()
 
 
 @pytest.fixture(scope="session")

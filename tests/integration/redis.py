@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.support import free_port, not_installed
+from tests.integration.support import free_port, not_installed, started
 
 __all__ = [
     "RedisCluster",
@@ -169,13 +169,11 @@ class RedisServer:
 def running_redis() -> Iterator[RedisServer]:
     """A started RedisServer in a temporary directory, stopped and removed afterwards."""
     binary = redis_server_or_skip()
-    with tempfile.TemporaryDirectory(prefix="gateway-redis-") as directory:
-        server = RedisServer(binary, Path(directory))
-        server.start()
-        try:
-            yield server
-        finally:
-            server.stop()
+    with (
+        tempfile.TemporaryDirectory(prefix="gateway-redis-") as directory,
+        started(RedisServer(binary, Path(directory))) as server,
+    ):
+        yield server
 
 
 @pytest.fixture(scope="session")
@@ -246,13 +244,11 @@ class RedisSentinel:
 @contextmanager
 def running_sentinel(master: RedisServer) -> Iterator[RedisSentinel]:
     """A started Sentinel watching `master`, stopped and removed afterwards."""
-    with tempfile.TemporaryDirectory(prefix="gateway-sentinel-") as directory:
-        sentinel = RedisSentinel(master.binary, Path(directory), master)
-        sentinel.start()
-        try:
-            yield sentinel
-        finally:
-            sentinel.stop()
+    with (
+        tempfile.TemporaryDirectory(prefix="gateway-sentinel-") as directory,
+        started(RedisSentinel(master.binary, Path(directory), master)) as sentinel,
+    ):
+        yield sentinel
 
 
 @contextmanager
@@ -261,12 +257,8 @@ def running_tls_redis() -> Iterator[RedisServer]:
     binary = redis_server_or_skip()
     with tempfile.TemporaryDirectory(prefix="gateway-redis-tls-") as directory:
         tls = make_tls_files(Path(directory))
-        server = RedisServer(binary, Path(directory), tls=tls)
-        server.start()
-        try:
+        with started(RedisServer(binary, Path(directory), tls=tls)) as server:
             yield server
-        finally:
-            server.stop()
 
 
 @dataclass
@@ -368,10 +360,8 @@ class RedisCluster:
 def running_cluster(masters: int = 3, replicas: int = 0) -> Iterator[RedisCluster]:
     """A started RedisCluster, stopped and removed afterwards."""
     binary = redis_server_or_skip()
-    with tempfile.TemporaryDirectory(prefix="gateway-redis-cluster-") as directory:
-        cluster = RedisCluster(binary, Path(directory), masters, replicas)
-        try:
-            cluster.start()
-            yield cluster
-        finally:
-            cluster.stop()
+    with (
+        tempfile.TemporaryDirectory(prefix="gateway-redis-cluster-") as directory,
+        started(RedisCluster(binary, Path(directory), masters, replicas)) as cluster,
+    ):
+        yield cluster

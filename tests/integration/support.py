@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import NoReturn
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import NoReturn, Protocol, TypeVar
 
 import pytest
 
@@ -21,3 +23,22 @@ def not_installed(message: str) -> NoReturn:
     if os.environ.get("CI") == "true":
         pytest.fail(message)
     pytest.skip(message)
+
+
+class _Server(Protocol):
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+ServerT = TypeVar("ServerT", bound=_Server)
+
+
+@contextmanager
+def started(server: ServerT) -> Iterator[ServerT]:
+    """Start a test server, and stop it afterwards, also when starting it failed half-way."""
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
