@@ -11,7 +11,15 @@ from django.utils import timezone
 from django_app.models.devices import Device, DeviceCredential
 from gateway.db import database_sync_to_async
 
-__all__ = ["authenticate", "mark_offline", "mark_online", "topics_for", "touch", "update_state"]
+__all__ = [
+    "authenticate",
+    "exists",
+    "mark_offline",
+    "mark_online",
+    "topics_for",
+    "touch",
+    "update_state",
+]
 
 
 def _authenticate(device_id: str, password: str) -> Device | None:
@@ -28,6 +36,12 @@ def _authenticate(device_id: str, password: str) -> Device | None:
 
 authenticate = database_sync_to_async(_authenticate)
 """The device whose id and password these are, or None."""
+
+
+@database_sync_to_async
+def exists(device_id: str) -> bool:
+    """Whether a device has this id."""
+    return Device.objects.filter(device_id=device_id).exists()
 
 
 @database_sync_to_async

@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections import Counter
 from typing import Literal
 
-CounterName = Literal["received", "handled", "failed", "retried", "dead_lettered", "rejected"]
+CounterName = Literal[
+    "received", "handled", "failed", "retried", "dead_lettered", "rejected", "dropped"
+]
 
 _HELP: dict[str, str] = {
     "received": "Events received from the outside world.",
@@ -14,6 +16,7 @@ _HELP: dict[str, str] = {
     "retried": "Event deliveries retried after a failure.",
     "dead_lettered": "Events given up on and handed to the dead-letter hook.",
     "rejected": "Events refused at the protocol level (bad input, overload).",
+    "dropped": "Outbound messages dropped: a client's queue was full, or it could not keep up.",
 }
 
 

@@ -1,6 +1,7 @@
-"""MQTT adapters: the embedded amqtt broker and the client of an external broker.
+"""MQTT adapters: the embedded broker and the client of an external broker (gmqtt).
 
-The adapters load on first use, so importing this package imports neither amqtt nor gmqtt.
+The adapters load on first use, so importing this package does not import gmqtt. The
+embedded broker needs no extra: it is the gateway's own MQTT 3.1.1 implementation.
 """
 
 from __future__ import annotations

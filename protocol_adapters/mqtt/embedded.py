@@ -1,10 +1,12 @@
-"""The embedded MQTT broker: amqtt's broker in the gateway's own event loop.
+"""The embedded MQTT broker: an MQTT 3.1.1 broker in the gateway's own event loop.
 
-Devices connect to it directly. Their PUBLISHes reach the application in-process (no client
-connection loops back): the broker hands each message to `MqttIntake` in the publisher's
-delivery loop, and the connection's reader stops reading while that waits (see
-embedded_connections). Devices log in against `django_app` devices (AUTH "devices") and may
-only use their own topics (ACL); connecting, disconnecting and wills update their presence.
+Devices connect to it directly. Their PUBLISHes reach the application in-process, and are
+acknowledged (PUBACK, or PUBREC for QoS 2) only once the application returned or the message
+was dead-lettered, as on an external broker. Devices log in against `django_app` devices
+(AUTH "devices"), before any session is looked up; each connection gets its device's topic
+ACL whatever its client id and session flags; connecting, disconnecting and wills update
+their presence. The wire, the sessions and the routing are in the sibling ``embedded_*`` and
+``wire`` modules.
 """
 
 from __future__ import annotations
@@ -13,18 +15,11 @@ import asyncio
 import contextlib
 import logging
 import ssl
-from collections.abc import Awaitable, Callable, Mapping
+from collections import Counter
+from collections.abc import Mapping
+from functools import partial
 from typing import Any, Final
 
-from amqtt.adapters import (
-    ReaderAdapter,
-    StreamReaderAdapter,
-    StreamWriterAdapter,
-    WebSocketsReader,
-    WebSocketsWriter,
-    WriterAdapter,
-)
-from amqtt.session import ApplicationMessage, Session
 from websockets.asyncio.server import Server as WebSocketServer
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.typing import Subprotocol
@@ -32,7 +27,7 @@ from websockets.typing import Subprotocol
 from gateway.mqtt import MAX_TOPIC_BYTES
 from gateway.types import MqttPublishEvent
 from protocol_adapters.base import AdapterContext, AdapterHealth, Listener, ProtocolAdapter
-from protocol_adapters.dispatch import DispatcherClosed
+from protocol_adapters.dispatch import DispatcherClosed, Outcome
 from protocol_adapters.mqtt.common import (
     COMMON_OPTION_KEYS,
     InboundMessage,
@@ -44,17 +39,34 @@ from protocol_adapters.mqtt.common import (
     subscriptions_for,
 )
 from protocol_adapters.mqtt.embedded_acl import acl_for, may_publish, may_subscribe
-from protocol_adapters.mqtt.embedded_broker import KEEP_ALIVE_OFFSET, GatewayBroker
-from protocol_adapters.mqtt.embedded_connections import Connection, GatedReader
-from protocol_adapters.mqtt.embedded_devices import authenticate_device, device_topics, mark
+from protocol_adapters.mqtt.embedded_broker import Broker, BrokerLimits, Login
+from protocol_adapters.mqtt.embedded_connections import Connection, ConnectionSettings
+from protocol_adapters.mqtt.embedded_devices import (
+    authenticate_device,
+    device_exists,
+    device_topics,
+    mark,
+)
 from protocol_adapters.mqtt.embedded_options import EMBEDDED_DEFAULTS, check_embedded_options
+from protocol_adapters.mqtt.embedded_sessions import QueueLimits, Session
+from protocol_adapters.mqtt.embedded_websocket import serve_websocket
+from protocol_adapters.mqtt.wire import (
+    CONNACK_ID_REJECTED,
+    CONNACK_NOT_AUTHORIZED,
+    PUBACK,
+    PUBREC,
+    Connect,
+    Publish,
+    Will,
+    ack,
+)
 
 __all__ = ["EmbeddedBroker"]
 
 logger = logging.getLogger("gateway.mqtt")
 
 KNOWN_OPTIONS: Final = COMMON_OPTION_KEYS | frozenset(EMBEDDED_DEFAULTS)
-_Serve = Callable[[ReaderAdapter, WriterAdapter, Connection], Awaitable[None]]
+CONNACK_SERVER_UNAVAILABLE: Final = 3
 
 
 class EmbeddedBroker(ProtocolAdapter):
@@ -68,13 +80,13 @@ class EmbeddedBroker(ProtocolAdapter):
         self.options = MqttOptions.from_options(context.options)
         self.filters: list[str] = []
         self.intake: MqttIntake | None = None
-        self.broker: GatewayBroker | None = None
+        self.broker = Broker(_limits(self.settings), on_dropped=self._dropped)
         self.connections: dict[tuple[str, int], Connection] = {}
         self.peak_in_flight = 0
         """The most messages the intake held at once, as seen after each submit."""
+        self._per_address: Counter[str] = Counter()
         self._servers: list[asyncio.Server | WebSocketServer] = []
-        self._device_links: dict[str, int] = {}
-        self._submitting = 0
+        self._device_links: Counter[str] = Counter()
         self._stop = asyncio.Event()
         self._publisher: asyncio.Task[None] | None = None
         self._running = False
@@ -88,14 +100,10 @@ class EmbeddedBroker(ProtocolAdapter):
     # --- life cycle ------------------------------------------------------------------------
 
     async def start(self) -> list[Listener]:
-        _quiet_library_loggers()
         self.filters = subscriptions_for(self.context.app, self.options)
         self.intake = MqttIntake(
             self.context, broker="embedded", options=self.options, publish=self.publish
         )
-        names = ["mqtt", "mqtt-ws", "mqtts"]
-        self.broker = GatewayBroker(self, names)
-        await self.broker.start()
         listeners = await self._listen()
         if self.options.serve_publish_channel:
             self._publisher = asyncio.create_task(
@@ -133,24 +141,32 @@ class EmbeddedBroker(ProtocolAdapter):
     async def _listen_tcp(
         self, name: str, host: str, port: int, context: ssl.SSLContext | None
     ) -> Listener:
-        async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            await self._serve(name, StreamReaderAdapter(reader), StreamWriterAdapter(writer))
-
-        server = await asyncio.start_server(accept, host, port, ssl=context)
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(partial(self._connection, name), host, port, ssl=context)
         self._servers.append(server)
         scheme = "mqtts" if context is not None else "mqtt"
         return Listener(name, _address(scheme, server.sockets))
 
+    def _connection(self, listener: str) -> Connection:
+        settings = ConnectionSettings(
+            max_packet=self.options.max_payload + MAX_TOPIC_BYTES + 4,
+            connect_timeout=float(self.settings["CONNECT_TIMEOUT"]),
+        )
+        return Connection(self, listener, settings)
+
+    async def _serve_websocket(self, websocket: ServerConnection) -> None:
+        await serve_websocket(websocket, self._connection("mqtt-ws"))
+
     async def stop(self, timeout: float) -> None:
-        """Refuse new clients, stop reading, drain the intake, then shut the broker down."""
+        """Refuse new clients, stop reading, drain the intake, then close every connection."""
         self._running = False
         for server in self._servers:
             server.close()
-        for connection in self.connections.values():
+        for connection in list(self.connections.values()):
             connection.stop_reading()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        await self._drain_read_ahead(deadline)
+        await self._drain_read(deadline)
         if self.intake is not None:
             cut = await self.intake.aclose(max(0.0, deadline - loop.time()))
             if cut:
@@ -160,237 +176,235 @@ class EmbeddedBroker(ProtocolAdapter):
         self._stop.set()
         if self._publisher is not None:
             await self._publisher
-        await self._shutdown_broker(timeout)
+        await self._close_connections()
 
-    async def _drain_read_ahead(self, deadline: float) -> None:
-        # Messages already read (and PUBACKed) still reach the intake before it closes.
+    async def _drain_read(self, deadline: float) -> None:
+        # Packets already read reach the intake before it closes (then they are acknowledged).
         loop = asyncio.get_running_loop()
-        while self._submitting or any(c.backlog for c in self.connections.values()):
+        while not all(c.idle or c.lost for c in self.connections.values()):
             if loop.time() >= deadline:
                 return
             await asyncio.sleep(0.02)
 
-    async def _shutdown_broker(self, timeout: float) -> None:
-        broker = self.broker
-        if broker is not None and broker.transitions.state == "started":
-            try:
-                async with asyncio.timeout(max(timeout, 1.0)):
-                    await broker.shutdown()
-            except TimeoutError:
-                logger.warning("the mqtt broker did not shut down in time; closing its clients")
-                for connection in list(self.connections.values()):
-                    connection.abort()
+    async def _close_connections(self) -> None:
+        connections = list(self.connections.values())
+        for connection in connections:
+            connection.abort()
+        tasks = [c.task for c in connections if c.task is not None]
+        if tasks:
+            await asyncio.wait(tasks, timeout=5.0)
+        self.broker.clear()
         for server in self._servers:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(server.wait_closed(), 1.0)
 
     def health(self) -> AdapterHealth:
-        broker = self.broker
-        if broker is None or broker.transitions.state != "started":
+        if not self._running:
             return AdapterHealth("down", "the broker is not running")
         in_flight = self.intake.in_flight if self.intake is not None else 0
         return AdapterHealth("ok", f"{len(self.connections)} client(s), {in_flight} in flight")
 
-    # --- connections -----------------------------------------------------------------------
+    # --- connection hooks (see embedded_connections.ConnectionHooks) --------------------------
 
-    async def _serve(self, listener: str, reader: ReaderAdapter, writer: WriterAdapter) -> None:
-        assert self.broker is not None
-        peer = writer.get_peer_info()
-        if peer is None or not self._running:
-            await writer.close()
-            return
-        connection = Connection(
-            peer, listener, abort=_aborter(writer), max_packet=self._max_packet()
-        )
-        self.connections[peer] = connection
+    def admit(self, connection: Connection) -> bool:
+        """A new socket: refused while stopping or past the connection caps."""
+        address = connection.peer[0]
+        if not self._running:
+            return False
+        if len(self.connections) >= self.settings["MAX_CONNECTIONS"]:
+            return self._over_cap(connection, "MAX_CONNECTIONS")
+        if self._per_address[address] >= self.settings["MAX_CONNECTIONS_PER_ADDRESS"]:
+            return self._over_cap(connection, "MAX_CONNECTIONS_PER_ADDRESS")
+        self.connections[connection.peer] = connection
+        self._per_address[address] += 1
+        return True
+
+    def _over_cap(self, connection: Connection, setting: str) -> bool:
+        self.context.metrics.inc(self.protocol, "rejected")
+        logger.warning("mqtt connection from %s:%s refused: %s reached", *connection.peer, setting)
+        return False
+
+    async def login(self, connection: Connection, connect: Connect) -> Login | int:
+        """CONNECT: who the client is and which topics it may use, or a CONNACK refusal code."""
         try:
-            await self.broker.external_connected(
-                GatedReader(reader, connection), writer, listener_name=listener
-            )
-        finally:
-            connection.close()
-            self.connections.pop(peer, None)
-            with contextlib.suppress(Exception):
-                await writer.close()
-
-    async def _serve_websocket(self, websocket: ServerConnection) -> None:
-        await self._serve("mqtt-ws", WebSocketsReader(websocket), WebSocketsWriter(websocket))
-
-    def _max_packet(self) -> int:
-        # A PUBLISH's topic (2 + up to 65,535 bytes) and packet id come on top of the payload.
-        return self.options.max_payload + MAX_TOPIC_BYTES + 4
-
-    # --- broker hooks (see embedded_broker.BrokerHooks) -------------------------------------
-
-    async def authenticate(self, session: Session, listener: str) -> bool:
-        """CONNECT: check the credentials and the will topic, start presence and keep-alive."""
-        connection = self.connections.get((session.remote_address or "", session.remote_port or 0))
-        if connection is None:
-            return False
-        connection.client_id = session.client_id
-        if not await self._identify(connection, session):
+            login = await self._login(connection, connect)
+        except Exception:
+            logger.exception("mqtt login of %s failed with an error", connection.describe())
+            login = CONNACK_SERVER_UNAVAILABLE
+        if isinstance(login, int):
             self.context.metrics.inc(self.protocol, "rejected")
-            return False
-        keep_alive = session.keep_alive - KEEP_ALIVE_OFFSET if session.keep_alive > 0 else 0
-        connection.start_keep_alive(float(keep_alive))
-        if connection.device_id is not None:
-            await self._link_device(connection.device_id)
-        return True
+        return login
 
-    async def _identify(self, connection: Connection, session: Session) -> bool:
-        client = f"{session.client_id!r} ({connection.peer[0]}:{connection.peer[1]})"
-        username = session.username or ""
-        patterns = self.settings["ACL"]
+    async def _login(self, connection: Connection, connect: Connect) -> Login | int:
+        client = connection.describe()
+        username, patterns = connect.username or "", self.settings["ACL"]
+        device_id: str | None = None
         if self.settings["AUTH"] == "devices":
-            device = await authenticate_device(username, _text(session.password))
-            if device is None:
+            device_id = await authenticate_device(username, _text(connect.password))
+            if device_id is None:
                 logger.warning("mqtt client %s refused: wrong device id or password", client)
-                return False
-            connection.device_id = device
-            patterns = await device_topics(device) or patterns
-        connection.identity = username or session.client_id or ""
+                return CONNACK_NOT_AUTHORIZED
+            if connect.client_id != device_id and await device_exists(connect.client_id):
+                logger.warning("mqtt client %s refused: the client id is another device's", client)
+                return CONNACK_ID_REJECTED
+            patterns = await device_topics(device_id) or patterns
+        owner = device_id or username
+        topics: tuple[str, ...] = ()
         if patterns is not None:
-            topics = acl_for(
-                [patterns] if isinstance(patterns, str) else patterns, connection.identity
-            )
-            if topics is None:
+            found = acl_for([patterns] if isinstance(patterns, str) else patterns,
+                            owner or connect.client_id)  # fmt: skip
+            if found is None:
                 logger.warning("mqtt client %s refused: its id cannot name topics", client)
-                return False
-            connection.topics = topics
-        will = session.will_topic if session.will_flag else None
-        if will is not None and connection.topics and not may_publish(connection.topics, will):
-            logger.warning("mqtt client %s refused: will topic %r is not its own", client, will)
-            return False
-        return True
+                return CONNACK_NOT_AUTHORIZED
+            topics = found
+        will = connect.will
+        if will is not None and topics and not may_publish(topics, will.topic):
+            logger.warning(
+                "mqtt client %s refused: will topic %r is not its own", client, will.topic
+            )
+            return CONNACK_NOT_AUTHORIZED
+        return Login(owner=owner, device_id=device_id, topics=topics)
 
     def may_subscribe(self, connection: Connection, topic_filter: str) -> bool:
         """SUBSCRIBE: only filters within the client's own topics."""
         if not connection.topics or may_subscribe(connection.topics, topic_filter):
             return True
         self.context.metrics.inc(self.protocol, "rejected")
-        logger.warning(
-            "mqtt client %r may not subscribe to %r: refused", connection.client_id, topic_filter
-        )
+        logger.warning("mqtt client %s may not subscribe to %r: refused", connection.describe(),
+                       topic_filter)  # fmt: skip
         return False
 
-    async def inbound(self, connection: Connection, message: ApplicationMessage) -> bool:
-        """PUBLISH: refuse other devices' topics, hand ours to the intake; False drops it."""
-        if message.qos in (0, 1):
-            connection.took_one()
-        topic = message.topic
-        if not topic or "+" in topic or "#" in topic or topic.startswith("$"):
-            return True  # amqtt disconnects the client for these
-        if connection.topics and not may_publish(connection.topics, topic):
+    async def inbound(self, connection: Connection, publish: Publish) -> None:
+        """PUBLISH: to the subscribers and the application; acknowledged once it is handled."""
+        session = connection.session
+        assert session is not None
+        packet_id = publish.packet_id
+        if packet_id is not None:
+            if packet_id in session.handling:
+                return  # a resend of a message the application has: its ack follows
+            if publish.qos == 2 and packet_id in session.received:
+                session.send(ack(PUBREC, packet_id))  # handled already: exactly once
+                return
+        if connection.topics and not may_publish(connection.topics, publish.topic):
             self.context.metrics.inc(self.protocol, "rejected")
-            logger.warning(
-                "mqtt client %r may not publish to %r: dropped", connection.client_id, topic
-            )
-            return False
-        packet = message.publish_packet
-        dup = bool(packet is not None and packet.dup_flag)
-        await self._submit(
-            connection, topic, bytes(message.data), message.qos, dup, message.packet_id
-        )
-        return True
+            logger.warning("mqtt client %s may not publish to %r: dropped", connection.describe(),
+                           publish.topic)  # fmt: skip
+            _acknowledge_now(session, publish)
+            return
+        self.broker.publish(publish.topic, publish.payload, publish.qos, retain=publish.retain)
+        await self._submit(connection, publish, session)
 
-    async def will(self, connection: Connection, session: Session) -> None:
-        """An abnormal disconnect: the will goes to the application as well as to subscribers."""
-        if session.will_topic:
-            payload = bytes(session.will_message or b"")
-            await self._submit(
-                connection, session.will_topic, payload, session.will_qos, False, None, will=True
-            )
+    async def closed(self, connection: Connection, will: Will | None) -> None:
+        """A connection ended: its will (if abnormal), then presence."""
+        if self.connections.get(connection.peer) is connection:
+            del self.connections[connection.peer]
+            self._per_address[connection.peer[0]] -= 1
+            if self._per_address[connection.peer[0]] <= 0:
+                del self._per_address[connection.peer[0]]
+        if will is not None:
+            self.broker.publish(will.topic, will.payload, will.qos, retain=will.retain)
+            publish = Publish(will.topic, will.payload, will.qos, will.retain, False, None)
+            await self._submit(connection, publish, None, will=True)
+        if connection.session is not None and connection.device_id is not None:
+            await self._unlink_device(connection.device_id)
 
-    async def disconnected(self, connection: Connection) -> None:
-        """The client's delivery loop ended: update presence once its last connection is gone."""
-        device_id, connection.device_id = connection.device_id, None
-        if device_id is not None:
-            await self._unlink_device(device_id)
+    async def connected(self, connection: Connection) -> None:
+        """A client's CONNECT was accepted: its device is online."""
+        if connection.device_id is not None:
+            self._device_links[connection.device_id] += 1
+            await mark(connection.device_id, online=True)
 
     # --- intake and publishing -------------------------------------------------------------
 
     async def _submit(
         self,
         connection: Connection,
-        topic: str,
-        payload: bytes,
-        qos: int | None,
-        dup: bool,
-        message_id: int | None,
+        publish: Publish,
+        session: Session | None,
         *,
         will: bool = False,
     ) -> None:
-        subscription = match_subscription(self.filters, topic)
-        if subscription is None or self.intake is None:
+        subscription = match_subscription(self.filters, publish.topic)
+        intake = self.intake
+        if subscription is None or intake is None:
+            _acknowledge_now(session, publish)
             return
-        if len(payload) > self.options.max_payload:
+        if len(publish.payload) > self.options.max_payload:
             self.context.metrics.inc(self.protocol, "rejected")
-            logger.warning("mqtt message on %r is %d bytes, over MAX_PAYLOAD", topic, len(payload))
+            logger.warning("mqtt message on %r is %d bytes, over MAX_PAYLOAD", publish.topic,
+                           len(publish.payload))  # fmt: skip
+            _acknowledge_now(session, publish)
             return
-        qos_level = qos if qos in (1, 2) else 0
         message = InboundMessage(
-            topic=topic,
-            payload=payload,
-            qos=qos_level,  # type: ignore[arg-type]
-            dup=dup,
-            message_id=message_id if qos_level else None,
+            topic=publish.topic,
+            payload=publish.payload,
+            qos=publish.qos,  # type: ignore[arg-type]
+            dup=publish.dup,
+            message_id=publish.packet_id,
             client_id=connection.client_id,
             device_id=connection.device_id,
             subscription=subscription,
         )
-        self._submitting += 1
+        on_done = None
+        if session is not None and publish.packet_id is not None:
+            session.handling.add(publish.packet_id)
+            on_done = partial(_acknowledge, session, publish.qos, publish.packet_id)
         try:
-            await self.intake.submit(message)
+            if not intake.try_submit(message, on_done):
+                await intake.submit(message, on_done)
         except DispatcherClosed:
-            # Wills of the clients the shutdown disconnects end here too: not worth a warning.
+            if session is not None and publish.packet_id is not None:
+                session.handling.discard(publish.packet_id)  # never acknowledged: resent later
             level = logging.DEBUG if will else logging.WARNING
-            logger.log(level, "mqtt message on %r dropped: the gateway is stopping", topic)
+            logger.log(level, "mqtt message on %r dropped: the gateway is stopping", publish.topic)
             return
-        finally:
-            self._submitting -= 1
-        self.peak_in_flight = max(self.peak_in_flight, self.intake.in_flight)
+        self.peak_in_flight = max(self.peak_in_flight, intake.in_flight)
 
     async def publish(self, event: MqttPublishEvent) -> None:
         """Deliver a validated ``mqtt.publish`` to the broker's matching sessions."""
-        broker = self.broker
-        if broker is None or broker.transitions.state != "started":
+        if not self._running:
             raise RuntimeError("the embedded MQTT broker is not running")
         qos = event.get("qos", 0)
-        if event.get("retain", False):
-            await broker.retain_message(None, event["topic"], event["payload"], qos)
-        await broker.internal_message_broadcast(event["topic"], event["payload"], qos)
+        retain = event.get("retain", False)
+        self.broker.publish(event["topic"], event["payload"], qos, retain=retain)
 
-    async def _link_device(self, device_id: str) -> None:
-        self._device_links[device_id] = self._device_links.get(device_id, 0) + 1
-        await mark(device_id, online=True)
+    def _dropped(self, session: Session, count: int) -> None:
+        self.context.metrics.inc(self.protocol, "dropped", count)
+        logger.warning("mqtt client %r: queue full (%d messages, %d bytes), %d oldest dropped",
+                       session.client_id, len(session.queue), session.queued_bytes,
+                       count)  # fmt: skip
 
     async def _unlink_device(self, device_id: str) -> None:
-        left = self._device_links.get(device_id, 1) - 1
-        if left > 0:
-            self._device_links[device_id] = left
+        self._device_links[device_id] -= 1
+        if self._device_links[device_id] > 0:
             return  # a newer connection of the same device took over
-        self._device_links.pop(device_id, None)
+        del self._device_links[device_id]
         await mark(device_id, online=False)
 
 
-def _quiet_library_loggers() -> None:
-    # amqtt logs every connection and its state machine (transitions) every state change at
-    # INFO; the gateway's own lines say what matters. A level set by the user is kept.
-    for name in ("amqtt", "transitions"):
-        library = logging.getLogger(name)
-        if library.level == logging.NOTSET:
-            library.setLevel(logging.WARNING)
+def _limits(settings: Mapping[str, Any]) -> BrokerLimits:
+    queue = QueueLimits(
+        max_inflight=settings["MAX_INFLIGHT_MESSAGES"],
+        max_messages=settings["MAX_QUEUED_MESSAGES"],
+        max_bytes=settings["MAX_QUEUED_BYTES"],
+    )
+    return BrokerLimits(queue, float(settings["SESSION_EXPIRY"]), settings["MAX_RETAINED"])
+
+
+def _acknowledge(session: Session, qos: int, packet_id: int, outcome: Outcome) -> None:
+    session.acknowledge(qos, packet_id)
+
+
+def _acknowledge_now(session: Session | None, publish: Publish) -> None:
+    if session is not None and publish.packet_id is not None:
+        session.send(ack(PUBACK if publish.qos == 1 else PUBREC, publish.packet_id))
+        if publish.qos == 2:
+            session.received.add(publish.packet_id)
 
 
 def _address(scheme: str, sockets: Any) -> str:
     host, port = sockets[0].getsockname()[:2]
     return f"{scheme}://{host}:{port}"
-
-
-def _aborter(writer: WriterAdapter) -> Callable[[], None]:
-    inner: Any = getattr(writer, "_writer", None) or getattr(writer, "_protocol", None)
-    transport = getattr(inner, "transport", None)
-    return transport.abort if transport is not None else (lambda: None)
 
 
 def _text(value: str | bytes | None) -> str:

@@ -1,12 +1,9 @@
 """Per-device topic ACL: which topics a client may publish to and which filters it may use.
 
-amqtt's ``TopicAccessControlListPlugin`` cannot do this: its lists are static per username
-(no ``{device_id}`` pattern, so every device would be listed in the config), its config
-dataclass has no ``subscribe_acl``/``receive_acl`` fields (config-style loading rejects the
-key the documentation asks for), and its matcher compares a requested filter with an
-allowed one level by level, so a ``+`` in the allowed filter lets a client subscribe to
-``#`` at that level: allowed ``devices/+`` grants ``devices/#``, allowed ``+/+`` grants
-``#``. Here a filter is allowed only if every topic it can match is allowed.
+Patterns name the device with ``{device_id}`` (its login), so one list serves every device,
+like Mosquitto's ``pattern`` lines with ``%u``. A filter with a ``+`` does not grant the ``#``
+at that level (allowed ``devices/+`` does not grant ``devices/#``): a filter is allowed
+only if every topic it can match is allowed.
 """
 
 from __future__ import annotations
@@ -23,7 +20,9 @@ _UNSAFE = frozenset("+#/\x00")
 
 def acl_for(patterns: Iterable[str], identity: str) -> tuple[str, ...] | None:
     """The filters of `patterns` for one client; None if `identity` cannot be put in a topic."""
-    if not identity or _UNSAFE & set(identity):
+    patterns = tuple(patterns)
+    personal = any("{device_id}" in pattern for pattern in patterns)
+    if personal and (not identity or _UNSAFE & set(identity)):
         return None
     return tuple(pattern.replace("{device_id}", identity) for pattern in patterns)
 

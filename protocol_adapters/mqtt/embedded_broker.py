@@ -1,150 +1,151 @@
-"""amqtt's broker with the gateway's hooks where amqtt's plugin API cannot place them.
+"""The embedded broker's shared state: sessions by client id, subscriptions, retained
+messages, and routing a message to every session it reaches.
 
-amqtt 0.12's plugin manager runs every event hook (``on_broker_message_received``, ...) as a
-task of its own that nobody awaits: a hook that waits for the gateway's intake would only
-pile up tasks, one per message. The hooks it does await (``authenticate``,
-``topic_filtering``) get no payload, and ``topic_filtering`` also runs as a task per
-receiving session for every message. So the broker loads no plugins at all (an event with
-no plugin callback costs nothing) and this subclass overrides the five methods the
-gateway needs, each awaited in line by amqtt:
+Connections (embedded_connections) drive it; it knows nothing of sockets, Django or the
+application. Its rules, where MQTT 3.1.1 leaves a choice, follow Mosquitto:
 
-* `_authenticate`: CONNECT, before CONNACK; refusing answers "not authorised".
-* `add_subscription`: SUBSCRIBE, per filter; refusing answers return code 0x80 (failure).
-* `_handle_message_delivery`: every inbound PUBLISH, in the publisher's own delivery loop;
-  awaiting the intake here holds that loop, and the connection's `GatedReader` then stops
-  reading its socket.
-* `_handle_disconnect`: the will, on abnormal disconnects.
-* `_client_message_loop`: when it ends on a DISCONNECT, amqtt drops the messages still in
-  the client's queue; they are delivered here (the queue is never long when the broker
-  keeps up, but under backpressure it holds up to the read-ahead). Then presence.
-
-These are private methods of amqtt 0.12, hence the pin ``amqtt>=0.12.1,<0.13``.
+* A client id belongs to the login that holds it (a connected client, or a stored persistent
+  session): another login asking for it is refused, the same login takes it over and the
+  older connection is closed (MQTT-3.1.4-2).
+* A message matching several filters of one session is delivered once, at the highest QoS.
+* Sessions of disconnected clients are kept for ``SESSION_EXPIRY`` seconds, with their
+  queued messages bounded per session (`QueueLimits`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Protocol
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
-from amqtt.broker import Broker
-from amqtt.contexts import ListenerConfig
-from amqtt.mqtt.disconnect import DisconnectPacket
-from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
-from amqtt.session import ApplicationMessage, Session
+from protocol_adapters.mqtt.embedded_sessions import Outgoing, QueueLimits, Session
+from protocol_adapters.mqtt.embedded_topics import RetainedStore, SubscriptionTree
 
-from protocol_adapters.mqtt.embedded_connections import Connection, GatedReader
-
-__all__ = ["SUBSCRIBE_REFUSED", "BrokerHooks", "GatewayBroker", "connection_of"]
+__all__ = ["Broker", "BrokerLimits", "Login"]
 
 logger = logging.getLogger("gateway.mqtt")
 
-SUBSCRIBE_REFUSED = 0x80
-# amqtt adds this to every client's keep-alive, which its reader then uses as a read
-# timeout it ignores; large, so that timeout never cuts a packet in half. The gateway
-# enforces the real keep-alive itself (embedded_connections).
-KEEP_ALIVE_OFFSET = 10**6
+
+@dataclass(frozen=True, slots=True)
+class Login:
+    """Who a CONNECT authenticated as."""
+
+    owner: str
+    """The login that holds client ids: the device id, the username, or "" for none."""
+    device_id: str | None = None
+    topics: tuple[str, ...] = ()
+    """Its topic ACL, ``{device_id}`` filled in; () when it may use any topic."""
 
 
-class BrokerHooks(Protocol):
-    """What the broker asks the adapter."""
-
-    async def authenticate(self, session: Session, listener: str) -> bool: ...
-
-    def may_subscribe(self, connection: Connection, topic_filter: str) -> bool: ...
-
-    async def inbound(self, connection: Connection, message: ApplicationMessage) -> bool: ...
-
-    async def will(self, connection: Connection, session: Session) -> None: ...
-
-    async def disconnected(self, connection: Connection) -> None: ...
+@dataclass(frozen=True, slots=True)
+class BrokerLimits:
+    queue: QueueLimits = field(default_factory=QueueLimits)
+    session_expiry: float = 86400.0
+    max_retained: int = 100_000
 
 
-def connection_of(handler: BrokerProtocolHandler | None) -> Connection | None:
-    """The adapter's record of the connection a protocol handler reads from."""
-    reader = handler.reader if handler is not None else None
-    return reader.connection if isinstance(reader, GatedReader) else None
+class Broker:
+    """Sessions, subscriptions and retained messages of one embedded broker."""
 
-
-def broker_config(listener_names: list[str]) -> dict[str, Any]:
-    """amqtt's config: external listeners (the adapter owns the sockets), no plugins."""
-    listeners: dict[str, Any] = {"default": {"type": "external", "bind": "external"}}
-    listeners.update({name: {"type": "external", "bind": "external"} for name in listener_names})
-    return {
-        "listeners": listeners,
-        "plugins": {},
-        "timeout_disconnect_delay": KEEP_ALIVE_OFFSET,
-    }
-
-
-class GatewayBroker(Broker):  # type: ignore[misc]  # amqtt ships no types
-    """amqtt's Broker with authentication, ACL, intake and presence from `BrokerHooks`."""
-
-    def __init__(self, hooks: BrokerHooks, listener_names: list[str]) -> None:
-        self.hooks = hooks
-        super().__init__(broker_config(listener_names))
-
-    async def _authenticate(self, session: Session, listener: ListenerConfig) -> bool:
-        name = next((n for n, cfg in self.listeners_config.items() if cfg is listener), "")
-        try:
-            return await self.hooks.authenticate(session, name)
-        except Exception:
-            logger.exception("mqtt authentication of %r failed with an error", session.client_id)
-            return False
-
-    async def add_subscription(self, subscription: tuple[str, int], session: Session) -> int:
-        connection = connection_of(self._sessions.get(session.client_id or "", (None, None))[1])
-        if connection is not None and not self.hooks.may_subscribe(connection, subscription[0]):
-            return SUBSCRIBE_REFUSED
-        granted: int = await super().add_subscription(subscription, session)
-        return granted
-
-    async def _handle_message_delivery(
-        self,
-        client_session: Session,
-        handler: BrokerProtocolHandler,
-        wait_deliver: asyncio.Future[Any],
-    ) -> bool:
-        message = wait_deliver.result()
-        connection = connection_of(handler)
-        refused = (
-            message is not None
-            and connection is not None
-            and not await self.hooks.inbound(connection, message)
-        )
-        if refused:
-            return True  # dropped and logged by the hook; the client stays connected
-        keep: bool = await super()._handle_message_delivery(client_session, handler, wait_deliver)
-        return keep
-
-    async def _handle_disconnect(
-        self,
-        client_session: Session,
-        handler: BrokerProtocolHandler,
-        disconnect_waiter: asyncio.Future[Any],
+    def __init__(
+        self, limits: BrokerLimits, on_dropped: Callable[[Session, int], None] | None = None
     ) -> None:
-        abnormal = not isinstance(disconnect_waiter.result(), DisconnectPacket)
-        connection = connection_of(handler)
-        if abnormal and client_session.will_flag and connection is not None:
-            await self.hooks.will(connection, client_session)
-        await super()._handle_disconnect(client_session, handler, disconnect_waiter)
+        self.limits = limits
+        self.sessions: dict[str, Session] = {}
+        self.subscriptions = SubscriptionTree()
+        self.retained = RetainedStore(limits.max_retained)
+        self._on_dropped = on_dropped
+        self._expiry: dict[str, asyncio.TimerHandle] = {}
 
-    async def _client_message_loop(
-        self, client_session: Session, handler: BrokerProtocolHandler
-    ) -> None:
-        try:
-            await super()._client_message_loop(client_session, handler)
-        finally:
-            await self._deliver_leftovers(client_session, handler)
-            connection = connection_of(handler)
-            if connection is not None:
-                await self.hooks.disconnected(connection)
+    # --- sessions ----------------------------------------------------------------------------
 
-    async def _deliver_leftovers(self, session: Session, handler: BrokerProtocolHandler) -> None:
-        # Taken at once: amqtt's session monitor clears the queue of a gone clean session.
-        queue = session.delivered_message_queue
-        leftovers = [queue.get_nowait() for _ in range(queue.qsize())]
-        for message in leftovers:
-            delivered: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-            delivered.set_result(message)
-            await self._handle_message_delivery(session, handler, delivered)
+    def held_by_other(self, client_id: str, login: Login) -> bool:
+        """Whether another login holds `client_id` (connected, or a stored session)."""
+        session = self.sessions.get(client_id)
+        return session is not None and session.owner != login.owner
+
+    def open_session(self, client_id: str, login: Login, *, clean: bool) -> tuple[Session, bool]:
+        """The session a connection gets (taking it over), and whether it was present."""
+        old = self.sessions.get(client_id)
+        if old is not None and old.link is not None:
+            old.link.take_over()
+            old.detach()
+        self._cancel_expiry(client_id)
+        if old is not None and not clean and not old.clean:
+            return old, True
+        if old is not None:
+            self.drop_session(old)
+        session = Session(client_id, login.owner, clean=clean, limits=self.limits.queue)
+        self.sessions[client_id] = session
+        return session, False
+
+    def close_session(self, session: Session) -> None:
+        """Its connection ended: drop a clean session, keep the others until they expire."""
+        session.detach()
+        if self.sessions.get(session.client_id) is not session:
+            return  # already replaced by a newer connection's session
+        if session.clean:
+            self.drop_session(session)
+        else:
+            loop = asyncio.get_running_loop()
+            delay = self.limits.session_expiry
+            self._expiry[session.client_id] = loop.call_later(delay, self._expire, session)
+
+    def _expire(self, session: Session) -> None:
+        self._expiry.pop(session.client_id, None)
+        if session.link is None and self.sessions.get(session.client_id) is session:
+            logger.info("mqtt session %r expired", session.client_id)
+            self.drop_session(session)
+
+    def _cancel_expiry(self, client_id: str) -> None:
+        timer = self._expiry.pop(client_id, None)
+        if timer is not None:
+            timer.cancel()
+
+    def drop_session(self, session: Session) -> None:
+        for topic_filter in session.subscriptions:
+            self.subscriptions.remove(topic_filter, session.client_id)
+        session.subscriptions.clear()
+        if self.sessions.get(session.client_id) is session:
+            del self.sessions[session.client_id]
+
+    def clear(self) -> None:
+        """Forget every session and retained message (the broker stops)."""
+        for timer in self._expiry.values():
+            timer.cancel()
+        self._expiry.clear()
+        for session in list(self.sessions.values()):
+            self.drop_session(session)
+        self.retained.clear()
+
+    # --- subscriptions -----------------------------------------------------------------------
+
+    def subscribe(self, session: Session, topic_filter: str, qos: int) -> list[Outgoing]:
+        """Add (or replace) a subscription; return the retained messages it gets."""
+        session.subscriptions[topic_filter] = qos
+        self.subscriptions.add(topic_filter, session.client_id, qos)
+        return [
+            Outgoing(m.topic.encode(), m.payload, min(m.qos, qos), retain=True)
+            for m in self.retained.matching(topic_filter)
+        ]
+
+    def unsubscribe(self, session: Session, topic_filter: str) -> None:
+        if session.subscriptions.pop(topic_filter, None) is not None:
+            self.subscriptions.remove(topic_filter, session.client_id)
+
+    # --- routing -----------------------------------------------------------------------------
+
+    def publish(self, topic: str, payload: bytes, qos: int, *, retain: bool = False) -> None:
+        """Deliver a message to every matching session; retain it when asked."""
+        if retain and not self.retained.put(topic, payload, qos):
+            logger.warning("mqtt retained message on %r not stored: %d topics held", topic,
+                           len(self.retained))  # fmt: skip
+        encoded = topic.encode()
+        for client_id, granted in self.subscriptions.match(topic).items():
+            session = self.sessions.get(client_id)
+            if session is None:
+                continue
+            dropped = session.deliver(Outgoing(encoded, payload, min(qos, granted)))
+            if dropped and self._on_dropped is not None:
+                self._on_dropped(session, dropped)

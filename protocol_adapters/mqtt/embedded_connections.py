@@ -1,191 +1,362 @@
-"""The embedded broker's client connections: read-ahead backpressure and keep-alive.
+"""One client connection of the embedded broker: an asyncio protocol and its packet loop.
 
-amqtt's reader loop starts a task per packet and never waits for the broker to take the
-message, so nothing inside amqtt stops it from reading a flooding publisher's socket. Every
-connection therefore reads through a `GatedReader`: it counts the PUBLISH packets it lets
-through, and stops reading (the kernel buffers fill, TCP pushes back on the publisher) while
-``READ_AHEAD`` of them wait for the broker's delivery loop, which in turn waits for the
-gateway's intake. It also enforces the keep-alive amqtt ignores: a client silent for 1.5
-times its keep-alive is cut off, which makes amqtt publish its will.
+Bytes are split into packets as they arrive; one task per connection handles them in order,
+awaiting the adapter where it must (the login, the application's intake). While it waits,
+unread bytes pile up to `READ_BUFFER`, then the socket is no longer read and TCP pushes back
+on the client. The rules a server must enforce are enforced here: a CONNECT first and only
+once, within ``CONNECT_TIMEOUT``; the keep-alive (a client silent for 1.5 times it is cut
+off and its will published); any malformed packet closes the connection.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Final
+import uuid
+from dataclasses import dataclass
+from typing import Any, Final, Protocol
 
-from amqtt.adapters import ReaderAdapter
+from protocol_adapters.mqtt.embedded_broker import Broker, Login
+from protocol_adapters.mqtt.embedded_sessions import Session
+from protocol_adapters.mqtt.wire import (
+    CONNACK_ACCEPTED,
+    CONNACK_BAD_PROTOCOL,
+    CONNACK_ID_REJECTED,
+    CONNECT,
+    DISCONNECT,
+    PINGREQ,
+    PINGRESP,
+    PUBACK,
+    PUBCOMP,
+    PUBLISH,
+    PUBREC,
+    PUBREL,
+    SUBSCRIBE,
+    UNSUBSCRIBE,
+    Connect,
+    Frame,
+    FrameReader,
+    MalformedPacket,
+    Publish,
+    Will,
+    connack,
+    decode_connect,
+    decode_packet_id,
+    decode_publish,
+    decode_subscribe,
+    decode_unsubscribe,
+    suback,
+    unsuback,
+)
 
-__all__ = ["READ_AHEAD", "Connection", "GatedReader", "PacketCounter"]
+__all__ = ["READ_BUFFER", "Connection", "ConnectionHooks", "ConnectionSettings"]
 
 logger = logging.getLogger("gateway.mqtt")
 
-READ_AHEAD: Final = 16
-"""PUBLISH packets a connection may have read and not yet handed to the intake."""
+READ_BUFFER: Final = 64 * 1024
+"""Unhandled bytes a connection holds before it stops reading its socket."""
+WRITE_BUFFER: Final = 1024 * 1024
+"""Unsent bytes past which QoS 0 messages to this client are dropped."""
 KEEP_ALIVE_FACTOR: Final = 1.5
-"""MQTT 3.1.1, 3.1.2.10: a server disconnects a client silent for 1.5 times its keep-alive."""
-_PUBLISH: Final = 3
+"""MQTT-3.1.2-24: a client silent for 1.5 times its keep-alive is disconnected."""
+SUBSCRIBE_REFUSED: Final = 0x80
 
 
-class PacketCounter:
-    """Follows MQTT framing in the bytes read, to count complete PUBLISH packets cheaply."""
+class ConnectionHooks(Protocol):
+    """What a connection asks the adapter."""
 
-    def __init__(self, max_packet: int) -> None:
-        self.max_packet = max_packet
-        self.oversized = 0
-        """The remaining length of a packet over `max_packet`; 0 while none was seen."""
-        self._header: int | None = None
-        self._length = 0
-        self._shift = 0
-        self._left = 0
+    broker: Broker
 
-    def feed(self, data: bytes) -> int:
-        """Account for `data`; return how many counted PUBLISH packets it completed."""
-        done, index, size = 0, 0, len(data)
-        while index < size:
-            if self._left:
-                step = min(self._left, size - index)
-                self._left -= step
-                index += step
-                if not self._left:
-                    done += self._finish()
-                continue
-            byte = data[index]
-            index += 1
-            if self._header is None:
-                self._header, self._length, self._shift = byte, 0, 0
-                continue
-            self._length |= (byte & 0x7F) << self._shift
-            self._shift += 7
-            if byte & 0x80:
-                continue
-            if self._length > self.max_packet:
-                self.oversized = self._length
-            self._left = self._length
-            if not self._left:
-                done += self._finish()
-        return done
+    def admit(self, connection: Connection) -> bool: ...
 
-    def _finish(self) -> int:
-        header, self._header = self._header, None
-        assert header is not None
-        qos, dup = (header >> 1) & 3, header & 8
-        # QoS 2 messages reach the broker only after PUBREL, which must stay readable; amqtt
-        # drops QoS 0 with DUP set. Neither is counted: both would never be taken.
-        return int(header >> 4 == _PUBLISH and (qos == 1 or (qos == 0 and not dup)))
+    async def login(self, connection: Connection, connect: Connect) -> Login | int: ...
+
+    def may_subscribe(self, connection: Connection, topic_filter: str) -> bool: ...
+
+    async def connected(self, connection: Connection) -> None: ...
+
+    async def inbound(self, connection: Connection, publish: Publish) -> None: ...
+
+    async def closed(self, connection: Connection, will: Will | None) -> None: ...
 
 
-@dataclass(eq=False)
-class Connection:
-    """One client connection, as the adapter tracks it."""
-
-    peer: tuple[str, int]
-    listener: str
-    abort: Callable[[], None]
+@dataclass(frozen=True, slots=True)
+class ConnectionSettings:
     max_packet: int
-    loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.get_running_loop)
-    client_id: str | None = None
-    device_id: str | None = None
-    """The device it authenticated as (AUTH "devices"), else None."""
-    identity: str = ""
-    """The id its topic ACL is built from: the device id, else the username or client id."""
-    topics: tuple[str, ...] = ()
-    """Its topic filters (ACL), {device_id} already replaced; () when it may use any topic."""
-    backlog: int = 0
-    peak_backlog: int = 0
-    paused: bool = False
-    stopping: bool = False
-    last_read: float = 0.0
-    keep_alive: float = 0.0
-    _resume: asyncio.Event = field(default_factory=asyncio.Event)
-    _timer: asyncio.TimerHandle | None = None
+    connect_timeout: float = 10.0
 
-    def __post_init__(self) -> None:
+
+class Connection(asyncio.Protocol):
+    """One client: its socket, its login, its session, and the task handling its packets."""
+
+    def __init__(self, hooks: ConnectionHooks, listener: str, settings: ConnectionSettings):
+        self.hooks = hooks
+        self.listener = listener
+        self.settings = settings
+        self.loop = asyncio.get_running_loop()
+        self.reader = FrameReader(settings.max_packet)
+        self.transport: Any = None
+        self.peer: tuple[str, int] = ("", 0)
+        self.login: Login | None = None
+        self.session: Session | None = None
+        self.client_id: str | None = None
+        self.will: Will | None = None
+        self.keep_alive = 0.0
         self.last_read = self.loop.time()
+        self.paused = False
+        """Whether the socket is not read right now (too much unhandled, or stopping)."""
+        self.stopping = False
+        self.idle = True
+        """No complete packet waits to be handled (the task waits for bytes)."""
+        self.lost = False
+        self.graceful = False
+        """The client sent DISCONNECT: its will is discarded."""
+        self.task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._timer: asyncio.TimerHandle | None = None
 
-    def took_one(self) -> None:
-        """The broker took one counted PUBLISH off this connection's queue."""
-        self.backlog = max(0, self.backlog - 1)
-        if self.backlog < READ_AHEAD:
-            self._resume.set()
+    @property
+    def device_id(self) -> str | None:
+        return self.login.device_id if self.login is not None else None
 
-    async def wait_until_readable(self) -> None:
-        """Wait while too many messages are read ahead, or for ever once stopping."""
-        while self.stopping or self.backlog >= READ_AHEAD:
-            self.paused = True
-            self._resume.clear()
-            await self._resume.wait()
-        if self.paused:
-            self.paused = False
-            self.last_read = self.loop.time()  # waiting on us is not the client's silence
+    @property
+    def topics(self) -> tuple[str, ...]:
+        return self.login.topics if self.login is not None else ()
+
+    def describe(self) -> str:
+        return f"{self.client_id!r} ({self.peer[0]}:{self.peer[1]})"
+
+    # --- asyncio.Protocol --------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        if isinstance(peer, tuple):
+            self.peer = (str(peer[0]), int(peer[1]))
+        if not self.hooks.admit(self):
+            self.transport.abort()
+            self.lost = True
+            return
+        self._timer = self.loop.call_later(self.settings.connect_timeout, self._connect_timeout)
+        self.task = self.loop.create_task(self._run(), name=f"mqtt-connection:{self.peer}")
+
+    def data_received(self, data: bytes) -> None:
+        self.reader.feed(data)
+        self.last_read = self.loop.time()
+        if len(self.reader.buffer) > READ_BUFFER and not self.paused:
+            self._pause()
+        self._wake.set()
+
+    def eof_received(self) -> bool:
+        return False  # close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        self._wake.set()
+
+    # --- what the session and the adapter call -----------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        if not self.lost and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def writable(self) -> bool:
+        return bool(self.transport.get_write_buffer_size() < WRITE_BUFFER)
+
+    def take_over(self) -> None:
+        logger.info("mqtt client %s taken over by a newer connection", self.describe())
+        self.abort()
+
+    def abort(self) -> None:
+        """Close the socket at once; the packet task then ends (abnormally)."""
+        if self.transport is not None:
+            self.transport.abort()
+        self.lost = True
+        self._wake.set()
 
     def stop_reading(self) -> None:
         """Read nothing more from this client (the gateway is stopping)."""
         self.stopping = True
+        self._pause()
 
-    def start_keep_alive(self, seconds: float) -> None:
-        """Enforce the keep-alive the client asked for in CONNECT (0: none)."""
-        self.keep_alive = seconds
+    # --- the packet loop ---------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        try:
+            await self._serve()
+        except MalformedPacket as exc:
+            logger.warning("mqtt client %s sent a malformed packet (%s): closing", self.describe(),
+                           exc)  # fmt: skip
+        except Exception:
+            logger.exception("mqtt client %s: error handling a packet; closing", self.describe())
+        finally:
+            await self._finish()
+
+    async def _serve(self) -> None:
+        while True:
+            frame = self.reader.next()
+            if frame is None:
+                if self.lost:
+                    return
+                self.idle = True
+                self._resume()
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            self.idle = False
+            if not await self._handle(frame):
+                return
+
+    async def _handle(self, frame: Frame) -> bool:
+        """Handle one packet; False when the connection must end."""
+        if self.session is None:
+            if frame.kind != CONNECT:
+                raise MalformedPacket(f"packet type {frame.kind} before CONNECT")
+            return await self._connect(decode_connect(frame.body))
+        kind = frame.kind
+        if kind == PUBLISH:
+            await self.hooks.inbound(self, decode_publish(frame))
+        elif kind in (PUBACK, PUBREC, PUBREL, PUBCOMP):
+            self._acknowledged(kind, decode_packet_id(frame))
+        elif kind == SUBSCRIBE:
+            self._subscribe(frame.body)
+        elif kind == UNSUBSCRIBE:
+            self._unsubscribe(frame.body)
+        elif kind == PINGREQ:
+            self.write(PINGRESP)
+        elif kind == DISCONNECT:
+            self.graceful = True
+            return False
+        else:
+            raise MalformedPacket("a second CONNECT")  # MQTT-3.1.0-2
+        return True
+
+    def _acknowledged(self, kind: int, packet_id: int) -> None:
+        session = self.session
+        assert session is not None
+        if kind == PUBACK:
+            session.puback(packet_id)
+        elif kind == PUBREC:
+            session.pubrec(packet_id)
+        elif kind == PUBREL:
+            session.pubrel(packet_id)
+        else:
+            session.pubcomp(packet_id)
+
+    # --- CONNECT -----------------------------------------------------------------------------
+
+    async def _connect(self, connect: Connect) -> bool:
+        if connect.level == 0:
+            logger.warning("mqtt client %s: unsupported protocol level", self.describe())
+            self.write(connack(False, CONNACK_BAD_PROTOCOL))
+            return False
+        self.client_id = connect.client_id or None
+        if not connect.client_id and not connect.clean:
+            return self._refuse(CONNACK_ID_REJECTED, "an empty client id needs clean session")
+        connect.client_id = connect.client_id or f"auto-{uuid.uuid4().hex}"  # MQTT-3.1.3-6
+        login = await self.hooks.login(self, connect)  # before any session is touched
+        if isinstance(login, int):
+            self.write(connack(False, login))
+            return False
+        client_id = connect.client_id
+        broker = self.hooks.broker
+        if broker.held_by_other(client_id, login):
+            return self._refuse(CONNACK_ID_REJECTED, "its client id is held by another login")
+        self.client_id, self.login, self.will = client_id, login, connect.will
+        self._cancel_timer()
+        session, present = broker.open_session(client_id, login, clean=connect.clean)
+        self.session = session
+        self.write(connack(present, CONNACK_ACCEPTED))
+        session.attach(self)
+        self._start_keep_alive(connect.keep_alive)
+        await self.hooks.connected(self)
+        return True
+
+    def _refuse(self, code: int, reason: str) -> bool:
+        logger.warning("mqtt client %s refused: %s", self.describe(), reason)
+        self.write(connack(False, code))
+        return False
+
+    # --- SUBSCRIBE / UNSUBSCRIBE ---------------------------------------------------------------
+
+    def _subscribe(self, body: bytes) -> None:
+        packet_id, topics = decode_subscribe(body)
+        session = self.session
+        assert session is not None
+        codes, retained = [], []
+        for topic_filter, qos in topics:
+            if not self.hooks.may_subscribe(self, topic_filter):
+                codes.append(SUBSCRIBE_REFUSED)
+                continue
+            retained += self.hooks.broker.subscribe(session, topic_filter, qos)
+            codes.append(qos)
+        self.write(suback(packet_id, codes))
+        for message in retained:
+            session.deliver(message)
+
+    def _unsubscribe(self, body: bytes) -> None:
+        packet_id, filters = decode_unsubscribe(body)
+        assert self.session is not None
+        for topic_filter in filters:
+            self.hooks.broker.unsubscribe(self.session, topic_filter)
+        self.write(unsuback(packet_id))
+
+    # --- the end -----------------------------------------------------------------------------
+
+    async def _finish(self) -> None:
+        self._cancel_timer()
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+        self.lost = True
+        session, will = self.session, None
+        if session is not None:
+            if session.link is self:
+                self.hooks.broker.close_session(session)
+            will = None if self.graceful or self.stopping else self.will
+        await self.hooks.closed(self, will)
+
+    # --- timers and flow control --------------------------------------------------------------
+
+    def _connect_timeout(self) -> None:
+        self._timer = None
+        if self.session is None:
+            logger.warning("mqtt client %s sent no CONNECT in %gs: closing", self.describe(),
+                           self.settings.connect_timeout)  # fmt: skip
+            self.abort()
+
+    def _start_keep_alive(self, seconds: int) -> None:
+        self.keep_alive = float(seconds)
         if seconds > 0:
             self._schedule(self.last_read + seconds * KEEP_ALIVE_FACTOR)
-
-    def close(self) -> None:
-        """Forget the keep-alive timer; the connection is gone."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
 
     def _schedule(self, when: float) -> None:
         self._timer = self.loop.call_at(when, self._check_keep_alive)
 
     def _check_keep_alive(self) -> None:
         limit = self.keep_alive * KEEP_ALIVE_FACTOR
-        if self.paused or self.stopping:
-            self._schedule(self.loop.time() + limit)
-        elif self.loop.time() - self.last_read >= limit:
+        now = self.loop.time()
+        if self.paused:
+            self._schedule(now + limit)  # waiting on us is not the client's silence
+        elif now - self.last_read >= limit:
             self._timer = None
-            logger.warning(
-                "mqtt client %r (%s:%s) silent for %.1fs (keep-alive %gs): disconnecting",
-                self.client_id,
-                *self.peer,
-                limit,
-                self.keep_alive,
-            )
+            logger.warning("mqtt client %s silent for %.1fs (keep-alive %gs): disconnecting",
+                           self.describe(), limit, self.keep_alive)  # fmt: skip
             self.abort()
         else:
             self._schedule(self.last_read + limit)
 
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
-class GatedReader(ReaderAdapter):  # type: ignore[misc]  # amqtt ships no types
-    """Reads for amqtt through a `Connection`'s gate; notes activity and read-ahead."""
+    def _pause(self) -> None:
+        if not self.paused and not self.lost:
+            self.paused = True
+            self.transport.pause_reading()
 
-    def __init__(self, inner: ReaderAdapter, connection: Connection) -> None:
-        self.inner = inner
-        self.connection = connection
-        self.counter = PacketCounter(connection.max_packet)
-
-    async def read(self, n: int = -1) -> bytes:
-        connection = self.connection
-        await connection.wait_until_readable()
-        data: bytes = await self.inner.read(n)
-        connection.last_read = connection.loop.time()
-        completed = self.counter.feed(data)
-        if completed:
-            connection.backlog += completed
-            connection.peak_backlog = max(connection.peak_backlog, connection.backlog)
-        if self.counter.oversized:
-            logger.warning(
-                "mqtt client %r (%s:%s) sent a %d-byte packet, over the limit: disconnecting",
-                connection.client_id,
-                *connection.peer,
-                self.counter.oversized,
-            )
-            connection.abort()
-            return b""  # amqtt reads that as the end of the stream
-        return data
-
-    def feed_eof(self) -> None:
-        self.inner.feed_eof()
+    def _resume(self) -> None:
+        if self.paused and not self.stopping and not self.lost:
+            self.paused = False
+            self.last_read = self.loop.time()
+            self.transport.resume_reading()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 
-__all__ = ["authenticate_device", "device_topics", "mark"]
+__all__ = ["authenticate_device", "device_exists", "device_topics", "mark"]
 
 logger = logging.getLogger("gateway.mqtt")
 
@@ -20,6 +20,13 @@ async def authenticate_device(device_id: str, password: str) -> str | None:
 
     device = await devices.authenticate(device_id, password)
     return device.device_id if device is not None else None
+
+
+async def device_exists(device_id: str) -> bool:
+    """Whether `device_id` names a device (its client id is then reserved to it)."""
+    from django_app import devices
+
+    return await devices.exists(device_id)
 
 
 async def device_topics(device_id: str) -> list[str]:

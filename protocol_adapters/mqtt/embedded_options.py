@@ -17,7 +17,26 @@ EMBEDDED_DEFAULTS: Final[dict[str, Any]] = {
     "TLS": None,
     "AUTH": "devices",
     "ACL": list(DEFAULT_ACL),
+    "CONNECT_TIMEOUT": 10.0,
+    "MAX_CONNECTIONS": 10_000,
+    "MAX_CONNECTIONS_PER_ADDRESS": 1_000,
+    "MAX_INFLIGHT_MESSAGES": 20,
+    "MAX_QUEUED_MESSAGES": 1_000,
+    "MAX_QUEUED_BYTES": 16 * 1024 * 1024,
+    "SESSION_EXPIRY": 86_400.0,
+    "MAX_RETAINED": 100_000,
 }
+_POSITIVE: Final = (
+    "CONNECT_TIMEOUT",
+    "MAX_CONNECTIONS",
+    "MAX_CONNECTIONS_PER_ADDRESS",
+    "MAX_INFLIGHT_MESSAGES",
+    "MAX_QUEUED_MESSAGES",
+    "MAX_QUEUED_BYTES",
+    "SESSION_EXPIRY",
+    "MAX_RETAINED",
+)
+_FLOATS: Final = ("CONNECT_TIMEOUT", "SESSION_EXPIRY")
 _TLS_KEYS: Final = ("CERT_FILE", "KEY_FILE", "PORT")
 
 
@@ -54,6 +73,17 @@ def _check_acl(acl: object) -> list[str]:
     return errors
 
 
+def _check_limits(options: Mapping[str, Any]) -> list[str]:
+    errors = []
+    for key in _POSITIVE:
+        value = options.get(key, EMBEDDED_DEFAULTS[key])
+        kinds = (int, float) if key in _FLOATS else (int,)
+        if isinstance(value, bool) or not isinstance(value, kinds) or value <= 0:
+            kind = "number" if key in _FLOATS else "integer"
+            errors.append(f'OPTIONS["{key}"] must be a positive {kind}, got {value!r}')
+    return errors
+
+
 def check_embedded_options(options: Mapping[str, Any]) -> list[str]:
     """Every problem with the embedded broker's own keys, one sentence each."""
     errors = []
@@ -67,4 +97,5 @@ def check_embedded_options(options: Mapping[str, Any]) -> list[str]:
         errors.append(f'OPTIONS["WS_PORT"] must be None or an integer 0-65535, got {ws_port!r}')
     if options.get("AUTH", "devices") not in ("devices", "anonymous"):
         errors.append(f'OPTIONS["AUTH"] must be "devices" or "anonymous", got {options["AUTH"]!r}')
+    errors += _check_limits(options)
     return errors + _check_tls(options.get("TLS")) + _check_acl(options.get("ACL"))

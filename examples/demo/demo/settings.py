@@ -131,8 +131,6 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "loggers": {
         "gateway": {"handlers": ["console"], "level": "INFO", "propagate": False},
-        "amqtt": {"handlers": ["console"], "level": "WARNING", "propagate": False},
         "gmqtt": {"handlers": ["console"], "level": "WARNING", "propagate": False},
-        "transitions": {"handlers": ["console"], "level": "WARNING", "propagate": False},
     },
 }
