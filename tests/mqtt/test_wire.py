@@ -44,7 +44,8 @@ def test_frames_are_split_as_bytes_arrive() -> None:
         7,
     )
     ping = reader.next()
-    assert ping is not None and ping.kind == 12
+    assert ping is not None
+    assert ping.kind == 12
     assert reader.next() is None
 
 
@@ -123,7 +124,8 @@ def test_the_tree_matches_like_topic_matches() -> None:
 
 def test_an_empty_retained_message_clears_the_topic() -> None:
     store = RetainedStore(limit=2)
-    assert store.put("a", b"1", 1) and store.put("b", b"2", 0)
+    assert store.put("a", b"1", 1)
+    assert store.put("b", b"2", 0)
     assert not store.put("c", b"3", 0)  # full
     assert store.put("a", b"", 0)
     assert [m.topic for m in store.matching("#")] == ["b"]
