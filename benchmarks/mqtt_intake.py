@@ -9,8 +9,12 @@ QoS 0 and QoS 1, one receiver at a time (each its own process):
   an `AsyncMqttConsumer` that counts behind a `MqttTopicRouter`;
 - gateway-external-asgi: the same with a plain ASGI callable instead of the consumer, to
   show what the adapter and intake cost without the consumer class;
-- gateway-embedded: our gateway with `EmbeddedBroker` (amqtt inside the gateway's loop); the
-  publisher connects to the gateway itself, no Mosquitto involved;
+- gateway-embedded: our gateway with `EmbeddedBroker` (the gateway's own MQTT 3.1.1 broker in
+  its loop, PUBACK after the consumer returned); the publisher connects to the gateway itself,
+  no Mosquitto involved;
+- gateway-embedded-previous (with --previous-tree DIR, a checkout of an earlier commit, e.g.
+  `git worktree add /tmp/prev f55bce4~1`): the same receiver run from that tree, to compare
+  the embedded broker with an earlier one in the same run;
 - mqttasgi: mqttasgi 2.0.0 (paho) on the same Mosquitto, a Channels-style `MqttConsumer` that
   subscribes to the same filter and counts;
 - bare-gmqtt, bare-aiomqtt, bare-amqtt: a plain client receive loop that only counts (gmqtt
@@ -53,6 +57,7 @@ CONTENDERS = (
     "gateway-external",
     "gateway-external-asgi",
     "gateway-embedded",
+    "gateway-embedded-previous",
     "mqttasgi",
     "bare-gmqtt",
     "bare-aiomqtt",
@@ -334,12 +339,19 @@ def start_mosquitto(directory: Path) -> tuple[subprocess.Popen[bytes], int]:
     raise RuntimeError("mosquitto did not start")
 
 
-def spawn_receiver(name: str, port: int, qos: int, count: int) -> tuple[subprocess.Popen[str], int]:
+def spawn_receiver(
+    name: str, port: int, qos: int, count: int, tree: Path | None = None
+) -> tuple[subprocess.Popen[str], int]:
     command = [sys.executable, __file__, "--role", "receive", "--contender", name]
     command += ["--port", str(port), "--qos", str(qos), "--messages", str(count)]
+    env = dict(os.environ)
+    if name.endswith("-previous"):
+        assert tree is not None, "gateway-embedded-previous needs --previous-tree"
+        env["PYTHONPATH"] = str(tree)  # its gateway, routers and adapters come first
     proc = subprocess.Popen(
-        command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
-    )
+        command, cwd=tree if name.endswith("-previous") else ROOT, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
     assert proc.stdout is not None
     for line in proc.stdout:
         if line.startswith("BENCH ready"):
@@ -347,8 +359,10 @@ def spawn_receiver(name: str, port: int, qos: int, count: int) -> tuple[subproce
     raise RuntimeError(f"{name} did not start")
 
 
-def measure(name: str, broker_port: int, qos: int, count: int) -> tuple[int, float]:
-    proc, port = spawn_receiver(name, broker_port, qos, count)
+def measure(
+    name: str, broker_port: int, qos: int, count: int, tree: Path | None = None
+) -> tuple[int, float]:
+    proc, port = spawn_receiver(name, broker_port, qos, count, tree)
     try:
         asyncio.run(publish(port, qos, count))
         assert proc.stdout is not None
@@ -372,7 +386,10 @@ def main() -> None:
     parser.add_argument("--role", choices=["drive", "receive"], default="drive")
     parser.add_argument("--contender", choices=CONTENDERS)
     parser.add_argument("--port", type=int)
+    parser.add_argument("--previous-tree", type=Path, help="for gateway-embedded-previous")
     args = parser.parse_args()
+    if args.previous_tree is None and args.role == "drive":
+        args.only = [name for name in args.only if not name.endswith("-previous")]
     if args.role == "receive":
         receive(args.contender, args.port, args.qos[0], args.messages)
         return
@@ -398,7 +415,7 @@ def drive(args: argparse.Namespace, port: int) -> None:
         for _ in range(args.rounds):
             for name in args.only:
                 count = args.slow_messages if name == "mqttasgi" else args.messages
-                received, seconds = measure(name, port, qos, count)
+                received, seconds = measure(name, port, qos, count, args.previous_tree)
                 samples[name].append((received - 1) / seconds if received > 1 else 0.0)
                 lost[name] = max(lost[name], count - received)
         rates = {name: statistics.median(values) for name, values in samples.items()}
@@ -410,6 +427,10 @@ def drive(args: argparse.Namespace, port: int) -> None:
         for peer in ("mqttasgi", "bare-aiomqtt", "bare-gmqtt", "bare-amqtt"):
             if rates.get(peer):
                 print(f"  gateway-external / {peer}: {ours / rates[peer]:.2f}x")
+        embedded = rates.get("gateway-embedded", 0.0)
+        for peer in ("gateway-embedded-previous", "gateway-external", "bare-gmqtt"):
+            if rates.get(peer) and embedded:
+                print(f"  gateway-embedded / {peer}: {embedded / rates[peer]:.2f}x")
 
 
 if __name__ == "__main__":
