@@ -56,32 +56,25 @@ class SubscriptionTree:
         found: dict[str, int] = {}
         levels = topic.split("/")
         # Wildcards at the first level never match a $-topic (MQTT-4.7.2-1).
-        self._walk(self._root, levels, 0, found, skip_wildcards=topic.startswith("$"))
+        wildcards_first = not topic.startswith("$")
+        pending = [(self._root, 0)]  # a stack, not recursion: topics may have many levels
+        while pending:
+            node, index = pending.pop()
+            children = node.children
+            if index == len(levels):
+                _merge(found, node.subscribers)
+                if "#" in children:  # "a/#" matches "a" too
+                    _merge(found, children["#"].subscribers)
+                continue
+            if index or wildcards_first:
+                if "#" in children:
+                    _merge(found, children["#"].subscribers)
+                if "+" in children:
+                    pending.append((children["+"], index + 1))
+            literal = children.get(levels[index])
+            if literal is not None:
+                pending.append((literal, index + 1))
         return found
-
-    def _walk(
-        self,
-        node: _Node,
-        levels: list[str],
-        index: int,
-        found: dict[str, int],
-        *,
-        skip_wildcards: bool,
-    ) -> None:
-        children = node.children
-        if index == len(levels):
-            _merge(found, node.subscribers)
-            if "#" in children:  # "a/#" matches "a" too
-                _merge(found, children["#"].subscribers)
-            return
-        if not skip_wildcards:
-            if "#" in children:
-                _merge(found, children["#"].subscribers)
-            if "+" in children:
-                self._walk(children["+"], levels, index + 1, found, skip_wildcards=False)
-        literal = children.get(levels[index])
-        if literal is not None:
-            self._walk(literal, levels, index + 1, found, skip_wildcards=False)
 
 
 def _merge(found: dict[str, int], subscribers: dict[str, int]) -> None:
