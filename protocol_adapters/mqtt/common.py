@@ -11,7 +11,7 @@ An adapter (embedded broker or external-broker client) only translates its libra
 * and on stop awaits ``MqttIntake.aclose(timeout)``.
 
 The shared options (`MqttOptions`, `check_common_options`) live in
-`protocol_adapters.mqtt.options` and are re-exported here. Nothing here imports amqtt or gmqtt.
+`protocol_adapters.mqtt.options` and are re-exported here. Nothing here imports gmqtt.
 """
 
 from __future__ import annotations

@@ -387,13 +387,21 @@ async def test_intake_passes_a_copy_of_lifespan_state() -> None:
     await intake.aclose(WAIT)
 
 
-def test_importing_the_package_and_common_imports_no_mqtt_library() -> None:
+@pytest.mark.parametrize(
+    "modules",
+    [
+        "protocol_adapters.mqtt, protocol_adapters.mqtt.common",
+        "protocol_adapters.mqtt.embedded",  # the broker is our own: no MQTT library at all
+    ],
+)
+def test_importing_the_package_common_or_the_embedded_broker_imports_no_mqtt_library(
+    modules: str,
+) -> None:
     import subprocess
     import sys
 
     code = (
-        "import sys, protocol_adapters.mqtt, protocol_adapters.mqtt.common;"
-        "print([m for m in ('amqtt', 'gmqtt') if m in sys.modules])"
+        f"import sys, {modules}; print([m for m in ('amqtt', 'gmqtt', 'paho') if m in sys.modules])"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
