@@ -6,25 +6,28 @@ import asyncio
 import json
 import os
 import re
+import shutil
 import smtplib
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from playwright.async_api import Page, async_playwright, expect
 from twilio.request_validator import RequestValidator
 from websockets.asyncio.client import ClientConnection, connect
 
-from tests.browser import open_page
+from tests.integration.support import not_installed
 from tests.mqtt.embedded_support import mosquitto_pub
 
 DEMO = Path(__file__).resolve().parents[2] / "examples" / "demo"
 TWILIO_TOKEN = "demo-test-twilio-token"
+BROWSER_WAIT_MS = 15_000
 
 
 def SENT_MAIL_DIR(factory: pytest.TempPathFactory) -> Path:
@@ -160,30 +163,40 @@ async def test_a_foreign_origin_is_refused(demo: str) -> None:
             pass
 
 
-async def test_dashboard_in_a_real_browser(demo: str, tmp_path: Path) -> None:
-    async with open_page() as page:
-        await page.goto(demo + "/")
-        await page.wait_for("document.getElementById('status').textContent === 'open'")
-        rows = await page.wait_for(
-            "[...document.querySelectorAll('#devices tr')]"
-            ".every(row => row.children[2].textContent !== '') && "
-            "document.querySelectorAll('#devices tr').length"
-        )
-        assert rows == 3  # every simulated device, each with a live reading
-        online = await page.evaluate("document.querySelectorAll('#devices td.online').length")
-        assert online == 3
-        await page.evaluate(
-            "document.getElementById('note').value = 'hello from the browser';"
-            "document.querySelector('#note-form button').click()"
-        )
-        note = await page.wait_for(
-            "[...document.querySelectorAll('#messages li.note')].map(li => li.textContent)"
-            ".find(t => t.includes('hello from the browser'))"
-        )
-        assert note == "note: hello from the browser"
-        shot = Path(os.environ.get("GATEWAY_SCREENSHOT_DIR", tmp_path)) / "demo-dashboard.png"
-        await page.screenshot(shot)
-        assert shot.stat().st_size > 5000
+@pytest.fixture
+async def chromium_page() -> AsyncIterator[Page]:
+    """A tab of the installed Chromium, driven by Playwright (which downloads no browser here)."""
+    executable = shutil.which("chromium")
+    if executable is None:
+        not_installed("chromium is not installed (scripts/test installs it)")
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=executable)
+        try:
+            page = await browser.new_page()
+            page.set_default_timeout(BROWSER_WAIT_MS)
+            yield page
+        finally:
+            await browser.close()
+
+
+async def test_dashboard_in_a_real_browser(demo: str, chromium_page: Page, tmp_path: Path) -> None:
+    page = chromium_page
+    await page.goto(demo + "/")
+    await expect(page.locator("#status")).to_have_text("open", timeout=BROWSER_WAIT_MS)
+    rows = page.locator("#devices tr")
+    # Every simulated device, each with a live reading.
+    await expect(rows.locator("td:nth-child(3)")).to_have_text(
+        [re.compile(r"\d")] * 3, timeout=BROWSER_WAIT_MS
+    )
+    assert await rows.count() == 3
+    assert await page.locator("#devices td.online").count() == 3
+    await page.locator("#note").fill("hello from the browser")
+    await page.locator("#note-form button").click()
+    note = page.locator("#messages li.note", has_text="hello from the browser").first
+    assert await note.text_content() == "note: hello from the browser"
+    shot = Path(os.environ.get("GATEWAY_SCREENSHOT_DIR", tmp_path)) / "demo-dashboard.png"
+    await page.screenshot(path=shot)
+    assert shot.stat().st_size > 5000
 
 
 async def _next_of_kind(ws: ClientConnection, kind: str) -> dict[str, Any]:
