@@ -134,9 +134,9 @@ def gateway_app(counter: list[int]) -> Any:
 
 
 async def start_gateway(store: bool, counter: list[int]) -> tuple[Any, int]:
+    from gateway.adapters import AdapterContext
     from gateway.metrics import registry
-    from protocol_adapters.base import AdapterContext
-    from protocol_adapters.dispatch import log_dead_letter
+    from gateway.pipeline import log_dead_letter
     from protocol_adapters.smtp import SMTPAdapter
 
     context = AdapterContext(

@@ -19,12 +19,12 @@ from asgiref.sync import async_to_sync
 from django.core.exceptions import ImproperlyConfigured
 
 from gateway.db import database_sync_to_async
-from protocol_adapters.dispatch import log_dead_letter
+from gateway.pipeline import log_dead_letter
 
 if TYPE_CHECKING:
     from django_app.models.deadletters import DeadLetter
-    from gateway.types import ASGIApp, EmailScope, MqttPublishEvent
-    from protocol_adapters.dispatch import DeadLetter as Letter
+    from gateway.pipeline import DeadLetter as Letter
+    from gateway.types import ASGIApp, EmailScope, Message, MqttPublishEvent
 
 __all__ = ["Replayer", "areplay", "register_replayer", "replay", "store_dead_letter"]
 
@@ -101,8 +101,7 @@ def _root_application() -> ASGIApp:
 
 
 async def _replay_mqtt(app: ASGIApp, scope: dict[str, Any], payload: bytes) -> None:
-    from gateway.mqtt import apublish
-    from protocol_adapters.mqtt.common import run_mqtt_app
+    from gateway.mqtt import apublish, run_mqtt_app
 
     async def publish(event: MqttPublishEvent) -> None:
         await apublish(
@@ -137,29 +136,20 @@ async def _replay_email(app: ASGIApp, scope: dict[str, Any], payload: bytes) -> 
 
 
 async def _replay_sms(app: ASGIApp, scope: dict[str, Any], payload: bytes) -> None:
-    from gateway.sms import asend_sms
+    from gateway.sms import asend_sms, run_sms_app
 
     # The webhook was answered long ago: replies go out through the provider's REST API.
-    first: list[dict[str, Any]] = [{"type": "sms.message", "body": payload.decode("utf-8")}]
     outgoing: list[tuple[str, str, Any, Any]] = []
 
-    async def receive() -> dict[str, Any]:
-        if first:
-            return first.pop()
-        return {"type": "sms.disconnect"}
-
-    async def send(message: dict[str, Any]) -> None:
-        kind = message.get("type")
-        if kind == "sms.reply":
+    async def sent(message: Message) -> None:
+        if message["type"] == "sms.reply":
             outgoing.append((str(scope["from"]), str(message["body"]), (), scope.get("to")))
-        elif kind == "sms.send":
+        else:
             outgoing.append(
                 (message["to"], message["body"], message.get("media_urls", ()), message.get("from"))
             )
-        else:
-            raise ValueError(f"An sms application cannot send {kind!r} (sms.reply or sms.send).")
 
-    await app(dict(scope), receive, send)  # type: ignore[arg-type]
+    await run_sms_app(app, scope, payload.decode("utf-8"), sent)
     for to, body, media_urls, from_ in outgoing:
         await asend_sms(to, body, media_urls=media_urls, from_=from_, adapter=scope.get("adapter"))
 

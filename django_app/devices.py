@@ -12,6 +12,7 @@ from django_app.models.devices import Device, DeviceCredential
 from gateway.db import database_sync_to_async
 
 __all__ = [
+    "DatabaseDeviceStore",
     "authenticate",
     "exists",
     "mark_offline",
@@ -91,3 +92,25 @@ def update_state(device_id: str, state: dict[str, Any], *, create: bool = False)
         device.last_seen = timezone.now()
         device.save(update_fields=["state", "last_seen"])
     return device
+
+
+class DatabaseDeviceStore:
+    """`gateway.devices.DeviceStore` on the `Device` and `DeviceCredential` models."""
+
+    async def authenticate(self, device_id: str, password: str) -> str | None:
+        if not device_id or not password:
+            return None
+        device = await authenticate(device_id, password)
+        return device.device_id if device is not None else None
+
+    async def exists(self, device_id: str) -> bool:
+        return await exists(device_id)
+
+    async def topics_for(self, device_id: str) -> list[str]:
+        return await topics_for(device_id)
+
+    async def mark_online(self, device_id: str) -> None:
+        await mark_online(device_id)
+
+    async def mark_offline(self, device_id: str) -> None:
+        await mark_offline(device_id)

@@ -82,8 +82,8 @@ _EXPORTS: dict[str, str] = {
     "SmsOptedOut": "gateway.exceptions",
     # the process
     "Gateway": "gateway.server",
-    "ProtocolAdapter": "protocol_adapters.base",
-    "KeyedDispatcher": "protocol_adapters.dispatch",
+    "ProtocolAdapter": "gateway.adapters",
+    "KeyedDispatcher": "gateway.pipeline",
 }
 
 __all__ = [
@@ -157,6 +157,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from gateway.adapters import ProtocolAdapter
     from gateway.consumers import (
         AsyncConsumer,
         AsyncEmailConsumer,
@@ -215,9 +216,8 @@ if TYPE_CHECKING:
         login,
         logout,
     )
+    from gateway.pipeline import KeyedDispatcher
     from gateway.server import Gateway
-    from protocol_adapters.base import ProtocolAdapter
-    from protocol_adapters.dispatch import KeyedDispatcher
     from routers import (
         ChannelNameRouter,
         EmailToRouter,

@@ -18,7 +18,7 @@ from django.core.signals import setting_changed
 from django.utils.module_loading import import_string
 
 if TYPE_CHECKING:
-    from protocol_adapters.dispatch import DeadLetterHook
+    from gateway.pipeline import DeadLetterHook
 
 __all__ = [
     "DEFAULTS",
@@ -362,7 +362,7 @@ def _check_adapters(checker: _Validator, adapters: Any) -> None:
 
 
 def _check_backend(checker: _Validator, keys: tuple[str, ...], backend: str, options: Any) -> None:
-    from protocol_adapters.base import ProtocolAdapter
+    from gateway.adapters import ProtocolAdapter
 
     try:
         adapter_class = import_string(backend)

@@ -9,23 +9,33 @@ module imports no protocol library and reads no settings.
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
-from collections.abc import Mapping
-from typing import Any, ClassVar, Final, cast
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Final, Literal, cast
 
 from gateway.exceptions import GatewayError, ImproperlyConfiguredGateway
-from gateway.types import MqttProperties, MqttPublishEvent
+from gateway.run_event import run_one_event
+from gateway.types import ASGIApp, Message, MqttProperties, MqttPublishEvent, MqttScope
 
 __all__ = [
     "MAX_PAYLOAD",
     "MAX_TOPIC_BYTES",
     "PUBLISH_CHANNEL",
+    "SPEC_VERSION",
+    "BrokerKind",
+    "InboundMessage",
     "InvalidPayload",
     "MqttPublishError",
+    "PublishFunc",
     "apublish",
+    "build_mqtt_scope",
     "encode_payload",
     "make_publish_event",
+    "match_subscription",
     "publish",
+    "run_mqtt_app",
     "split_shared_subscription",
     "topic_matches",
     "validate_publish_event",
@@ -41,6 +51,12 @@ MAX_TOPIC_BYTES: Final = 65535
 """MQTT's limit on a topic's UTF-8 length."""
 _PROTOCOL_MAX_PAYLOAD: Final = 268435455  # the largest remaining length MQTT can encode
 _PROPERTY_KEYS: Final = frozenset(MqttProperties.__annotations__)
+SPEC_VERSION: Final = "1.0"
+"""The version of docs/specs/mqtt.md the scopes follow."""
+
+BrokerKind = Literal["embedded", "external"]
+PublishFunc = Callable[[MqttPublishEvent], Awaitable[None]]
+"""An adapter's publish: put one validated ``mqtt.publish`` event on the wire."""
 
 
 class MqttPublishError(GatewayError, ValueError):
@@ -277,3 +293,85 @@ def publish(
         alias=alias,
         max_payload=max_payload,
     )
+
+
+# --- inbound messages and their scopes (docs/specs/mqtt.md) ----------------------------------
+
+
+@dataclass(frozen=True)
+class InboundMessage:
+    """One inbound PUBLISH, as an adapter hands it to the intake."""
+
+    topic: str
+    payload: bytes
+    qos: Literal[0, 1, 2] = 0
+    retain: bool = False
+    dup: bool = False
+    message_id: int | None = None
+    client_id: str | None = None
+    device_id: str | None = None
+    subscription: str = "#"
+    """The filter it came in on, without ``$share/<group>/`` (see `match_subscription`)."""
+    properties: MqttProperties = field(default_factory=lambda: MqttProperties())
+
+
+def build_mqtt_scope(
+    message: InboundMessage,
+    *,
+    adapter: str,
+    broker: BrokerKind,
+    state: Mapping[str, Any] | None = None,
+    dup: bool | None = None,
+) -> MqttScope:
+    """The ``mqtt`` scope of docs/specs/mqtt.md for one message; ``dup`` overrides its flag."""
+    scope: MqttScope = {
+        "type": "mqtt",
+        "asgi": {"version": "3.0", "spec_version": SPEC_VERSION},
+        "topic": message.topic,
+        "qos": message.qos,
+        "retain": message.retain,
+        "dup": message.dup if dup is None else dup,
+        "message_id": message.message_id,
+        "client_id": message.client_id,
+        "device_id": message.device_id,
+        "broker": broker,
+        "adapter": adapter,
+        "subscription": message.subscription,
+        "properties": MqttProperties(**message.properties),
+    }
+    if state is not None:
+        # A shallow copy, as for HTTP: the app may add keys without touching the lifespan's.
+        scope["state"] = copy.copy(dict(state))
+    return scope
+
+
+def match_subscription(filters: list[str], topic: str) -> str | None:
+    """The first filter (``$share/<group>/`` stripped) that `topic` matches, or None."""
+    for topic_filter in filters:
+        _, plain = split_shared_subscription(topic_filter)
+        if topic_matches(plain, topic):
+            return plain
+    return None
+
+
+async def run_mqtt_app(
+    app: ASGIApp,
+    scope: Mapping[str, Any],
+    payload: bytes,
+    publish: PublishFunc,
+    *,
+    max_payload: int = MAX_PAYLOAD,
+    stopped: asyncio.Event | None = None,
+) -> None:
+    """Call `app` on one message: receive gives ``mqtt.message``, send validates and publishes."""
+
+    async def send(event: Message) -> None:
+        if event.get("type") != "mqtt.publish":
+            raise ValueError(
+                f"an mqtt application sent {event.get('type')!r}; "
+                "the only event it may send is 'mqtt.publish'"
+            )
+        await publish(validate_publish_event(event, max_payload))
+
+    message: Message = {"type": "mqtt.message", "payload": payload}
+    await run_one_event(app, scope, message, send, stopped=stopped)

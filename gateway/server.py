@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from django.utils.module_loading import import_string
 
+from gateway.adapters import AdapterContext, AdapterHealth, Listener, ProtocolAdapter
 from gateway.conf import AdapterSettings, GatewaySettings, gateway_settings
 from gateway.health import (
     AdapterReport,
@@ -33,7 +34,6 @@ from gateway.lifespan import Lifespan
 from gateway.metrics import registry
 from gateway.types import ASGIApp
 from gateway.webserver import WebServer
-from protocol_adapters.base import AdapterContext, AdapterHealth, Listener, ProtocolAdapter
 
 __all__ = ["Gateway"]
 

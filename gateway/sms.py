@@ -10,30 +10,33 @@ the database (`django_app.models.sms.DatabaseSmsStore`), `"memory"` keeps them i
 from __future__ import annotations
 
 import asyncio
+import re
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from functools import lru_cache
+from typing import Any, Literal, Protocol
 
 from asgiref.sync import async_to_sync
 from django.utils.module_loading import import_string
 
 from gateway.exceptions import ImproperlyConfiguredGateway, SmsOptedOut, SmsSendError
-from gateway.types import SmsMedia
-from routers.sms import is_e164, normalize_number, number_country, split_channel
-
-if TYPE_CHECKING:
-    from protocol_adapters.twilio_rest import SentMessage
+from gateway.run_event import run_one_event
+from gateway.types import ASGIApp, Message, SmsMedia
 
 __all__ = [
     "DEFAULT_STORE",
+    "SPEC_VERSION",
     "MemorySmsStore",
+    "SentMessage",
     "SmsOptedOut",
     "SmsRecord",
     "SmsSendError",
+    "SmsSender",
     "SmsStore",
     "asend_sms",
+    "build_sms_scope",
     "is_e164",
     "keyword_action",
     "load_store",
@@ -41,11 +44,15 @@ __all__ = [
     "now",
     "number_country",
     "opt_out_key",
+    "phonenumbers_module",
+    "run_sms_app",
     "send_sms",
     "split_channel",
     "status_moves_forward",
 ]
 
+SPEC_VERSION = "1.0"
+"""The version of docs/specs/sms.md the scopes follow."""
 DEFAULT_STORE = "django_app.models.sms.DatabaseSmsStore"
 TWILIO_BACKEND = "protocol_adapters.twilio_sms.TwilioSmsAdapter"
 
@@ -89,6 +96,85 @@ def status_moves_forward(current: str, new: str) -> bool:
     if new not in _STATUS_RANK:
         return current not in _STATUS_RANK
     return current not in _STATUS_RANK or _STATUS_RANK[new] > _STATUS_RANK[current]
+
+
+# --- numbers -------------------------------------------------------------------------------
+
+
+E164 = re.compile(r"\+[1-9]\d{1,14}")
+PHONE_PREFIX = re.compile(r"\+[1-9]\d{0,14}")
+NUMBER_PUNCTUATION = re.compile(r"[\s\-.()/]")
+_CHANNELS = ("whatsapp:", "sms:", "tel:")
+
+
+def split_channel(number: str) -> tuple[str, bool]:
+    """Strip a ``whatsapp:`` (or ``sms:`` / ``tel:``) prefix; say whether it was WhatsApp."""
+    text = number.strip()
+    lowered = text.lower()
+    for channel in _CHANNELS:
+        if lowered.startswith(channel):
+            return text[len(channel) :].strip(), channel == "whatsapp:"
+    return text, False
+
+
+def normalize_number(number: str) -> str:
+    """E.164 for anything that is a phone number; short codes and sender ids unchanged."""
+    text, _ = split_channel(number)
+    if E164.fullmatch(text):
+        return text  # already normalised: the common case, from the provider
+    parsed = _parse_with_phonenumbers(text)
+    if parsed is not None:
+        return parsed
+    compact = NUMBER_PUNCTUATION.sub("", text.replace("(0)", ""))
+    if compact.startswith("00"):
+        compact = "+" + compact[2:]
+    return compact if E164.fullmatch(compact) else text
+
+
+def is_e164(number: str) -> bool:
+    """True for ``+`` and 2-15 digits, the first not zero."""
+    return E164.fullmatch(number) is not None
+
+
+def number_country(number: str) -> str | None:
+    """The ISO country of an E.164 number, when phonenumbers is installed and knows it."""
+    module = phonenumbers_module()
+    if module is None or not is_e164(number):
+        return None
+    try:
+        parsed = module.parse(number, None)
+    except module.NumberParseException:
+        return None
+    region: str | None = module.region_code_for_number(parsed)
+    if not region:
+        # Not a valid number (a test range, a new block): the calling code's main country.
+        region = module.region_code_for_country_code(parsed.country_code)
+    return region if region and region != "001" else None
+
+
+@lru_cache(maxsize=1)
+def phonenumbers_module() -> Any:
+    try:
+        import phonenumbers
+    except ImportError:
+        return None
+    return phonenumbers
+
+
+def _parse_with_phonenumbers(text: str) -> str | None:
+    module = phonenumbers_module()
+    if module is None or not text.lstrip().startswith(("+", "00")):
+        return None
+    candidate = "+" + text.lstrip()[2:] if text.lstrip().startswith("00") else text
+    try:
+        parsed = module.parse(candidate, None)
+    except module.NumberParseException:
+        return None
+    formatted: str = module.format_number(parsed, module.PhoneNumberFormat.E164)
+    return formatted if is_e164(formatted) else None
+
+
+# --- the message store -----------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -181,12 +267,88 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-def _adapter_options(adapter: str | None) -> Mapping[str, Any]:
+# --- scopes and running an application ------------------------------------------------------
+
+
+def build_sms_scope(
+    *,
+    provider: str,
+    adapter: str,
+    from_: str,
+    to: str,
+    message_id: str,
+    media: Sequence[SmsMedia] = (),
+    country: str | None = None,
+    extra: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """The ``sms`` scope of docs/specs/sms.md; numbers are normalised here, for every provider."""
+    sender, whatsapp = split_channel(from_)
+    sender = normalize_number(sender)
+    return {
+        "type": "sms",
+        "asgi": {"version": "3.0", "spec_version": SPEC_VERSION},
+        "provider": provider,
+        "adapter": adapter,
+        "from": sender,
+        "to": normalize_number(split_channel(to)[0]),
+        "whatsapp": whatsapp,
+        "country": country or number_country(sender),
+        "message_id": message_id,
+        "media": list(media),
+        "extra": dict(extra or {}),
+    }
+
+
+async def run_sms_app(
+    app: ASGIApp,
+    scope: Mapping[str, Any],
+    body: str,
+    sent: Callable[[Message], Awaitable[None]],
+    *,
+    stopped: asyncio.Event | None = None,
+) -> None:
+    """Call `app` on one text message; `sent` gets each ``sms.reply`` / ``sms.send`` event."""
+
+    async def send(message: Message) -> None:
+        kind = message.get("type")
+        if kind not in ("sms.reply", "sms.send"):
+            raise ValueError(f"An sms application cannot send {kind!r} (sms.reply or sms.send).")
+        await sent(message)
+
+    await run_one_event(app, scope, {"type": "sms.message", "body": body}, send, stopped=stopped)
+
+
+# --- sending ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SentMessage:
+    """An outbound message the provider accepted."""
+
+    sid: str
+    status: str
+    to: str
+    from_: str
+
+
+class SmsSender(Protocol):
+    """A provider's outbound API, as an SMS adapter class makes it with ``sms_sender()``."""
+
+    async def send(
+        self, to: str, body: str, *, media_urls: Sequence[str] = (), from_: str | None = None
+    ) -> SentMessage:
+        """Send one message; raises SmsOptedOut / SmsSendError."""
+
+    async def close(self) -> None:
+        """Release the HTTP client."""
+
+
+def _adapter(adapter: str | None) -> tuple[str, Mapping[str, Any]]:
     from gateway.conf import gateway_settings
 
     for entry in gateway_settings.adapters:
         if (adapter is None and entry.backend == TWILIO_BACKEND) or entry.name == adapter:
-            return entry.options
+            return entry.backend, entry.options
     wanted = f"adapter {adapter!r}" if adapter else f"an adapter with BACKEND {TWILIO_BACKEND!r}"
     raise ImproperlyConfiguredGateway(f'GATEWAY["ADAPTERS"] has no {wanted} to send SMS with.')
 
@@ -201,10 +363,10 @@ async def asend_sms(
     store: SmsStore | None = None,
 ) -> SentMessage:
     """Send an SMS through the configured provider; raises SmsOptedOut / SmsSendError."""
-    from protocol_adapters.twilio_rest import TwilioSender
-
-    options = _adapter_options(adapter)
-    sender = TwilioSender(options, store or load_store(options.get("STORE")))
+    backend, options = _adapter(adapter)
+    # The adapter class makes its provider's sender: gateway names it by its dotted path only.
+    make_sender = import_string(backend).sms_sender
+    sender: SmsSender = make_sender(options, store or load_store(options.get("STORE")))
     try:
         return await sender.send(to, body, media_urls=media_urls, from_=from_)
     finally:

@@ -11,9 +11,9 @@ from typing import Any
 
 import uvicorn
 
+from gateway.adapters import Listener
 from gateway.conf import HTTPSettings
 from gateway.types import ASGIApp
-from protocol_adapters.base import Listener
 
 logger = logging.getLogger("gateway.server")
 

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 from gateway import email as mail
 from gateway.db import database_sync_to_async
 from gateway.exceptions import UnknownMessageType
+from gateway.pipeline import KeyedDispatcher
 from gateway.types import (
     ASGIApp,
     EmailRejectEvent,
@@ -30,7 +31,6 @@ from gateway.types import (
     EmailSendEvent,
     Message,
 )
-from protocol_adapters.dispatch import KeyedDispatcher
 from protocol_adapters.email_store import EmailStore, StoredStatus
 from routers.email import find_email_router
 

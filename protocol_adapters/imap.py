@@ -20,8 +20,8 @@ from collections.abc import Mapping
 from contextlib import suppress
 from typing import Any, ClassVar, Literal
 
+from gateway.adapters import AdapterContext, AdapterHealth, Listener, ProtocolAdapter
 from gateway.db import database_sync_to_async
-from protocol_adapters.base import AdapterContext, AdapterHealth, Listener, ProtocolAdapter
 from protocol_adapters.imap_intake import ImapIntake, Verdict
 from protocol_adapters.imap_options import account_problems, parse_accounts
 from protocol_adapters.imap_session import ImapAccount, ImapSession, ImapSessionError

@@ -9,8 +9,8 @@ from email.utils import getaddresses
 from typing import Literal
 
 from gateway import email as mail
-from protocol_adapters.base import AdapterContext
-from protocol_adapters.dispatch import KeyedDispatcher
+from gateway.adapters import AdapterContext
+from gateway.pipeline import KeyedDispatcher
 from protocol_adapters.email_common import DEFAULT_APP_TIMEOUT, EmailIntake, read_headers
 from protocol_adapters.imap_options import retry_policy
 from protocol_adapters.imap_session import ImapAccount

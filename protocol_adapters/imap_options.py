@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
-from protocol_adapters.dispatch import RetryPolicy
+from gateway.pipeline import RetryPolicy
 from protocol_adapters.imap_session import ImapAccount
 
 __all__ = ["ACCOUNT_DEFAULTS", "account_problems", "parse_accounts", "retry_policy"]

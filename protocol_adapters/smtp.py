@@ -20,8 +20,8 @@ from typing import Any, Final
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
-from protocol_adapters.base import AdapterHealth, Listener, ProtocolAdapter
-from protocol_adapters.dispatch import DeadLetter, KeyedDispatcher, RetryPolicy
+from gateway.adapters import AdapterHealth, Listener, ProtocolAdapter
+from gateway.pipeline import DeadLetter, KeyedDispatcher, RetryPolicy
 from protocol_adapters.email_common import (
     BUSY,
     DEFAULT_APP_TIMEOUT,

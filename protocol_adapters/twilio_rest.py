@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -14,23 +13,13 @@ from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.rest import Client
 
 from gateway.exceptions import SmsOptedOut, SmsSendError
-from gateway.sms import SmsRecord, SmsStore, split_channel
-from protocol_adapters.dispatch import RetryPolicy
+from gateway.pipeline import RetryPolicy
+from gateway.sms import SentMessage, SmsRecord, SmsStore, split_channel
 from protocol_adapters.twilio_options import MAX_BODY_CHARS, option
 
 __all__ = ["SentMessage", "TwilioSender"]
 
 logger = logging.getLogger("gateway.sms")
-
-
-@dataclass(frozen=True)
-class SentMessage:
-    """An outbound message the provider accepted."""
-
-    sid: str
-    status: str
-    to: str
-    from_: str
 
 
 class TwilioSender:

@@ -18,23 +18,22 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 from twilio.request_validator import RequestValidator, get_signature_algorithm
 from twilio.twiml.messaging_response import MessagingResponse
 
+from gateway.adapters import AdapterHealth, Listener, ProtocolAdapter
 from gateway.exceptions import SmsSendError
+from gateway.pipeline import DispatcherClosed, KeyedDispatcher, RetryPolicy
 from gateway.sms import (
     SmsRecord,
     SmsStore,
+    build_sms_scope,
     keyword_action,
     load_store,
-    normalize_number,
-    number_country,
-    split_channel,
+    run_sms_app,
 )
 from gateway.types import ASGIApp, Message, Receive, Scope, Send, SmsMedia
-from protocol_adapters.base import AdapterHealth, Listener, ProtocolAdapter
-from protocol_adapters.dispatch import DispatcherClosed, KeyedDispatcher, RetryPolicy
 from protocol_adapters.twilio_options import DEFAULTS, option
-from protocol_adapters.twilio_rest import SentMessage, TwilioSender
+from protocol_adapters.twilio_rest import TwilioSender
 
-__all__ = ["SentMessage", "TwilioSender", "TwilioSmsAdapter", "twiml"]
+__all__ = ["TwilioSender", "TwilioSmsAdapter", "twiml"]
 
 logger = logging.getLogger("gateway.sms")
 
@@ -72,24 +71,19 @@ def inbound_scope(form: Mapping[str, str], adapter: str) -> dict[str, Any]:
     missing = [name for name in ("MessageSid", "From", "To") if not form.get(name)]
     if missing:
         raise MissingFields(f"missing {', '.join(missing)}")
-    sender, whatsapp = split_channel(form["From"])
-    sender = normalize_number(sender)
     media = _media(form)
     consumed = _SCOPE_FIELDS | {f"MediaUrl{i}" for i in range(len(media))}
     consumed |= {f"MediaContentType{i}" for i in range(len(media))}
-    return {
-        "type": "sms",
-        "asgi": {"version": "3.0", "spec_version": "1.0"},
-        "provider": "twilio",
-        "adapter": adapter,
-        "from": sender,
-        "to": normalize_number(split_channel(form["To"])[0]),
-        "whatsapp": whatsapp,
-        "country": form.get("FromCountry") or number_country(sender),
-        "message_id": form["MessageSid"],
-        "media": media,
-        "extra": {key: value for key, value in form.items() if key not in consumed},
-    }
+    return build_sms_scope(
+        provider="twilio",
+        adapter=adapter,
+        from_=form["From"],
+        to=form["To"],
+        message_id=form["MessageSid"],
+        media=media,
+        country=form.get("FromCountry") or None,
+        extra={key: value for key, value in form.items() if key not in consumed},
+    )
 
 
 def _media(form: Mapping[str, str]) -> list[SmsMedia]:
@@ -122,6 +116,11 @@ class TwilioSmsAdapter(ProtocolAdapter):
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._background: set[asyncio.Task[None]] = set()
         self._stopped = asyncio.Event()
+
+    @classmethod
+    def sms_sender(cls, options: Mapping[str, Any], store: SmsStore) -> TwilioSender:
+        """The outbound sender `gateway.sms.asend_sms` uses for this adapter's OPTIONS."""
+        return TwilioSender(options, store)
 
     @classmethod
     def check_options(cls, options: Mapping[str, Any]) -> list[str]:
@@ -331,33 +330,26 @@ class TwilioSmsAdapter(ProtocolAdapter):
             logger.exception("Could not mark SMS %s as failed.", sid)
 
     async def _call_app(self, exchange: _Exchange) -> None:
-        events: list[Message] = [{"type": "sms.message", "body": exchange.body}]
         exchange.replies.clear()  # a retried attempt starts over
 
-        async def receive() -> Message:
-            if events:
-                return events.pop()
-            await self._stopped.wait()
-            return {"type": "sms.disconnect"}
-
-        async def send(message: Message) -> None:
+        async def sent(message: Message) -> None:
             await self._app_sent(exchange, message)
 
-        await self.context.app(dict(exchange.scope), receive, send)
+        await run_sms_app(
+            self.context.app, exchange.scope, exchange.body, sent, stopped=self._stopped
+        )
 
     async def _app_sent(self, exchange: _Exchange, message: Message) -> None:
         kind = message.get("type")
         if kind == "sms.reply":
             await self._reply(exchange, str(message["body"]))
-        elif kind == "sms.send":
+        else:
             await self.sender.send(
                 message["to"],
                 message["body"],
                 media_urls=message.get("media_urls", ()),
                 from_=message.get("from"),
             )
-        else:
-            raise ValueError(f"An sms application cannot send {kind!r} (sms.reply or sms.send).")
 
     async def _reply(self, exchange: _Exchange, body: str) -> None:
         if not exchange.answered:

@@ -9,13 +9,13 @@ accepted, and `country()` routes can tell Canada from the United States inside `
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import Any, ClassVar
+from typing import ClassVar
 
+from gateway import sms as rules
 from gateway.exceptions import RouteNotFound
+from gateway.sms import is_e164, normalize_number, number_country, split_channel
 from gateway.types import AnyASGIApp, Receive, Scope, Send
 from routers.url import check_application
 
@@ -29,78 +29,6 @@ __all__ = [
     "phone",
     "split_channel",
 ]
-
-E164 = re.compile(r"\+[1-9]\d{1,14}")
-_PREFIX = re.compile(r"\+[1-9]\d{0,14}")
-_PUNCTUATION = re.compile(r"[\s\-.()/]")
-_CHANNELS = ("whatsapp:", "sms:", "tel:")
-
-
-def split_channel(number: str) -> tuple[str, bool]:
-    """Strip a ``whatsapp:`` (or ``sms:`` / ``tel:``) prefix; say whether it was WhatsApp."""
-    text = number.strip()
-    lowered = text.lower()
-    for channel in _CHANNELS:
-        if lowered.startswith(channel):
-            return text[len(channel) :].strip(), channel == "whatsapp:"
-    return text, False
-
-
-def normalize_number(number: str) -> str:
-    """E.164 for anything that is a phone number; short codes and sender ids unchanged."""
-    text, _ = split_channel(number)
-    if E164.fullmatch(text):
-        return text  # already normalised: the common case, from the provider
-    parsed = _parse_with_phonenumbers(text)
-    if parsed is not None:
-        return parsed
-    compact = _PUNCTUATION.sub("", text.replace("(0)", ""))
-    if compact.startswith("00"):
-        compact = "+" + compact[2:]
-    return compact if E164.fullmatch(compact) else text
-
-
-def is_e164(number: str) -> bool:
-    """True for ``+`` and 2-15 digits, the first not zero."""
-    return E164.fullmatch(number) is not None
-
-
-def number_country(number: str) -> str | None:
-    """The ISO country of an E.164 number, when phonenumbers is installed and knows it."""
-    module = _phonenumbers()
-    if module is None or not is_e164(number):
-        return None
-    try:
-        parsed = module.parse(number, None)
-    except module.NumberParseException:
-        return None
-    region: str | None = module.region_code_for_number(parsed)
-    if not region:
-        # Not a valid number (a test range, a new block): the calling code's main country.
-        region = module.region_code_for_country_code(parsed.country_code)
-    return region if region and region != "001" else None
-
-
-@lru_cache(maxsize=1)
-def _phonenumbers() -> Any:
-    try:
-        import phonenumbers
-    except ImportError:
-        return None
-    return phonenumbers
-
-
-def _parse_with_phonenumbers(text: str) -> str | None:
-    module = _phonenumbers()
-    if module is None or not text.lstrip().startswith(("+", "00")):
-        return None
-    candidate = "+" + text.lstrip()[2:] if text.lstrip().startswith("00") else text
-    try:
-        parsed = module.parse(candidate, None)
-    except module.NumberParseException:
-        return None
-    formatted: str = module.format_number(parsed, module.PhoneNumberFormat.E164)
-    return formatted if is_e164(formatted) else None
 
 
 @dataclass(frozen=True)
@@ -125,8 +53,8 @@ Route = PhoneRoute | CountryRoute
 
 def phone(prefix: str, application: AnyASGIApp) -> PhoneRoute:
     """Route numbers starting with an E.164 prefix (``"+44"``, ``"+1416"``) to ``application``."""
-    compact = _PUNCTUATION.sub("", prefix) if isinstance(prefix, str) else prefix
-    if not isinstance(compact, str) or _PREFIX.fullmatch(compact) is None:
+    compact = rules.NUMBER_PUNCTUATION.sub("", prefix) if isinstance(prefix, str) else prefix
+    if not isinstance(compact, str) or rules.PHONE_PREFIX.fullmatch(compact) is None:
         raise ValueError(
             f"phone(): invalid prefix {prefix!r}: expected '+' and 1-15 digits, e.g. '+44'."
         )
@@ -136,7 +64,7 @@ def phone(prefix: str, application: AnyASGIApp) -> PhoneRoute:
 
 def country(code: str, application: AnyASGIApp) -> CountryRoute:
     """Route numbers of one ISO 3166 country (``"CA"``) to ``application``; needs phonenumbers."""
-    module = _phonenumbers()
+    module = rules.phonenumbers_module()
     if module is None:
         raise ImportError(
             "country() routes need the phonenumbers package: "

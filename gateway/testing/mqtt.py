@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 from gateway.db import close_old_connections_enabled
-from gateway.mqtt import MAX_PAYLOAD
+from gateway.mqtt import MAX_PAYLOAD, InboundMessage, build_mqtt_scope, run_mqtt_app
 from gateway.types import ASGIApp, MqttProperties, MqttPublishEvent, MqttScope
 
 __all__ = ["MqttCommunicator"]
@@ -33,9 +33,6 @@ class MqttCommunicator:
         adapter: str = "mqtt",
         max_payload: int = MAX_PAYLOAD,
     ) -> None:
-        # Imported here: gateway.testing must import no adapter module at import time.
-        from protocol_adapters.mqtt.common import InboundMessage, build_scope
-
         self.application = application
         self.payload = payload.encode("utf-8") if isinstance(payload, str) else payload
         self.max_payload = max_payload
@@ -50,13 +47,11 @@ class MqttCommunicator:
             subscription=subscription,
             properties=MqttProperties(**(properties or {})),  # type: ignore[typeddict-item]
         )
-        self.scope: MqttScope = build_scope(message, adapter=adapter, broker=broker)
+        self.scope: MqttScope = build_mqtt_scope(message, adapter=adapter, broker=broker)
         self.published: list[MqttPublishEvent] = []
 
     async def deliver(self, timeout: float = 1) -> list[MqttPublishEvent]:
         """Run the application on the message; return what it published, or raise its error."""
-        from protocol_adapters.mqtt.common import run_mqtt_app
-
         self.published = []
         # A fresh context with connection closing off, as Django's test client does, so the
         # test's database connection and transaction stay usable.

@@ -7,9 +7,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.sms import build_sms_scope
 from gateway.testing.application import ApplicationCommunicator
 from gateway.types import ASGIApp, Message, SmsMedia
-from routers.sms import normalize_number, number_country, split_channel
 
 
 @dataclass
@@ -29,22 +29,17 @@ def sms_scope(
     country: str | None = None,
     extra: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """An ``sms`` scope as the Twilio adapter makes it (docs/specs/sms.md)."""
-    sender, whatsapp = split_channel(from_)
-    sender = normalize_number(sender)
-    return {
-        "type": "sms",
-        "asgi": {"version": "3.0", "spec_version": "1.0"},
-        "provider": "test",
-        "adapter": "test",
-        "from": sender,
-        "to": normalize_number(split_channel(to)[0]),
-        "whatsapp": whatsapp,
-        "country": country or number_country(sender),
-        "message_id": message_id or "SM" + uuid.uuid4().hex,
-        "media": list(media),
-        "extra": dict(extra or {}),
-    }
+    """An ``sms`` scope as the SMS adapters make it (docs/specs/sms.md)."""
+    return build_sms_scope(
+        provider="test",
+        adapter="test",
+        from_=from_,
+        to=to,
+        message_id=message_id or "SM" + uuid.uuid4().hex,
+        media=media,
+        country=country,
+        extra=extra,
+    )
 
 
 class SmsCommunicator(ApplicationCommunicator):

@@ -20,19 +20,22 @@ import asyncio
 import copy
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final
 
 from gateway.mqtt import (
     MAX_PAYLOAD,
     PUBLISH_CHANNEL,
+    BrokerKind,
+    InboundMessage,
     MqttPublishError,
-    split_shared_subscription,
-    topic_matches,
+    PublishFunc,
+    build_mqtt_scope,
+    match_subscription,
+    run_mqtt_app,
     validate_publish_event,
 )
-from gateway.types import MqttProperties, MqttPublishEvent, MqttScope
-from protocol_adapters.dispatch import KeyedDispatcher, OnDone, Outcome
+from gateway.pipeline import KeyedDispatcher, OnDone, Outcome
+from gateway.types import MqttScope
 from protocol_adapters.mqtt.options import (
     COMMON_OPTION_KEYS,
     DEFAULT_OPTIONS,
@@ -41,8 +44,8 @@ from protocol_adapters.mqtt.options import (
 )
 
 if TYPE_CHECKING:
-    from gateway.types import ASGIApp, Message
-    from protocol_adapters.base import AdapterContext
+    from gateway.adapters import AdapterContext
+    from gateway.types import Message
 
 __all__ = [
     "COMMON_OPTION_KEYS",
@@ -52,7 +55,7 @@ __all__ = [
     "MqttIntake",
     "MqttOptions",
     "PublishFunc",
-    "build_scope",
+    "build_mqtt_scope",
     "check_common_options",
     "match_subscription",
     "run_mqtt_app",
@@ -62,103 +65,7 @@ __all__ = [
 
 logger = logging.getLogger("gateway.mqtt")
 
-BrokerKind = Literal["embedded", "external"]
-PublishFunc = Callable[[MqttPublishEvent], Awaitable[None]]
-"""An adapter's publish: put one validated ``mqtt.publish`` event on the wire."""
-
 PROTOCOL: Final = "mqtt"
-SPEC_VERSION: Final = "1.0"
-
-
-# --- messages and scopes ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class InboundMessage:
-    """One inbound PUBLISH, as an adapter hands it to the intake."""
-
-    topic: str
-    payload: bytes
-    qos: Literal[0, 1, 2] = 0
-    retain: bool = False
-    dup: bool = False
-    message_id: int | None = None
-    client_id: str | None = None
-    device_id: str | None = None
-    subscription: str = "#"
-    """The filter it came in on, without ``$share/<group>/`` (see `match_subscription`)."""
-    properties: MqttProperties = field(default_factory=lambda: MqttProperties())
-
-
-def build_scope(
-    message: InboundMessage,
-    *,
-    adapter: str,
-    broker: BrokerKind,
-    state: Mapping[str, Any] | None = None,
-    dup: bool | None = None,
-) -> MqttScope:
-    """The ``mqtt`` scope of docs/specs/mqtt.md for one message; ``dup`` overrides its flag."""
-    scope: MqttScope = {
-        "type": "mqtt",
-        "asgi": {"version": "3.0", "spec_version": SPEC_VERSION},
-        "topic": message.topic,
-        "qos": message.qos,
-        "retain": message.retain,
-        "dup": message.dup if dup is None else dup,
-        "message_id": message.message_id,
-        "client_id": message.client_id,
-        "device_id": message.device_id,
-        "broker": broker,
-        "adapter": adapter,
-        "subscription": message.subscription,
-        "properties": MqttProperties(**message.properties),
-    }
-    if state is not None:
-        # A shallow copy, as for HTTP: the app may add keys without touching the lifespan's.
-        scope["state"] = copy.copy(dict(state))
-    return scope
-
-
-def match_subscription(filters: list[str], topic: str) -> str | None:
-    """The first filter (``$share/<group>/`` stripped) that `topic` matches, or None."""
-    for topic_filter in filters:
-        _, plain = split_shared_subscription(topic_filter)
-        if topic_matches(plain, topic):
-            return plain
-    return None
-
-
-async def run_mqtt_app(
-    app: ASGIApp,
-    scope: Mapping[str, Any],
-    payload: bytes,
-    publish: PublishFunc,
-    *,
-    max_payload: int = MAX_PAYLOAD,
-    stopped: asyncio.Event | None = None,
-) -> None:
-    """Call `app` on one message: receive gives ``mqtt.message``, send validates and publishes."""
-    delivered = False
-    stop = stopped or asyncio.Event()
-
-    async def receive() -> Message:
-        nonlocal delivered
-        if not delivered:
-            delivered = True
-            return {"type": "mqtt.message", "payload": payload}
-        await stop.wait()
-        return {"type": "mqtt.disconnect"}
-
-    async def send(event: Message) -> None:
-        if event.get("type") != "mqtt.publish":
-            raise ValueError(
-                f"an mqtt application sent {event.get('type')!r}; "
-                "the only event it may send is 'mqtt.publish'"
-            )
-        await publish(validate_publish_event(event, max_payload))
-
-    await app(dict(scope), receive, send)
 
 
 # --- the intake ------------------------------------------------------------------------------
@@ -239,7 +146,7 @@ class MqttIntake:
 
     def scope_for(self, message: InboundMessage) -> MqttScope:
         """The scope of a message's first attempt."""
-        return build_scope(message, adapter=self.adapter, broker=self.broker, state=self.state)
+        return build_mqtt_scope(message, adapter=self.adapter, broker=self.broker, state=self.state)
 
     def _handler(self, message: InboundMessage, first: MqttScope) -> Callable[[], Awaitable[None]]:
         attempts = 0

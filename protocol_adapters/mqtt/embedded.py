@@ -24,10 +24,11 @@ from websockets.asyncio.server import Server as WebSocketServer
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.typing import Subprotocol
 
+from gateway.adapters import AdapterContext, AdapterHealth, Listener, ProtocolAdapter
+from gateway.devices import DeviceStore, load_device_store
 from gateway.mqtt import MAX_TOPIC_BYTES
+from gateway.pipeline import DispatcherClosed, Outcome
 from gateway.types import MqttPublishEvent
-from protocol_adapters.base import AdapterContext, AdapterHealth, Listener, ProtocolAdapter
-from protocol_adapters.dispatch import DispatcherClosed, Outcome
 from protocol_adapters.mqtt.common import (
     COMMON_OPTION_KEYS,
     InboundMessage,
@@ -41,12 +42,6 @@ from protocol_adapters.mqtt.common import (
 from protocol_adapters.mqtt.embedded_acl import acl_for, may_publish, may_subscribe
 from protocol_adapters.mqtt.embedded_broker import Broker, BrokerLimits, Login
 from protocol_adapters.mqtt.embedded_connections import Connection, ConnectionSettings
-from protocol_adapters.mqtt.embedded_devices import (
-    authenticate_device,
-    device_exists,
-    device_topics,
-    mark,
-)
 from protocol_adapters.mqtt.embedded_options import EMBEDDED_DEFAULTS, check_embedded_options
 from protocol_adapters.mqtt.embedded_sessions import QueueLimits, Session
 from protocol_adapters.mqtt.embedded_websocket import serve_websocket
@@ -90,6 +85,8 @@ class EmbeddedBroker(ProtocolAdapter):
         self._stop = asyncio.Event()
         self._publisher: asyncio.Task[None] | None = None
         self._running = False
+        self.devices: DeviceStore | None = None
+        """Where logins are checked and presence kept (AUTH "devices"), else None."""
 
     @classmethod
     def check_options(cls, options: Mapping[str, Any]) -> list[str]:
@@ -100,6 +97,8 @@ class EmbeddedBroker(ProtocolAdapter):
     # --- life cycle ------------------------------------------------------------------------
 
     async def start(self) -> list[Listener]:
+        if self.settings["AUTH"] == "devices":
+            self.devices = load_device_store(self.settings["DEVICE_STORE"])
         self.filters = subscriptions_for(self.context.app, self.options)
         self.intake = MqttIntake(
             self.context, broker="embedded", options=self.options, publish=self.publish
@@ -239,15 +238,15 @@ class EmbeddedBroker(ProtocolAdapter):
         client = connection.describe()
         username, patterns = connect.username or "", self.settings["ACL"]
         device_id: str | None = None
-        if self.settings["AUTH"] == "devices":
-            device_id = await authenticate_device(username, _text(connect.password))
+        if self.devices is not None:
+            device_id = await self.devices.authenticate(username, _text(connect.password))
             if device_id is None:
                 logger.warning("mqtt client %s refused: wrong device id or password", client)
                 return CONNACK_NOT_AUTHORIZED
-            if connect.client_id != device_id and await device_exists(connect.client_id):
+            if connect.client_id != device_id and await self.devices.exists(connect.client_id):
                 logger.warning("mqtt client %s refused: the client id is another device's", client)
                 return CONNACK_ID_REJECTED
-            patterns = await device_topics(device_id) or patterns
+            patterns = await self.devices.topics_for(device_id) or patterns
         owner = device_id or username
         topics: tuple[str, ...] = ()
         if patterns is not None:
@@ -312,7 +311,7 @@ class EmbeddedBroker(ProtocolAdapter):
         """A client's CONNECT was accepted: its device is online."""
         if connection.device_id is not None:
             self._device_links[connection.device_id] += 1
-            await mark(connection.device_id, online=True)
+            await self._mark(connection.device_id, online=True)
 
     # --- intake and publishing -------------------------------------------------------------
 
@@ -379,7 +378,17 @@ class EmbeddedBroker(ProtocolAdapter):
         if self._device_links[device_id] > 0:
             return  # a newer connection of the same device took over
         del self._device_links[device_id]
-        await mark(device_id, online=False)
+        await self._mark(device_id, online=False)
+
+    async def _mark(self, device_id: str, *, online: bool) -> None:
+        # Presence is worth a log line, not a refused or dropped client.
+        if self.devices is None:
+            return
+        try:
+            await (self.devices.mark_online if online else self.devices.mark_offline)(device_id)
+        except Exception:
+            state = "online" if online else "offline"
+            logger.exception("could not record device %r as %s", device_id, state)
 
 
 def _limits(settings: Mapping[str, Any]) -> BrokerLimits:

@@ -17,6 +17,7 @@ EMBEDDED_DEFAULTS: Final[dict[str, Any]] = {
     "TLS": None,
     "AUTH": "devices",
     "ACL": list(DEFAULT_ACL),
+    "DEVICE_STORE": None,
     "CONNECT_TIMEOUT": 10.0,
     "MAX_CONNECTIONS": 10_000,
     "MAX_CONNECTIONS_PER_ADDRESS": 1_000,
@@ -95,6 +96,9 @@ def check_embedded_options(options: Mapping[str, Any]) -> list[str]:
     ws_port = options.get("WS_PORT")
     if ws_port is not None and not _is_port(ws_port):
         errors.append(f'OPTIONS["WS_PORT"] must be None or an integer 0-65535, got {ws_port!r}')
+    store = options.get("DEVICE_STORE")
+    if store is not None and (not isinstance(store, str) or "." not in store):
+        errors.append(f'OPTIONS["DEVICE_STORE"] must be a dotted path to a class, got {store!r}')
     if options.get("AUTH", "devices") not in ("devices", "anonymous"):
         errors.append(f'OPTIONS["AUTH"] must be "devices" or "anonymous", got {options["AUTH"]!r}')
     errors += _check_limits(options)

@@ -37,9 +37,9 @@ from gmqtt import Client, MQTTConnectError, Subscription
 from gmqtt.mqtt.constants import MQTTCommands
 from gmqtt.storage import PersistentStorage
 
+from gateway.adapters import AdapterHealth, Listener, ProtocolAdapter
+from gateway.pipeline import DispatcherClosed, OnDone, Outcome
 from gateway.types import MqttProperties, MqttPublishEvent
-from protocol_adapters.base import AdapterHealth, Listener, ProtocolAdapter
-from protocol_adapters.dispatch import DispatcherClosed, OnDone, Outcome
 from protocol_adapters.mqtt.common import (
     InboundMessage,
     MqttIntake,

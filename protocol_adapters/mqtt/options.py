@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 from gateway.mqtt import MAX_PAYLOAD, MqttPublishError, validate_topic_filter
-from protocol_adapters.dispatch import RetryPolicy
+from gateway.pipeline import RetryPolicy
 
 __all__ = ["COMMON_OPTION_KEYS", "DEFAULT_OPTIONS", "MqttOptions", "check_common_options"]
 

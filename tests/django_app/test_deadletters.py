@@ -14,14 +14,14 @@ from django.test import Client, override_settings
 
 from django_app.deadletters import areplay, replay, store_dead_letter
 from django_app.models.deadletters import DeadLetter, decode_scope, encode_scope
+from gateway.adapters import AdapterContext
 from gateway.conf import DEFAULTS
 from gateway.db import database_sync_to_async
 from gateway.layers import get_channel_layer
 from gateway.metrics import MetricsRegistry
 from gateway.mqtt import PUBLISH_CHANNEL
-from protocol_adapters.base import AdapterContext
-from protocol_adapters.dispatch import DeadLetter as Letter
-from protocol_adapters.dispatch import RetryPolicy
+from gateway.pipeline import DeadLetter as Letter
+from gateway.pipeline import RetryPolicy
 from protocol_adapters.mqtt.common import InboundMessage, MqttIntake, MqttOptions
 from tests.django_app.deadletter_app import OperatorMissing, application
 

@@ -21,7 +21,7 @@ from gateway import (
     address,
     phone,
 )
-from protocol_adapters.dispatch import DeadLetter as Letter
+from gateway.pipeline import DeadLetter as Letter
 from protocol_adapters.email_common import build_scope
 from tests.sms.support import twilio_stub
 

@@ -8,10 +8,10 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.adapters import AdapterContext, Listener
 from gateway.metrics import MetricsRegistry
+from gateway.pipeline import DeadLetter
 from gateway.types import Receive, Scope, Send
-from protocol_adapters.base import AdapterContext, Listener
-from protocol_adapters.dispatch import DeadLetter
 from protocol_adapters.imap import ImapAdapter
 from routers.email import EmailToRouter, address
 from tests.integration.dovecot import Dovecot

@@ -14,8 +14,8 @@ from django_app.models import InboundEmail
 from gateway import email as mail
 from gateway.consumers.email import AsyncEmailConsumer
 from gateway.exceptions import UnknownMessageType
+from gateway.pipeline import KeyedDispatcher, RetryPolicy
 from gateway.types import Receive, Scope, Send
-from protocol_adapters.dispatch import KeyedDispatcher, RetryPolicy
 from protocol_adapters.email_common import (
     Delivery,
     EmailIntake,

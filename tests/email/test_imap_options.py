@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from gateway.adapters import AdapterContext
 from gateway.metrics import MetricsRegistry
+from gateway.pipeline import log_dead_letter
 from gateway.types import Receive, Scope, Send
-from protocol_adapters.base import AdapterContext
-from protocol_adapters.dispatch import log_dead_letter
 from protocol_adapters.imap import ImapAdapter
 from protocol_adapters.imap_options import parse_accounts
 from protocol_adapters.imap_session import quote_mailbox

@@ -9,10 +9,10 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.adapters import AdapterContext, Listener
 from gateway.metrics import MetricsRegistry
+from gateway.pipeline import DeadLetter
 from gateway.types import Message, Receive, Scope, Send
-from protocol_adapters.base import AdapterContext, Listener
-from protocol_adapters.dispatch import DeadLetter
 from protocol_adapters.mqtt.embedded import EmbeddedBroker
 from tests.integration.support import not_installed
 

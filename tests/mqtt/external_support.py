@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from gateway.conf import GatewaySettings
+from gateway.pipeline import DeadLetter
 from gateway.server import Gateway
 from gateway.types import ASGIApp
-from protocol_adapters.dispatch import DeadLetter
 from protocol_adapters.mqtt.external import ExternalBroker
 from tests.integration.mosquitto import Mosquitto
 from tests.server.process import GatewayProcess, gateway_env, spawn, wait_ready

@@ -8,16 +8,16 @@ from typing import Any
 
 import pytest
 
+from gateway.adapters import AdapterContext
 from gateway.metrics import MetricsRegistry
 from gateway.mqtt import InvalidPayload, MqttPublishError
+from gateway.pipeline import DeadLetter, Outcome, RetryPolicy
 from gateway.types import MqttPublishEvent, Receive, Scope, Send
-from protocol_adapters.base import AdapterContext
-from protocol_adapters.dispatch import DeadLetter, Outcome, RetryPolicy
 from protocol_adapters.mqtt.common import (
     InboundMessage,
     MqttIntake,
     MqttOptions,
-    build_scope,
+    build_mqtt_scope,
     check_common_options,
     match_subscription,
     run_mqtt_app,
@@ -110,9 +110,9 @@ def test_from_options_refuses_bad_values() -> None:
 # --- scopes and subscriptions ----------------------------------------------------------------
 
 
-def test_build_scope_follows_the_spec() -> None:
+def test_build_mqtt_scope_follows_the_spec() -> None:
     msg = message(qos=1, message_id=7, client_id="c1", device_id="d1", subscription="devices/#")
-    scope = build_scope(msg, adapter="mqtt", broker="external", state={"k": 1})
+    scope = build_mqtt_scope(msg, adapter="mqtt", broker="external", state={"k": 1})
     assert scope == {
         "type": "mqtt",
         "asgi": {"version": "3.0", "spec_version": "1.0"},
@@ -129,7 +129,7 @@ def test_build_scope_follows_the_spec() -> None:
         "properties": {},
         "state": {"k": 1},
     }
-    assert build_scope(msg, adapter="a", broker="embedded", dup=True)["dup"] is True
+    assert build_mqtt_scope(msg, adapter="a", broker="embedded", dup=True)["dup"] is True
 
 
 def test_match_subscription_strips_shared_prefix() -> None:

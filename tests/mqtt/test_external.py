@@ -16,9 +16,9 @@ import pytest
 
 from gateway import AsyncJsonMqttConsumer, AsyncMqttConsumer, MqttTopicRouter, ProtocolTypeRouter
 from gateway.mqtt import apublish
+from gateway.pipeline import DeadLetter
 from gateway.server import Gateway
 from gateway.types import ASGIApp
-from protocol_adapters.dispatch import DeadLetter
 from protocol_adapters.mqtt.external import ExternalBroker
 from routers import topic
 from tests.integration.mosquitto import Mosquitto, free_port, running_mosquitto

@@ -13,7 +13,7 @@ from django_app.models.deadletters import DeadLetter
 from gateway.db import database_sync_to_async
 from gateway.layers import get_channel_layer
 from gateway.mqtt import PUBLISH_CHANNEL
-from protocol_adapters.dispatch import DeadLetter as Letter
+from gateway.pipeline import DeadLetter as Letter
 from tests.django_app.deadletter_app import OperatorMissing, application
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]

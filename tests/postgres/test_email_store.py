@@ -11,7 +11,7 @@ from asgiref.sync import async_to_sync
 
 from django_app.models import InboundEmail
 from gateway.consumers.email import AsyncEmailConsumer
-from protocol_adapters.dispatch import KeyedDispatcher, RetryPolicy
+from gateway.pipeline import KeyedDispatcher, RetryPolicy
 from protocol_adapters.email_common import EmailIntake, EmailStore, build_scope, raw_digest
 from protocol_adapters.email_store import Known
 from routers import EmailToRouter, ProtocolTypeRouter, address

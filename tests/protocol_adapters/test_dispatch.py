@@ -11,7 +11,7 @@ import pytest
 
 import gateway
 from gateway.metrics import MetricsRegistry
-from protocol_adapters.dispatch import (
+from gateway.pipeline import (
     DeadLetter,
     DispatcherClosed,
     KeyedDispatcher,
@@ -540,7 +540,7 @@ async def _dead_letter_on_first_failure(error: Exception) -> None:
 
 
 async def test_permanent_failure_is_dead_lettered_without_retry() -> None:
-    from protocol_adapters.dispatch import PermanentFailure
+    from gateway.pipeline import PermanentFailure
 
     await _dead_letter_on_first_failure(PermanentFailure("cannot be fixed by retrying"))
 

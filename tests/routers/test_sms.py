@@ -161,9 +161,9 @@ def test_duplicate_prefixes_and_unknown_countries_are_refused() -> None:
 
 
 def test_country_without_phonenumbers_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
-    import routers.sms
+    import gateway.sms
 
-    monkeypatch.setattr(routers.sms, "_phonenumbers", lambda: None)
+    monkeypatch.setattr(gateway.sms, "phonenumbers_module", lambda: None)
     with pytest.raises(ImportError, match=r"django-protocol-gateway\[phone\]"):
         country("CA", Recorder("a"))
 

@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from gateway.adapters import AdapterHealth, Listener, ProtocolAdapter
 from gateway.types import Message
-from protocol_adapters.base import AdapterHealth, Listener, ProtocolAdapter
 
 KNOWN_OPTIONS = {"HOST", "PORT", "STOP_MARKER", "FAIL_START"}
 

@@ -10,10 +10,10 @@ from typing import Any
 import httpx
 import pytest
 
+from gateway.adapters import Listener
 from gateway.conf import GatewaySettings
 from gateway.server import Gateway
 from gateway.types import Receive, Scope, Send
-from protocol_adapters.base import Listener
 
 LINE_ADAPTER = "tests.server.line_adapter.LineAdapter"
 

@@ -15,9 +15,9 @@ from aiohttp import web
 from twilio.request_validator import RequestValidator
 
 from gateway.conf import GatewaySettings
+from gateway.pipeline import DeadLetter
 from gateway.server import Gateway
 from gateway.types import ASGIApp
-from protocol_adapters.dispatch import DeadLetter
 
 TOKEN = "test-auth-token"
 ACCOUNT_SID = "AC" + "0" * 32

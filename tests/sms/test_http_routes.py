@@ -9,10 +9,10 @@ from typing import Any
 import httpx
 import pytest
 
+from gateway.adapters import Listener, ProtocolAdapter
 from gateway.conf import GatewaySettings
 from gateway.server import Gateway
 from gateway.types import ASGIApp, Receive, Scope, Send
-from protocol_adapters.base import Listener, ProtocolAdapter
 
 WAIT = 30.0
 

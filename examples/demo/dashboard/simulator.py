@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from django_app.models.devices import Device, DeviceCredential
+from gateway.adapters import AdapterContext, AdapterHealth, Listener, ProtocolAdapter
 from gateway.db import database_sync_to_async
-from protocol_adapters.base import AdapterContext, AdapterHealth, Listener, ProtocolAdapter
 from protocol_adapters.mqtt.simulate import Simulation
 
 logger = logging.getLogger("gateway.demo")

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 if TYPE_CHECKING:
     from gateway.metrics import MetricsRegistry
+    from gateway.pipeline import DeadLetterHook
     from gateway.types import ASGIApp
-    from protocol_adapters.dispatch import DeadLetterHook
 
 __all__ = ["AdapterContext", "AdapterHealth", "AdapterStatus", "Listener", "ProtocolAdapter"]
 

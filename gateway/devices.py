@@ -1,0 +1,46 @@
+"""The devices an MQTT broker authenticates: the store protocol adapters use.
+
+The embedded broker logs devices in, reads their topic filters and records their presence
+through a `DeviceStore`; `django_app.devices.DatabaseDeviceStore` (the default) keeps them
+in the database, and the broker's ``DEVICE_STORE`` option may name another class.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from django.utils.module_loading import import_string
+
+from gateway.exceptions import ImproperlyConfiguredGateway
+
+__all__ = ["DEFAULT_DEVICE_STORE", "DeviceStore", "load_device_store"]
+
+DEFAULT_DEVICE_STORE = "django_app.devices.DatabaseDeviceStore"
+
+
+class DeviceStore(Protocol):
+    """Device logins, topic filters and presence; every method is async."""
+
+    async def authenticate(self, device_id: str, password: str) -> str | None:
+        """The device id these credentials belong to, or None."""
+
+    async def exists(self, device_id: str) -> bool:
+        """Whether a device has this id (its client id is then reserved to it)."""
+
+    async def topics_for(self, device_id: str) -> list[str]:
+        """The device's own topic filters; [] when it uses the broker's ACL."""
+
+    async def mark_online(self, device_id: str) -> None:
+        """The device connected."""
+
+    async def mark_offline(self, device_id: str) -> None:
+        """The device's last connection ended."""
+
+
+def load_device_store(setting: Any) -> DeviceStore:
+    """The store a ``DEVICE_STORE`` option names (a dotted path to a class), or the default."""
+    path = DEFAULT_DEVICE_STORE if setting is None else setting
+    if not isinstance(path, str):
+        raise ImproperlyConfiguredGateway(f"DEVICE_STORE must be a dotted path: {setting!r}")
+    store: DeviceStore = import_string(path)()
+    return store
