@@ -32,6 +32,7 @@ __all__ = [
     "apublish",
     "build_mqtt_scope",
     "encode_payload",
+    "filter_covers",
     "make_publish_event",
     "match_subscription",
     "publish",
@@ -145,6 +146,28 @@ def topic_matches(topic_filter: str, topic: str) -> bool:
         if level != "+" and level != topic_levels[index]:
             return False
     return len(filter_levels) == len(topic_levels)
+
+
+def filter_covers(wide: str, narrow: str) -> bool:
+    """Whether every topic matching filter `narrow` also matches filter `wide`.
+
+    The one containment rule: routers minimise their subscriptions with it, and the embedded
+    broker grants a SUBSCRIBE only when one of the client's allowed filters covers it.
+    """
+    wide_levels, narrow_levels = wide.split("/"), narrow.split("/")
+    if narrow_levels[0].startswith("$") and wide_levels[0] in ("+", "#"):
+        return False
+    for index, level in enumerate(wide_levels):
+        if level == "#":
+            return True
+        if index >= len(narrow_levels):
+            return False
+        other = narrow_levels[index]
+        if other == "#" or (other == "+" and level != "+"):
+            return False
+        if level not in ("+", other):
+            return False
+    return len(wide_levels) == len(narrow_levels)
 
 
 # --- payloads and publish events -------------------------------------------------------------

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Literal, NamedTuple
 
 from gateway.exceptions import RouteNotFound
+from gateway.mqtt import filter_covers
 from gateway.types import AnyASGIApp, Receive, Scope, Send
 from routers.url import check_application
 
@@ -242,24 +243,6 @@ class MqttTopicRouter:
             else:
                 filters.append(own)
         return filters
-
-
-def filter_covers(wide: str, narrow: str) -> bool:
-    """Whether every topic matching filter `narrow` also matches filter `wide`."""
-    wide_levels, narrow_levels = wide.split("/"), narrow.split("/")
-    if narrow_levels[0].startswith("$") and wide_levels[0] in ("+", "#"):
-        return False
-    for index, level in enumerate(wide_levels):
-        if level == "#":
-            return True
-        if index >= len(narrow_levels):
-            return False
-        other = narrow_levels[index]
-        if other == "#" or (other == "+" and level != "+"):
-            return False
-        if level not in ("+", other):
-            return False
-    return len(wide_levels) == len(narrow_levels)
 
 
 def minimise_filters(filters: Sequence[str]) -> list[str]:

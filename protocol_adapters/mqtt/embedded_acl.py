@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from gateway.mqtt import topic_matches
+from gateway.mqtt import filter_covers, topic_matches
 
-__all__ = ["DEFAULT_ACL", "acl_for", "filter_within", "may_publish", "may_subscribe"]
+__all__ = ["DEFAULT_ACL", "acl_for", "may_publish", "may_subscribe"]
 
 DEFAULT_ACL: tuple[str, ...] = ("devices/{device_id}/#",)
 _UNSAFE = frozenset("+#/\x00")
@@ -34,22 +34,4 @@ def may_publish(allowed: Sequence[str], topic: str) -> bool:
 
 def may_subscribe(allowed: Sequence[str], topic_filter: str) -> bool:
     """Whether every topic `topic_filter` can match is allowed by one of `allowed`."""
-    return any(filter_within(topic_filter, pattern) for pattern in allowed)
-
-
-def filter_within(requested: str, allowed: str) -> bool:
-    """Whether the topics matched by filter `requested` are all matched by filter `allowed`."""
-    wanted, granted = requested.split("/"), allowed.split("/")
-    for index, level in enumerate(wanted):
-        if index >= len(granted):
-            return False
-        grant = granted[index]
-        if grant == "#":
-            return True
-        if level == "#" or (level == "+" and grant != "+"):
-            return False
-        if grant not in ("+", level):
-            return False
-    rest = granted[len(wanted) :]
-    # "a/#" matches "a" itself, so a grant of "a/#" covers a request for "a".
-    return not rest or rest == ["#"]
+    return any(filter_covers(pattern, topic_filter) for pattern in allowed)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from gateway.mqtt import topic_matches
 from protocol_adapters.mqtt.embedded_sessions import Outgoing, QueueLimits, Session
 from protocol_adapters.mqtt.embedded_topics import RetainedStore, SubscriptionTree
 from protocol_adapters.mqtt.wire import (
@@ -120,6 +123,22 @@ def test_the_tree_matches_like_topic_matches() -> None:
     tree.remove("#", "b")
     tree.remove("devices/d1/telemetry", "c")
     assert tree.match("devices/d1/telemetry") == {"a": 1}
+
+
+_LEVELS = st.sampled_from(["a", "b", "", "$s"])
+_TOPICS = st.lists(_LEVELS, min_size=1, max_size=4).map("/".join)
+_FILTERS = st.lists(st.sampled_from(["a", "b", "", "$s", "+"]), min_size=1, max_size=4).flatmap(
+    lambda levels: st.sampled_from(["/".join(levels), "/".join([*levels, "#"]), "#"])
+)
+
+
+@given(st.lists(_FILTERS, min_size=1, max_size=6, unique=True), _TOPICS)
+def test_the_tree_agrees_with_topic_matches(filters: list[str], topic: str) -> None:
+    tree = SubscriptionTree()
+    for index, topic_filter in enumerate(filters):
+        tree.add(topic_filter, f"c{index}", 0)
+    expected = {f"c{i}" for i, f in enumerate(filters) if topic_matches(f, topic)}
+    assert set(tree.match(topic)) == expected
 
 
 def test_an_empty_retained_message_clears_the_topic() -> None:

@@ -11,9 +11,10 @@ from hypothesis import strategies as st
 
 import gateway
 from gateway.exceptions import RouteNotFound
+from gateway.mqtt import filter_covers
 from gateway.types import Receive, Scope, Send
 from routers import MqttTopicRouter, ProtocolTypeRouter, topic
-from routers.mqtt import TopicNotFound, filter_covers, minimise_filters
+from routers.mqtt import TopicNotFound, minimise_filters
 
 
 class Recorder:
