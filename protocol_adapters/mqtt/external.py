@@ -6,15 +6,16 @@ What gmqtt 0.8 does, and what this adapter does about it:
   task per message (``asyncio.ensure_future``, never awaited in sequence), and with
   ``optimistic_acknowledgement=False`` the PUBACK / PUBREC goes out from that task's done
   callback. That works, but costs a task per message and never tells the packet id. So the
-  adapter takes over gmqtt's QoS 1/2 handler methods (`_Client.deliver_to`): every PUBLISH
-  goes synchronously, in arrival order, from gmqtt's read loop into the intake (ordered per
-  topic, concurrent across topics), and the adapter sends PUBACK / PUBREC itself when the
-  intake reports the outcome (handled or dead-lettered). The same for MQTT 3.1.1.
+  adapter takes over gmqtt's QoS 1/2 handler methods (`_compat_gmqtt`, with the other
+  overrides and a version check): every PUBLISH goes synchronously, in arrival order, from
+  gmqtt's read loop into the intake (ordered per topic, concurrent across topics), and the
+  adapter sends PUBACK / PUBREC itself when the intake reports the outcome (handled or
+  dead-lettered). The same for MQTT 3.1.1.
 * An acknowledgement for a message of a connection that is gone is dropped
-  (`_Client._send_command_with_mid`): the broker redelivers such a message, and a stale
+  (`Client._send_command_with_mid`): the broker redelivers such a message, and a stale
   packet id must never acknowledge another message on a new connection.
 * gmqtt's own reconnect retries at a fixed delay and never resubscribes. The adapter turns it
-  off (`_Client.reconnect`) and reconnects itself with capped exponential backoff and jitter,
+  off (`Client.reconnect`) and reconnects itself with capped exponential backoff and jitter,
   a new client per connection, subscribing again every time.
 * Flow control: MQTT 5's Receive Maximum (MAX_IN_FLIGHT) bounds unacknowledged QoS 1/2
   messages; when the intake is full anyway (QoS 0, MQTT 3.1.1) the socket is no longer read
@@ -26,20 +27,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import struct
 import time
 from collections import deque
-from collections.abc import Callable
 from functools import partial
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
-from gmqtt import Client, MQTTConnectError, Subscription
-from gmqtt.mqtt.constants import MQTTCommands
+from gmqtt import MQTTConnectError, Subscription
 from gmqtt.storage import PersistentStorage
 
 from gateway.adapters import AdapterHealth, Listener, ProtocolAdapter
+from gateway.exceptions import ImproperlyConfiguredGateway
 from gateway.pipeline import DispatcherClosed, OnDone, Outcome
-from gateway.types import MqttProperties, MqttPublishEvent
+from gateway.types import MqttPublishEvent
+from protocol_adapters.mqtt._compat_gmqtt import (
+    OUTBOUND_PROPERTIES,
+    check_version,
+    scope_properties,
+)
+from protocol_adapters.mqtt._compat_gmqtt import Client as _Client
 from protocol_adapters.mqtt.common import (
     InboundMessage,
     MqttIntake,
@@ -53,93 +58,6 @@ __all__ = ["ExternalBroker"]
 
 logger = logging.getLogger("gateway.mqtt")
 
-# gmqtt's property names -> the scope's (docs/specs/mqtt.md).
-_INBOUND_PROPERTIES = {
-    "payload_format_id": "payload_format_indicator",
-    "message_expiry_interval": "message_expiry_interval",
-    "content_type": "content_type",
-    "response_topic": "response_topic",
-    "correlation_data": "correlation_data",
-}
-_OUTBOUND_PROPERTIES = {scope: gmqtt for gmqtt, scope in _INBOUND_PROPERTIES.items()}
-_ACK = struct.Struct("!BBH")
-Deliver = Callable[["_Client", str, bytes, int, "int | None", dict[str, Any]], None]
-
-
-class _Client(Client):  # type: ignore[misc]  # gmqtt is untyped
-    """One connection's gmqtt client, with gmqtt's reconnect turned off."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.lost = asyncio.Event()
-        self.lost_reason = "connection closed"
-        self.subacks: dict[int, asyncio.Future[tuple[int, ...]]] = {}
-        self._acks = bytearray()
-        self._flush_scheduled = False
-
-    async def reconnect(self, delay: bool = False) -> None:
-        """Called by gmqtt when the connection ends: report it, the adapter reconnects."""
-        self.lost.set()
-
-    def _send_command_with_mid(self, cmd: int, mid: int, dup: bool, reason_code: int = 0) -> None:
-        # Only acknowledge on the connection the message came in on, while it is open.
-        connection = self._connection
-        if not self.lost.is_set() and connection is not None and not connection.is_closing():
-            super()._send_command_with_mid(cmd, mid, dup, reason_code=reason_code)
-
-    def deliver_to(self, deliver: Deliver) -> None:
-        """Hand QoS 1/2 PUBLISHes to `deliver` with their packet id; `acknowledge` answers them.
-
-        gmqtt calls its own handler with the packet id, but ``on_message`` without it, as a
-        task per message; this keeps the read loop synchronous and the packet id known.
-        """
-        handler = self._package_handler
-
-        def qos1(mid: int, payload: bytes, topic: str, properties: dict[str, Any]) -> None:
-            deliver(self, topic, payload, 1, mid, properties)
-
-        def qos2(mid: int, payload: bytes, topic: str, properties: dict[str, Any]) -> None:
-            deliver(self, topic, payload, 2, mid, properties)
-
-        handler._handle_qos_1_publish_packet = qos1
-        handler._handle_qos_2_publish_packet = qos2
-
-    def acknowledge(self, qos: int, mid: int) -> None:
-        """PUBACK (QoS 1) or PUBREC (QoS 2) for a message the application is done with."""
-        # The short form (no reason code: success) is valid in MQTT 3.1.1 and 5. Acks that
-        # complete in one loop iteration leave in one write instead of one write each.
-        command = MQTTCommands.PUBACK if qos == 1 else MQTTCommands.PUBREC
-        self._acks += _ACK.pack(command, 2, mid)
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush_acks)
-
-    def _flush_acks(self) -> None:
-        acks, self._acks, self._flush_scheduled = bytes(self._acks), bytearray(), False
-        # Only on the connection the messages came in on, while it is open.
-        connection = self._connection
-        if not self.lost.is_set() and connection is not None and not connection.is_closing():
-            connection.send_package(acks)
-
-    def pause_reading(self, pause: bool) -> None:
-        """Stop or resume reading the socket: backpressure for what no window bounds."""
-        transport = getattr(self._connection, "_transport", None)
-        if transport is None or transport.is_closing():
-            return
-        if pause:
-            transport.pause_reading()
-        else:
-            transport.resume_reading()
-
-    async def close(self) -> None:
-        """Send DISCONNECT if still connected, and close the socket."""
-        self.lost.set()
-        with contextlib.suppress(Exception):
-            if self._connection is not None and not self._connection.is_closing():
-                await self.disconnect()
-            elif self._connection is not None:
-                await self._connection.close()
-
 
 class ExternalBroker(ProtocolAdapter):
     """A client of an MQTT 5 or 3.1.1 broker: subscribes to the routes, acks after the app."""
@@ -148,6 +66,10 @@ class ExternalBroker(ProtocolAdapter):
 
     @classmethod
     def check_options(cls, options: Any) -> list[str]:
+        try:
+            check_version()
+        except ImproperlyConfiguredGateway as exc:
+            return [str(exc)]
         return check_external_options(options)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -174,6 +96,7 @@ class ExternalBroker(ProtocolAdapter):
     # --- life cycle ---------------------------------------------------------------------------
 
     async def start(self) -> list[Listener]:
+        check_version()
         common = self.options.common
         self._filters = self.options.filters(subscriptions_for(self.context.app, common))
         self._intake = MqttIntake(
@@ -316,9 +239,7 @@ class ExternalBroker(ProtocolAdapter):
         )
         # Our QoS 1/2 publishes not yet acknowledged are sent again on a resumed session, with
         # their packet ids: the new client must not hand those ids out again meanwhile.
-        client._package_handler.id_generator._used_ids.update(
-            mid for mid, _ in self._outbox.get_all()
-        )
+        client.reserve_ids(mid for mid, _ in self._outbox.get_all())
         if options.username is not None:
             client.set_auth_credentials(options.username, options.password)
         client.deliver_to(self._on_publish)
@@ -431,7 +352,7 @@ class ExternalBroker(ProtocolAdapter):
             message_id=mid,
             subscription=self._subscription_of(topic),
             # gmqtt always adds "dup" and "retain"; anything more is MQTT 5 properties.
-            properties=_scope_properties(properties) if len(properties) > 2 else {},
+            properties=scope_properties(properties) if len(properties) > 2 else {},
         )
 
     def _subscription_of(self, topic: str) -> str:
@@ -463,8 +384,8 @@ class ExternalBroker(ProtocolAdapter):
         for key, value in given.items():
             if key == "user_properties":
                 properties["user_property"] = [tuple(pair) for pair in value]
-            elif key in _OUTBOUND_PROPERTIES:
-                properties[_OUTBOUND_PROPERTIES[key]] = value
+            elif key in OUTBOUND_PROPERTIES:
+                properties[OUTBOUND_PROPERTIES[key]] = value
         client.publish(
             event["topic"],
             event["payload"],
@@ -472,18 +393,6 @@ class ExternalBroker(ProtocolAdapter):
             retain=event.get("retain", False),
             **properties,
         )
-
-
-def _scope_properties(properties: dict[str, Any]) -> MqttProperties:
-    """gmqtt's parsed PUBLISH properties (name -> list of values) as the scope's."""
-    scope: dict[str, Any] = {}
-    for name, values in properties.items():
-        key = _INBOUND_PROPERTIES.get(name)
-        if key is not None and values:
-            scope[key] = values[0]
-    if "user_property" in properties:
-        scope["user_properties"] = [list(pair) for pair in properties["user_property"]]
-    return cast(MqttProperties, scope)
 
 
 def _acknowledge(client: _Client, qos: int, mid: int, outcome: Outcome) -> None:

@@ -396,3 +396,16 @@ async def test_connects_over_tls_with_a_ca_file(tmp_path: Path) -> None:
             await mosquitto_pub(broker, "devices/tls/telemetry", '{"secure": true}')
             await eventually(lambda: bool(seen), "a message over TLS")
     assert seen[0][1] == {"secure": True}
+
+
+def test_a_gmqtt_outside_the_tested_range_is_refused_by_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from protocol_adapters.mqtt import _compat_gmqtt
+
+    monkeypatch.setattr(_compat_gmqtt, "version", lambda name: "0.9.0")
+    [error] = ExternalBroker.check_options({"URL": "mqtt://127.0.0.1:1883"})
+    assert "gmqtt 0.9.0 is installed" in error
+    assert "gmqtt>=0.8,<0.9" in error
+    monkeypatch.setattr(_compat_gmqtt, "version", lambda name: "0.8.3")
+    assert ExternalBroker.check_options({"URL": "mqtt://127.0.0.1:1883"}) == []
