@@ -39,15 +39,14 @@ from protocol_adapters.mqtt.common import (
     serve_publish_channel,
     subscriptions_for,
 )
-from protocol_adapters.mqtt.embedded_acl import acl_for, may_publish, may_subscribe
+from protocol_adapters.mqtt.embedded_acl import may_publish, may_subscribe
+from protocol_adapters.mqtt.embedded_auth import log_in
 from protocol_adapters.mqtt.embedded_broker import Broker, BrokerLimits, Login
 from protocol_adapters.mqtt.embedded_connections import Connection, ConnectionSettings
 from protocol_adapters.mqtt.embedded_options import EMBEDDED_DEFAULTS, check_embedded_options
 from protocol_adapters.mqtt.embedded_sessions import QueueLimits, Session
 from protocol_adapters.mqtt.embedded_websocket import serve_websocket
 from protocol_adapters.mqtt.wire import (
-    CONNACK_ID_REJECTED,
-    CONNACK_NOT_AUTHORIZED,
     PUBACK,
     PUBREC,
     Connect,
@@ -226,43 +225,13 @@ class EmbeddedBroker(ProtocolAdapter):
     async def login(self, connection: Connection, connect: Connect) -> Login | int:
         """CONNECT: who the client is and which topics it may use, or a CONNACK refusal code."""
         try:
-            login = await self._login(connection, connect)
+            login = await log_in(connect, connection.describe(), self.devices, self.settings["ACL"])
         except Exception:
             logger.exception("mqtt login of %s failed with an error", connection.describe())
             login = CONNACK_SERVER_UNAVAILABLE
         if isinstance(login, int):
             self.context.metrics.inc(self.protocol, "rejected")
         return login
-
-    async def _login(self, connection: Connection, connect: Connect) -> Login | int:
-        client = connection.describe()
-        username, patterns = connect.username or "", self.settings["ACL"]
-        device_id: str | None = None
-        if self.devices is not None:
-            device_id = await self.devices.authenticate(username, _text(connect.password))
-            if device_id is None:
-                logger.warning("mqtt client %s refused: wrong device id or password", client)
-                return CONNACK_NOT_AUTHORIZED
-            if connect.client_id != device_id and await self.devices.exists(connect.client_id):
-                logger.warning("mqtt client %s refused: the client id is another device's", client)
-                return CONNACK_ID_REJECTED
-            patterns = await self.devices.topics_for(device_id) or patterns
-        owner = device_id or username
-        topics: tuple[str, ...] = ()
-        if patterns is not None:
-            found = acl_for([patterns] if isinstance(patterns, str) else patterns,
-                            owner or connect.client_id)  # fmt: skip
-            if found is None:
-                logger.warning("mqtt client %s refused: its id cannot name topics", client)
-                return CONNACK_NOT_AUTHORIZED
-            topics = found
-        will = connect.will
-        if will is not None and topics and not may_publish(topics, will.topic):
-            logger.warning(
-                "mqtt client %s refused: will topic %r is not its own", client, will.topic
-            )
-            return CONNACK_NOT_AUTHORIZED
-        return Login(owner=owner, device_id=device_id, topics=topics)
 
     def may_subscribe(self, connection: Connection, topic_filter: str) -> bool:
         """SUBSCRIBE: only filters within the client's own topics."""
@@ -414,9 +383,3 @@ def _acknowledge_now(session: Session | None, publish: Publish) -> None:
 def _address(scheme: str, sockets: Any) -> str:
     host, port = sockets[0].getsockname()[:2]
     return f"{scheme}://{host}:{port}"
-
-
-def _text(value: str | bytes | None) -> str:
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return value or ""
