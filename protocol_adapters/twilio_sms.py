@@ -10,13 +10,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from twilio.request_validator import RequestValidator, get_signature_algorithm
-from twilio.twiml.messaging_response import MessagingResponse
 
 from gateway.adapters import AdapterHealth, Listener, ProtocolAdapter
 from gateway.exceptions import SmsSendError
@@ -24,12 +23,12 @@ from gateway.pipeline import DispatcherClosed, KeyedDispatcher, RetryPolicy
 from gateway.sms import (
     SmsRecord,
     SmsStore,
-    build_sms_scope,
     keyword_action,
     load_store,
     run_sms_app,
 )
-from gateway.types import ASGIApp, Message, Receive, Scope, Send, SmsMedia
+from gateway.types import ASGIApp, Message, Receive, Scope, Send
+from protocol_adapters.twilio_form import MissingFields, inbound_scope, twiml
 from protocol_adapters.twilio_options import DEFAULTS, option
 from protocol_adapters.twilio_rest import TwilioSender
 
@@ -38,22 +37,7 @@ __all__ = ["TwilioSender", "TwilioSmsAdapter", "twiml"]
 logger = logging.getLogger("gateway.sms")
 
 MAX_REQUEST_BYTES = 64 * 1024
-MAX_MEDIA = 100
 TWIML_TYPE = b"text/xml; charset=utf-8"
-# Fields that become scope keys; every other field is kept in scope["extra"].
-_SCOPE_FIELDS = frozenset({"MessageSid", "From", "To", "Body", "NumMedia"})
-
-
-def twiml(replies: Sequence[str]) -> bytes:
-    """A TwiML ``<Response>`` with one ``<Message>`` per reply (empty for none)."""
-    response = MessagingResponse()
-    for body in replies:
-        response.message(body)
-    return str(response).encode()
-
-
-class MissingFields(ValueError):
-    """The webhook form lacks required fields."""
 
 
 @dataclass
@@ -64,36 +48,6 @@ class _Exchange:
     body: str
     replies: list[str] = field(default_factory=list)
     answered: bool = False
-
-
-def inbound_scope(form: Mapping[str, str], adapter: str) -> dict[str, Any]:
-    """The ``sms`` scope for a Twilio webhook form; raises MissingFields."""
-    missing = [name for name in ("MessageSid", "From", "To") if not form.get(name)]
-    if missing:
-        raise MissingFields(f"missing {', '.join(missing)}")
-    media = _media(form)
-    consumed = _SCOPE_FIELDS | {f"MediaUrl{i}" for i in range(len(media))}
-    consumed |= {f"MediaContentType{i}" for i in range(len(media))}
-    return build_sms_scope(
-        provider="twilio",
-        adapter=adapter,
-        from_=form["From"],
-        to=form["To"],
-        message_id=form["MessageSid"],
-        media=media,
-        country=form.get("FromCountry") or None,
-        extra={key: value for key, value in form.items() if key not in consumed},
-    )
-
-
-def _media(form: Mapping[str, str]) -> list[SmsMedia]:
-    count = form.get("NumMedia", "0")
-    total = min(int(count), MAX_MEDIA) if count.isdigit() else 0
-    return [
-        {"url": form[f"MediaUrl{i}"], "content_type": form.get(f"MediaContentType{i}", "")}
-        for i in range(total)
-        if form.get(f"MediaUrl{i}")
-    ]
 
 
 class TwilioSmsAdapter(ProtocolAdapter):
