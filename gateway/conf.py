@@ -280,7 +280,12 @@ class _Validator:
 
     def add(self, code: str, keys: tuple[str, ...], text: str, hint: str | None = None) -> None:
         name = setting_name(*keys)
-        self.problems.append(Problem(f"gateway.{code}", name, f"{name} {text}", hint))
+        # Adapters name their keys as OPTIONS["KEY"]: said once, after the adapter's own path.
+        if keys[-1:] == ("OPTIONS",) and text.startswith('OPTIONS["'):
+            message = name + text.removeprefix("OPTIONS")
+        else:
+            message = f"{name} {text}"
+        self.problems.append(Problem(f"gateway.{code}", name, message, hint))
 
     def keys_and_rules(self, keys: tuple[str, ...], value: Any, rules: Mapping[str, Rule]) -> bool:
         """Check a dict's keys and each value's rule; False when `value` is no dict at all."""

@@ -142,6 +142,15 @@ def test_adapter_problems_name_the_adapter() -> None:
     assert all(p.message.startswith(p.setting) for p in problems)
 
 
+def test_adapter_keys_are_named_once() -> None:
+    # An adapter says OPTIONS["QOS"]; the check used to print that after the adapter's path.
+    mqtt = {"BACKEND": "protocol_adapters.mqtt.EmbeddedBroker", "OPTIONS": {"QOS": 3}}
+    [problem] = validate({"ADAPTERS": {"mqtt": mqtt}})
+    assert (
+        problem.message == 'GATEWAY["ADAPTERS"]["mqtt"]["OPTIONS"]["QOS"] must be 0, 1 or 2, got 3'
+    )
+
+
 def test_disabled_adapters_are_not_imported() -> None:
     assert validate({"ADAPTERS": {"off": {"BACKEND": "no.such.Adapter", "ENABLED": False}}}) == []
 
