@@ -15,7 +15,7 @@ from twilio.rest import Client
 from gateway.exceptions import SmsOptedOut, SmsSendError
 from gateway.pipeline import RetryPolicy
 from gateway.sms import SentMessage, SmsRecord, SmsStore, split_channel
-from protocol_adapters.twilio_options import MAX_BODY_CHARS, option
+from protocol_adapters.twilio_options import MAX_BODY_CHARS, TWILIO_OPTIONS
 
 __all__ = ["SentMessage", "TwilioSender"]
 
@@ -26,23 +26,19 @@ class TwilioSender:
     """Sends messages through Twilio's REST API with twilio's async HTTP client, with retries."""
 
     def __init__(self, options: Mapping[str, Any], store: SmsStore) -> None:
-        self.options = options
+        self.options = values = TWILIO_OPTIONS.parse(options)
         self.store = store
-        self.from_ = option(options, "FROM")
-        self.service_sid = option(options, "MESSAGING_SERVICE_SID")
-        self.retry = RetryPolicy(
-            attempts=int(option(options, "SEND_ATTEMPTS")),
-            initial_backoff=float(option(options, "SEND_BACKOFF")),
-            max_backoff=float(option(options, "SEND_MAX_BACKOFF")),
-        )
-        self.timeout = float(option(options, "SEND_TIMEOUT"))
+        self.from_ = values["FROM"]
+        self.service_sid = values["MESSAGING_SERVICE_SID"]
+        self.retry: RetryPolicy = values["SEND_RETRY"]
+        self.timeout = float(values["SEND_TIMEOUT"])
         self._client: Client | None = None
         self._http: AsyncTwilioHttpClient | None = None
 
     @property
     def configured(self) -> bool:
         """True when ACCOUNT_SID and AUTH_TOKEN are set."""
-        return bool(option(self.options, "ACCOUNT_SID") and option(self.options, "AUTH_TOKEN"))
+        return bool(self.options["ACCOUNT_SID"] and self.options["AUTH_TOKEN"])
 
     def client(self) -> Client:
         """twilio's REST client, made on first use (inside the running loop)."""
@@ -51,11 +47,11 @@ class TwilioSender:
         if self._client is None:
             self._http = AsyncTwilioHttpClient(timeout=self.timeout)
             self._client = Client(
-                option(self.options, "ACCOUNT_SID"),
-                option(self.options, "AUTH_TOKEN"),
+                self.options["ACCOUNT_SID"],
+                self.options["AUTH_TOKEN"],
                 http_client=self._http,
             )
-            base_url = option(self.options, "API_BASE_URL")
+            base_url = self.options["API_BASE_URL"]
             if base_url:
                 self._client.api.base_url = base_url
         return self._client

@@ -19,7 +19,7 @@ from twilio.request_validator import RequestValidator, get_signature_algorithm
 
 from gateway.adapters import AdapterHealth, Listener, ProtocolAdapter
 from gateway.exceptions import SmsSendError
-from gateway.pipeline import DispatcherClosed, KeyedDispatcher, RetryPolicy
+from gateway.pipeline import DispatcherClosed, KeyedDispatcher
 from gateway.sms import (
     SmsRecord,
     SmsStore,
@@ -29,7 +29,7 @@ from gateway.sms import (
 )
 from gateway.types import ASGIApp, Message, Receive, Scope, Send
 from protocol_adapters.twilio_form import MissingFields, inbound_scope, twiml
-from protocol_adapters.twilio_options import DEFAULTS, option
+from protocol_adapters.twilio_options import TWILIO_OPTIONS
 from protocol_adapters.twilio_rest import TwilioSender
 
 __all__ = ["TwilioSender", "TwilioSmsAdapter", "twiml"]
@@ -58,13 +58,14 @@ class TwilioSmsAdapter(ProtocolAdapter):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         options = self.context.options
-        self.webhook_path: str = option(options, "WEBHOOK_PATH")
-        self.status_path: str = option(options, "STATUS_PATH")
-        self.deadline = float(option(options, "DEADLINE"))
-        self.public_url: str | None = option(options, "PUBLIC_URL")
-        self.trust_forwarded = bool(option(options, "TRUST_FORWARDED_HEADERS"))
-        self.validator = RequestValidator(option(options, "AUTH_TOKEN") or "")
-        self.store: SmsStore = load_store(option(options, "STORE"))
+        self.values = values = TWILIO_OPTIONS.parse(options)
+        self.webhook_path: str = values["WEBHOOK_PATH"]
+        self.status_path: str = values["STATUS_PATH"]
+        self.deadline = float(values["DEADLINE"])
+        self.public_url: str | None = values["PUBLIC_URL"]
+        self.trust_forwarded = bool(values["TRUST_FORWARDED_HEADERS"])
+        self.validator = RequestValidator(values["AUTH_TOKEN"] or "")
+        self.store: SmsStore = load_store(values["STORE"])
         self.sender = TwilioSender(options, self.store)
         self.dispatcher: KeyedDispatcher | None = None
         self._seen: OrderedDict[str, None] = OrderedDict()
@@ -78,30 +79,14 @@ class TwilioSmsAdapter(ProtocolAdapter):
 
     @classmethod
     def check_options(cls, options: Mapping[str, Any]) -> list[str]:
-        """Unknown keys, a missing AUTH_TOKEN, bad paths and a deadline past Twilio's 15 s."""
-        errors = [f"unknown option {key!r}" for key in options if key not in DEFAULTS]
-        if not options.get("AUTH_TOKEN"):
-            errors.append(
-                "AUTH_TOKEN is required to check webhook signatures (use the environment)"
-            )
-        for key in ("WEBHOOK_PATH", "STATUS_PATH"):
-            value = option(options, key)
-            if not isinstance(value, str) or not value.startswith("/"):
-                errors.append(f"{key} must be a path starting with '/', got {value!r}")
-        deadline = option(options, "DEADLINE")
-        if not isinstance(deadline, int | float) or not 0 < deadline < 15:
-            errors.append(f"DEADLINE must be seconds between 0 and 15 (Twilio's), got {deadline!r}")
-        url = option(options, "PUBLIC_URL")
-        if url is not None and urlsplit(str(url)).scheme not in ("http", "https"):
-            errors.append(f"PUBLIC_URL must be an http(s) URL, got {url!r}")
-        return errors
+        """Every problem with OPTIONS (TWILIO_OPTIONS), one sentence each."""
+        return TWILIO_OPTIONS.check(options)
 
     async def start(self) -> list[Listener]:
-        options = self.context.options
         self.dispatcher = KeyedDispatcher(
             self.protocol,
-            max_in_flight=int(option(options, "MAX_IN_FLIGHT")),
-            retry=RetryPolicy(attempts=int(option(options, "ATTEMPTS")), initial_backoff=0.1),
+            max_in_flight=int(self.values["MAX_IN_FLIGHT"]),
+            retry=self.values["RETRY"],
             dead_letter=self.context.dead_letter,
             metrics=self.context.metrics,
         )
@@ -253,7 +238,7 @@ class TwilioSmsAdapter(ProtocolAdapter):
     async def _keyword(self, action: str, scope: dict[str, Any]) -> list[str]:
         sender = _address(scope, "from")
         if action == "help":
-            text = option(self.context.options, "HELP_TEXT")
+            text = self.values["HELP_TEXT"]
             return [str(text)] if text else []
         await self.store.set_opted_out(sender, action == "opt_out")
         logger.info("%s opted %s.", sender, "out" if action == "opt_out" else "back in")

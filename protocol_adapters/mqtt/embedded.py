@@ -30,11 +30,9 @@ from gateway.mqtt import MAX_TOPIC_BYTES
 from gateway.pipeline import DispatcherClosed, Outcome
 from gateway.types import MqttPublishEvent
 from protocol_adapters.mqtt.common import (
-    COMMON_OPTION_KEYS,
     InboundMessage,
     MqttIntake,
     MqttOptions,
-    check_common_options,
     match_subscription,
     serve_publish_channel,
     subscriptions_for,
@@ -43,7 +41,7 @@ from protocol_adapters.mqtt.embedded_acl import may_publish, may_subscribe
 from protocol_adapters.mqtt.embedded_auth import log_in
 from protocol_adapters.mqtt.embedded_broker import Broker, BrokerLimits, Login
 from protocol_adapters.mqtt.embedded_connections import Connection, ConnectionSettings
-from protocol_adapters.mqtt.embedded_options import EMBEDDED_DEFAULTS, check_embedded_options
+from protocol_adapters.mqtt.embedded_options import EMBEDDED_OPTIONS
 from protocol_adapters.mqtt.embedded_sessions import QueueLimits, Session
 from protocol_adapters.mqtt.embedded_websocket import serve_websocket
 from protocol_adapters.mqtt.wire import (
@@ -59,7 +57,6 @@ __all__ = ["EmbeddedBroker"]
 
 logger = logging.getLogger("gateway.mqtt")
 
-KNOWN_OPTIONS: Final = COMMON_OPTION_KEYS | frozenset(EMBEDDED_DEFAULTS)
 CONNACK_SERVER_UNAVAILABLE: Final = 3
 
 
@@ -70,7 +67,7 @@ class EmbeddedBroker(ProtocolAdapter):
 
     def __init__(self, context: AdapterContext) -> None:
         super().__init__(context)
-        self.settings: dict[str, Any] = {**EMBEDDED_DEFAULTS, **context.options}
+        self.settings: dict[str, Any] = EMBEDDED_OPTIONS.parse(context.options)
         self.options = MqttOptions.from_options(context.options)
         self.filters: list[str] = []
         self.intake: MqttIntake | None = None
@@ -90,8 +87,7 @@ class EmbeddedBroker(ProtocolAdapter):
     @classmethod
     def check_options(cls, options: Mapping[str, Any]) -> list[str]:
         """Every problem with OPTIONS: the shared MQTT keys and the broker's own."""
-        unknown = [f"unknown option {key!r}" for key in options if key not in KNOWN_OPTIONS]
-        return unknown + check_common_options(options) + check_embedded_options(options)
+        return EMBEDDED_OPTIONS.check(options)
 
     # --- life cycle ------------------------------------------------------------------------
 

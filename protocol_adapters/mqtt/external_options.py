@@ -6,7 +6,6 @@ Nothing here imports gmqtt; `check_external_options` runs in the Django system c
 from __future__ import annotations
 
 import os
-import random
 import socket
 import ssl
 from collections.abc import Callable, Mapping
@@ -14,31 +13,27 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal
 from urllib.parse import unquote, urlsplit
 
-from protocol_adapters.mqtt.options import COMMON_OPTION_KEYS, MqttOptions, check_common_options
+from gateway.options import (
+    Backoff,
+    Check,
+    Option,
+    OptionSet,
+    ReconnectPolicy,
+    is_int,
+    positive_number,
+    reconnect_option,
+    tls_option,
+)
+from protocol_adapters.mqtt.options import COMMON_OPTION_KEYS, COMMON_OPTIONS, MqttOptions
 
 __all__ = [
-    "EXTERNAL_DEFAULTS",
+    "EXTERNAL_OPTIONS",
     "Backoff",
     "ExternalOptions",
     "check_external_options",
     "default_client_id",
 ]
 
-EXTERNAL_DEFAULTS: Final[dict[str, Any]] = {
-    "URL": "mqtt://127.0.0.1:1883",
-    "CLIENT_ID": None,
-    "PROTOCOL": 5,
-    "KEEPALIVE": 60,
-    "CLEAN_START": False,
-    "SESSION_EXPIRY": 3600,
-    "SHARED_GROUP": None,
-    "RECONNECT": {"INITIAL": 0.5, "MAX": 30.0},
-    "CONNECT_TIMEOUT": 10.0,
-    "USERNAME": None,
-    "PASSWORD": None,
-    "TLS": None,
-}
-_TLS_KEYS: Final = ("CA_FILE", "CERT_FILE", "KEY_FILE", "INSECURE")
 _SCHEMES: Final = {"mqtt": 1883, "tcp": 1883, "mqtts": 8883, "ssl": 8883}
 _PROTOCOLS: Final[dict[Any, Literal[4, 5]]] = {5: 5, "5": 5, "3.1.1": 4}
 
@@ -49,95 +44,56 @@ def default_client_id() -> str:
     return f"gateway-{host}-{os.getpid()}"[:64]
 
 
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _check_url(url: object) -> list[str]:
+def _url(url: object) -> list[str]:
     if not isinstance(url, str):
-        return [f'OPTIONS["URL"] must be a str like "mqtt://host:1883", got {url!r}']
+        return [f'must be a str like "mqtt://host:1883", got {url!r}']
     parts = urlsplit(url)
     if parts.scheme not in _SCHEMES or not parts.hostname:
-        return [f'OPTIONS["URL"] must be mqtt://host[:port] or mqtts://host[:port], got {url!r}']
+        return [f"must be mqtt://host[:port] or mqtts://host[:port], got {url!r}"]
     try:
         parts.port  # noqa: B018 - raises ValueError on a bad port
     except ValueError:
-        return [f'OPTIONS["URL"] has an invalid port: {url!r}']
+        return [f"has an invalid port: {url!r}"]
     return []
 
 
-def _check_reconnect(value: object) -> list[str]:
-    if not isinstance(value, Mapping):
-        return [f'OPTIONS["RECONNECT"] must be a dict with INITIAL and MAX, got {value!r}']
-    errors = [
-        f'OPTIONS["RECONNECT"]["{k}"] is not a known key'
-        for k in value
-        if k not in ("INITIAL", "MAX")
-    ]
-    for key in ("INITIAL", "MAX"):
-        if key in value and not (_is_number(value[key]) and value[key] > 0):
-            errors.append(f'OPTIONS["RECONNECT"]["{key}"] must be a positive number of seconds')
-    return errors
+def _rule(ok: Callable[[Any], bool], what: str) -> Check:
+    return lambda value: None if ok(value) else what
 
 
-def _check_tls(value: object) -> list[str]:
-    if value is None:
-        return []
-    if not isinstance(value, Mapping):
-        return [f'OPTIONS["TLS"] must be None or a dict with {", ".join(_TLS_KEYS)}, got {value!r}']
-    errors = [f'OPTIONS["TLS"]["{k}"] is not a known key' for k in value if k not in _TLS_KEYS]
-    for key in ("CA_FILE", "CERT_FILE", "KEY_FILE"):
-        path = value.get(key)
-        if path is not None and not (isinstance(path, str) and os.path.isfile(path)):
-            errors.append(
-                f'OPTIONS["TLS"]["{key}"] must be the path of a readable file, got {path!r}'
-            )
-    if "INSECURE" in value and not isinstance(value["INSECURE"], bool):
-        errors.append('OPTIONS["TLS"]["INSECURE"] must be True or False')
-    if value.get("KEY_FILE") and not value.get("CERT_FILE"):
-        errors.append('OPTIONS["TLS"]["KEY_FILE"] needs OPTIONS["TLS"]["CERT_FILE"]')
-    return errors
-
-
-_Rule = tuple[Callable[[Any], bool], str]
-_RULES: Final[dict[str, _Rule]] = {
-    "CLIENT_ID": (
+EXTERNAL_OPTIONS: Final = OptionSet(
+    COMMON_OPTIONS,
+    Option("URL", "mqtt://127.0.0.1:1883", checks=_url),
+    Option("CLIENT_ID", None, _rule(
         lambda v: v is None or (isinstance(v, str) and 0 < len(v) <= 65535),
         "a non-empty str or None",
-    ),
-    "PROTOCOL": (lambda v: not isinstance(v, bool) and v in _PROTOCOLS, '5 or "3.1.1"'),
-    "KEEPALIVE": (
-        lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 65535,
-        "an integer 0-65535 (seconds)",
-    ),
-    "CLEAN_START": (lambda v: isinstance(v, bool), "True or False"),
-    "SESSION_EXPIRY": (
-        lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 0xFFFFFFFF,
-        "an integer 0-4294967295 (seconds)",
-    ),
-    "SHARED_GROUP": (
+    )),
+    Option("PROTOCOL", 5, _rule(
+        lambda v: not isinstance(v, bool) and v in _PROTOCOLS, '5 or "3.1.1"'
+    )),
+    Option("KEEPALIVE", 60, _rule(
+        lambda v: is_int(v) and 0 <= v <= 65535, "an integer 0-65535 (seconds)"
+    )),
+    Option("CLEAN_START", False, _rule(lambda v: isinstance(v, bool), "True or False")),
+    Option("SESSION_EXPIRY", 3600, _rule(
+        lambda v: is_int(v) and 0 <= v <= 0xFFFFFFFF, "an integer 0-4294967295 (seconds)"
+    )),
+    Option("SHARED_GROUP", None, _rule(
         lambda v: v is None or (isinstance(v, str) and v != "" and not set(v) & set("/+#")),
         "None or a group name without '/', '+' or '#'",
-    ),
-    "CONNECT_TIMEOUT": (lambda v: _is_number(v) and v > 0, "a positive number of seconds"),
-    "USERNAME": (lambda v: v is None or isinstance(v, str), "a str or None"),
-    "PASSWORD": (lambda v: v is None or isinstance(v, str), "a str or None"),
-}
+    )),
+    reconnect_option(0.5, 30.0),
+    Option("CONNECT_TIMEOUT", 10.0, positive_number),
+    Option("USERNAME", None, _rule(lambda v: v is None or isinstance(v, str), "a str or None")),
+    Option("PASSWORD", None, _rule(lambda v: v is None or isinstance(v, str), "a str or None")),
+    tls_option("CA_FILE", "CERT_FILE", "KEY_FILE", "INSECURE"),
+)  # fmt: skip
+"""Every OPTIONS key of `ExternalBroker`, with its default and check (docs/mqtt.md)."""
 
 
 def check_external_options(options: Mapping[str, Any]) -> list[str]:
     """Every problem with an external-broker OPTIONS dict, one sentence each."""
-    known = COMMON_OPTION_KEYS | set(EXTERNAL_DEFAULTS)
-    errors = [f'OPTIONS["{key}"] is not a known key' for key in options if key not in known]
-    errors += check_common_options(options)
-    for key, (ok, what) in _RULES.items():
-        if key in options and not ok(options[key]):
-            errors.append(f'OPTIONS["{key}"] must be {what}, got {options[key]!r}')
-    errors += _check_url(options.get("URL", EXTERNAL_DEFAULTS["URL"]))
-    if "RECONNECT" in options:
-        errors += _check_reconnect(options["RECONNECT"])
-    errors += _check_tls(options.get("TLS"))
-    return errors
+    return EXTERNAL_OPTIONS.check(options)
 
 
 @dataclass(frozen=True)
@@ -177,10 +133,10 @@ class ExternalOptions:
         errors = check_external_options(options)
         if errors:
             raise ValueError("; ".join(errors))
-        merged = {**EXTERNAL_DEFAULTS, **options}
+        merged = EXTERNAL_OPTIONS.parse(options)
         url = urlsplit(merged["URL"])
         secure = url.scheme in ("mqtts", "ssl") or merged["TLS"] is not None
-        reconnect = {**EXTERNAL_DEFAULTS["RECONNECT"], **merged["RECONNECT"]}
+        reconnect: ReconnectPolicy = merged["RECONNECT"]
         return cls(
             common=MqttOptions.from_options(
                 {k: v for k, v in options.items() if k in COMMON_OPTION_KEYS}
@@ -200,8 +156,8 @@ class ExternalOptions:
             clean_start=merged["CLEAN_START"],
             session_expiry=merged["SESSION_EXPIRY"],
             shared_group=merged["SHARED_GROUP"],
-            reconnect_initial=float(reconnect["INITIAL"]),
-            reconnect_max=float(reconnect["MAX"]),
+            reconnect_initial=reconnect.initial,
+            reconnect_max=reconnect.maximum,
             connect_timeout=float(merged["CONNECT_TIMEOUT"]),
         )
 
@@ -219,22 +175,3 @@ def _ssl_context(tls: Mapping[str, Any]) -> ssl.SSLContext:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     return context
-
-
-class Backoff:
-    """Capped exponential backoff with jitter: INITIAL, 2x INITIAL, ... up to MAX."""
-
-    def __init__(self, initial: float, maximum: float) -> None:
-        self.initial = initial
-        self.maximum = maximum
-        self.attempt = 0
-
-    def next(self) -> float:
-        """The delay before the next attempt; each call counts one attempt."""
-        self.attempt += 1
-        base = min(self.maximum, self.initial * 2 ** min(self.attempt - 1, 32))
-        # Jitter keeps a fleet of gateways from reconnecting in lock step after a broker restart.
-        return float(base * random.uniform(0.5, 1.0))
-
-    def reset(self) -> None:
-        self.attempt = 0

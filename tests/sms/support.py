@@ -176,15 +176,14 @@ class TwilioStub:
             status=201,
         )
 
-    def options(self, **extra: Any) -> dict[str, Any]:
+    def options(self, attempts: int = 3, **extra: Any) -> dict[str, Any]:
         """Adapter OPTIONS that send through this stub, with tiny backoffs."""
         return {
             "ACCOUNT_SID": ACCOUNT_SID,
             "AUTH_TOKEN": TOKEN,
             "FROM": "+15005550006",
             "API_BASE_URL": self.url,
-            "SEND_BACKOFF": 0.01,
-            "SEND_MAX_BACKOFF": 0.05,
+            "SEND_RETRY": {"ATTEMPTS": attempts, "INITIAL_BACKOFF": 0.01, "MAX_BACKOFF": 0.05},
             **extra,
         }
 

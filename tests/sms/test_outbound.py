@@ -39,7 +39,7 @@ async def test_send_posts_to_the_messages_api_with_basic_auth() -> None:
 async def test_5xx_answers_are_retried_until_accepted() -> None:
     async with twilio_stub() as stub:
         stub.fail_next = 2
-        sender = TwilioSender(stub.options(SEND_ATTEMPTS=3), MemorySmsStore())
+        sender = TwilioSender(stub.options(attempts=3), MemorySmsStore())
         try:
             sent = await sender.send("+447700900123", "retry me")
         finally:
@@ -52,7 +52,7 @@ async def test_retries_are_bounded() -> None:
     async with twilio_stub() as stub:
         stub.fail_next = 10
         stub.fail_status = 503
-        sender = TwilioSender(stub.options(SEND_ATTEMPTS=2), MemorySmsStore())
+        sender = TwilioSender(stub.options(attempts=2), MemorySmsStore())
         try:
             with pytest.raises(SmsSendError, match="after 2 attempts") as caught:
                 await sender.send("+447700900123", "never")
