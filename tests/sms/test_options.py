@@ -29,7 +29,7 @@ def test_old_retry_keys_work_for_one_release_with_a_warning() -> None:
 
     old = {"AUTH_TOKEN": "t", "ATTEMPTS": 2, "SEND_ATTEMPTS": 5, "SEND_BACKOFF": 0.25}
     assert TwilioSmsAdapter.check_options(old) == []
-    with pytest.warns(DeprecationWarning) as caught:
+    with pytest.warns(DeprecationWarning, match="is deprecated") as caught:
         sender = TwilioSender(old, MemorySmsStore())
     said = {str(warning.message).split(" is deprecated")[0] for warning in caught}
     assert said == {'OPTIONS["ATTEMPTS"]', 'OPTIONS["SEND_ATTEMPTS"]', 'OPTIONS["SEND_BACKOFF"]'}
