@@ -27,7 +27,7 @@ from typing import ClassVar, Literal, NamedTuple
 from gateway.exceptions import RouteNotFound
 from gateway.mqtt import filter_covers
 from gateway.types import AnyASGIApp, Receive, Scope, Send
-from routers.url import check_application
+from routers.url import check_application, merge_url_route
 
 __all__ = ["MqttTopicRouter", "TopicNotFound", "topic"]
 
@@ -190,12 +190,7 @@ class MqttTopicRouter:
             match = self.resolve(str(scope["topic"]))
         if match is None:
             raise TopicNotFound(f"No MQTT route found for topic {scope.get('topic')!r}.")
-        outer = scope.get("url_route", {})
-        url_route = {
-            "args": (*outer.get("args", ()), *match.args),
-            "kwargs": {**outer.get("kwargs", {}), **match.kwargs},
-        }
-        scope = {**scope, "url_route": url_route}
+        scope = {**scope, "url_route": merge_url_route(scope, match.args, match.kwargs)}
         if match.remaining is not None:
             scope["topic_remaining"] = match.remaining
         await match.application(scope, receive, send)

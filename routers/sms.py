@@ -17,7 +17,7 @@ from gateway import sms as rules
 from gateway.exceptions import RouteNotFound
 from gateway.sms import is_e164, normalize_number, number_country, split_channel
 from gateway.types import AnyASGIApp, Receive, Scope, Send
-from routers.url import check_application
+from routers.url import check_application, merge_url_route
 
 __all__ = [
     "SMSFromRouter",
@@ -111,11 +111,7 @@ class _PhoneRouter:
         number, whatsapp = split_channel(raw)
         number = normalize_number(number)
         application, kwargs = self.resolve(number)
-        outer = scope.get("url_route", {})
-        url_route = {
-            "args": tuple(outer.get("args", ())),
-            "kwargs": {**outer.get("kwargs", {}), **kwargs},
-        }
+        url_route = merge_url_route(scope, (), kwargs)
         scope = {**scope, self.scope_key: number, "url_route": url_route}
         scope["whatsapp"] = bool(scope.get("whatsapp")) or whatsapp
         await application(scope, receive, send)

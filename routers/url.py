@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple, cast
 
 from django.core.exceptions import ImproperlyConfigured
@@ -15,7 +15,7 @@ from django.urls.resolvers import RegexPattern, RoutePattern
 from gateway.exceptions import RouteNotFound
 from gateway.types import AnyASGIApp, ASGIApp, Receive, Scope, Send
 
-__all__ = ["URLRouter", "check_application", "path", "re_path"]
+__all__ = ["URLRouter", "check_application", "merge_url_route", "path", "re_path"]
 
 
 def path(
@@ -34,6 +34,17 @@ def re_path(
 ) -> URLPattern:
     """Django's ``re_path()`` for a URLRouter route, typed for an ASGI app (see `path`)."""
     return cast(URLPattern, django_re_path(route, cast(Any, app), kwargs, name or None))
+
+
+def merge_url_route(
+    scope: Mapping[str, Any], args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The scope's ``url_route`` with a router's captures added after an outer router's."""
+    outer = scope.get("url_route", {})
+    return {
+        "args": (*outer.get("args", ()), *args),
+        "kwargs": {**outer.get("kwargs", {}), **(kwargs or {})},
+    }
 
 
 def check_application(application: object, where: str) -> None:
@@ -73,11 +84,7 @@ class URLRouter:
         match = self.resolve(path)
         if match is None:
             raise RouteNotFound(f"No route found for path {path!r}.")
-        outer = scope.get("url_route", {})
-        url_route = {
-            "args": (*outer.get("args", ()), *match.args),
-            "kwargs": {**outer.get("kwargs", {}), **match.kwargs},
-        }
+        url_route = merge_url_route(scope, match.args, match.kwargs)
         scope = {**scope, "path_remaining": match.path_remaining, "url_route": url_route}
         await match.application(scope, receive, send)
 
