@@ -118,11 +118,11 @@ async def _replay_mqtt(app: ASGIApp, scope: dict[str, Any], payload: bytes) -> N
 
 async def _replay_email(app: ASGIApp, scope: dict[str, Any], payload: bytes) -> None:
     from gateway import email as mail
-    from protocol_adapters.email_common import run_application
+    from gateway.email_run import run_email_app
 
     attempt = int(scope.get("attempt") or 1) + 1
     email_scope = cast("EmailScope", {**scope, "attempt": attempt})
-    result = await run_application(app, email_scope, payload)
+    result = await run_email_app(app, email_scope, payload)
     if result.rejection is not None:
         # The sender is long gone: a rejection can no longer reach it, only the log.
         logger.warning(

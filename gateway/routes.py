@@ -1,22 +1,25 @@
 """``gateway routes APP``: every route of every protocol; ``--email ADDRESS`` says which matches.
 
-Routers are found through `ProtocolTypeRouter`, `ChannelNameRouter` and any middleware's
-``inner`` application. A router this module does not know is described from its ``routes``
-(and ``default``) when it has them, else listed as one opaque application.
+`find_branch` is the one walk from a root application to the application of one protocol,
+used by the adapters (the SMTP adapter checks recipients against the email branch's router)
+and by this command. Routers are recognised by their shape, not their class, so adapters can
+use this module without importing ``routers``: a `ProtocolTypeRouter` or `ChannelNameRouter`
+by its ``application_mapping``, any other router by its ``routes`` (and ``default``); a
+middleware keeps the application it wraps as ``inner`` (Channels) or ``app`` (Starlette,
+uvicorn). An application that is none of these is listed as one opaque application.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, NamedTuple
 
-from gateway.cli import EXIT_FAILED, EXIT_OK, add_common_options, load_app
-
-__all__ = ["RouteRow", "collect_routes", "describe_app", "match_email", "register"]
+__all__ = ["RouteRow", "collect_routes", "describe_app", "find_branch", "match_email", "register"]
 
 _MAX_DEPTH = 32
+_WRAPPED = ("inner", "app")  # where middleware keeps the application it wraps
 
 
 class RouteRow(NamedTuple):
@@ -37,26 +40,52 @@ def describe_app(app: object) -> str:
     return f"{module}.{name}"
 
 
+def find_branch(app: object, protocol: str) -> object | None:
+    """The application serving `protocol` scopes in a root app, with its middleware peeled off.
+
+    Walks through middleware to the `ProtocolTypeRouter`, takes its `protocol` entry and
+    peels the middleware around that too: for ``"email"`` that is the `EmailToRouter`. None
+    when the `ProtocolTypeRouter` has no such entry; a root without one serves every
+    protocol, so it is the branch itself.
+    """
+    root = _unwrap(app)
+    mapping = _mapping_of(root)
+    if mapping is None:
+        return root
+    branch = mapping.get(protocol)
+    return None if branch is None else _unwrap(branch)
+
+
 def _unwrap(app: object) -> object:
-    # Middleware keeps the wrapped application as `inner`; routers do not.
+    """`app` without the middleware around it: stops at a router or an endpoint."""
     for _ in range(_MAX_DEPTH):
-        if _routes_of(app) is not None or not hasattr(app, "inner"):
+        if _routes_of(app) is not None:
             return app
-        app = app.inner
+        inner = _wrapped(app)
+        if inner is None:
+            return app
+        app = inner
     return app
 
 
-def _routes_of(app: object) -> list[tuple[str, object]] | None:
-    """(pattern, application) pairs of a router, None for an endpoint."""
-    from routers import ChannelNameRouter, ProtocolTypeRouter, URLRouter
-    from routers.email import EmailToRouter
+def _wrapped(app: object) -> object | None:
+    for attribute in _WRAPPED:
+        inner: object = getattr(app, attribute, None)
+        if callable(inner):
+            return inner
+    return None
 
-    if isinstance(app, EmailToRouter):
-        return app.describe_routes()
-    if isinstance(app, URLRouter):
-        return [(str(route.pattern), route.callback) for route in app.routes]
-    if isinstance(app, ChannelNameRouter | ProtocolTypeRouter):
-        return list(app.application_mapping.items())
+
+def _mapping_of(app: object) -> Mapping[str, object] | None:
+    mapping = getattr(app, "application_mapping", None)
+    return mapping if isinstance(mapping, Mapping) else None
+
+
+def _routes_of(app: object) -> list[tuple[str, object]] | None:
+    """(pattern, application) pairs of a router, None for an endpoint or a middleware."""
+    mapping = _mapping_of(app)
+    if mapping is not None:
+        return list(mapping.items())
     routes = getattr(app, "routes", None)
     if not isinstance(routes, list):
         return None
@@ -91,23 +120,20 @@ def _walk(protocol: str, app: object, prefix: str, depth: int = 0) -> Iterator[R
 
 def collect_routes(app: object) -> list[RouteRow]:
     """Every route of every protocol in a root application, in routing order."""
-    from routers import ProtocolTypeRouter
-
     root = _unwrap(app)
-    if isinstance(root, ProtocolTypeRouter):
-        rows: list[RouteRow] = []
-        for protocol, inner in root.application_mapping.items():
-            rows.extend(_walk(protocol, inner, ""))
-        return rows
-    return [RouteRow("*", "*", describe_app(root))]
+    mapping = _mapping_of(root)
+    if mapping is None:
+        return [RouteRow("*", "*", describe_app(root))]
+    rows: list[RouteRow] = []
+    for protocol, inner in mapping.items():
+        rows.extend(_walk(protocol, inner, ""))
+    return rows
 
 
 def match_email(app: object, recipient: str) -> tuple[str, str, dict[str, Any]] | None:
     """(pattern, target, kwargs) of the route taking mail for `recipient`, or None."""
-    from routers.email import find_email_router
-
-    router = find_email_router(app)
-    found = router.resolve(recipient) if router is not None else None
+    resolve = getattr(find_branch(app, "email"), "resolve", None)
+    found = resolve(recipient) if callable(resolve) else None
     if found is None:
         return None
     route, application, kwargs = found
@@ -116,6 +142,9 @@ def match_email(app: object, recipient: str) -> tuple[str, str, dict[str, Any]] 
 
 def register(commands: Any) -> None:
     """Add the ``routes`` subcommand to the ``gateway`` command."""
+    # Imported here: gateway.cli imports the server, which adapters using find_branch skip.
+    from gateway.cli import add_common_options
+
     parser: argparse.ArgumentParser = commands.add_parser(
         "routes", help="list every route of every protocol, or find the route of an address"
     )
@@ -126,6 +155,8 @@ def register(commands: Any) -> None:
 
 
 def _routes_command(args: argparse.Namespace) -> int:
+    from gateway.cli import EXIT_OK, load_app
+
     app = load_app(args.app)
     if args.email is not None:
         return _explain_email(app, args.email)
@@ -139,6 +170,8 @@ def _routes_command(args: argparse.Namespace) -> int:
 
 
 def _explain_email(app: object, recipient: str) -> int:
+    from gateway.cli import EXIT_FAILED, EXIT_OK
+
     match = match_email(app, recipient)
     if match is None:
         sys.stdout.write(f"{recipient}: no route; refused at RCPT (550 5.1.1)\n")

@@ -1,11 +1,12 @@
 """The intake both email adapters share: store, dedup, run the app, report how it went.
 
 An adapter (SMTP, IMAP) hands `EmailIntake.deliver` the raw bytes and the envelope of one
-message for one recipient. The intake skips it when the `EmailStore` says that recipient
-already had it *handled*, runs the application through the adapter's `KeyedDispatcher`,
-records the outcome with the raw bytes as an `InboundEmail` (written behind, in batches) and
-answers with a `Delivery`: what the adapter should tell the sender (SMTP code) or do with
-the message (IMAP: flag it or not).
+message for one recipient. The intake skips it when the store (`InboundMailStore`, named by
+the adapter's ``STORE`` option) says that recipient already had it *handled*, runs the
+application through the adapter's `KeyedDispatcher` (`gateway.email_run.run_email_app`),
+records the outcome with the raw bytes and answers with a `Delivery`: what the adapter should
+tell the sender (SMTP code) or do with the message (IMAP: flag it or not). Recipients are
+checked against the router of the application's email branch (`gateway.routes.find_branch`).
 ``email.send`` events are sent through Django's email backend after the application returned.
 """
 
@@ -14,41 +15,31 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import Message as MimeMessage
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from gateway import email as mail
 from gateway.db import database_sync_to_async
-from gateway.exceptions import UnknownMessageType
+from gateway.email_run import DEFAULT_APP_TIMEOUT, AppResult, run_email_app
+from gateway.email_store import InboundMailStore, StoredStatus, load_mail_store
 from gateway.pipeline import KeyedDispatcher
-from gateway.types import (
-    ASGIApp,
-    EmailRejectEvent,
-    EmailScope,
-    EmailSendEvent,
-    Message,
-)
-from protocol_adapters.email_store import EmailStore, StoredStatus
-from routers.email import find_email_router
+from gateway.routes import find_branch
+from gateway.types import ASGIApp, EmailScope, EmailSendEvent
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
 __all__ = [
     "BUSY",
-    "DEFAULT_APP_TIMEOUT",
-    "AppResult",
     "Delivery",
     "EmailIntake",
-    "EmailStore",
     "Source",
     "build_scope",
     "raw_digest",
     "read_headers",
-    "run_application",
     "smtp_reply",
 ]
 
@@ -56,7 +47,6 @@ logger = logging.getLogger("gateway.email")
 
 Source = Literal["smtp", "imap"]
 Status = Literal["handled", "duplicate", "rejected", "failed", "busy"]
-DEFAULT_APP_TIMEOUT: Final = 120.0
 
 
 # --- scopes from raw bytes -------------------------------------------------------------------
@@ -101,48 +91,6 @@ def build_scope(
 
 
 # --- running the application -----------------------------------------------------------------
-
-
-@dataclass
-class AppResult:
-    """What the application sent while it handled one message."""
-
-    rejection: EmailRejectEvent | None = None
-    outbox: list[EmailSendEvent] = field(default_factory=list)
-
-
-async def run_application(
-    app: ASGIApp, scope: EmailScope, raw: bytes, timeout: float = DEFAULT_APP_TIMEOUT
-) -> AppResult:
-    """Run `app` on one ``email`` scope until it returns; raise what it raised, or TimeoutError."""
-    result = AppResult()
-    first: list[Message] = [{"type": "email.message", "raw": raw}]
-    gone = asyncio.Event()
-
-    async def receive() -> Message:
-        if first:
-            return first.pop()
-        await gone.wait()
-        return {"type": "email.disconnect"}
-
-    async def send(message: Message) -> None:
-        kind = message.get("type")
-        if kind == "email.reject":
-            if result.rejection is None:
-                code = message.get("code", mail.DEFAULT_REJECT_CODE)
-                reason = message.get("reason", mail.DEFAULT_REJECT_REASON)
-                result.rejection = mail.make_reject_event(code, reason)
-        elif kind == "email.send":
-            result.outbox.append(mail.validate_send_event(message))
-        else:
-            raise UnknownMessageType(f"An email application cannot send {kind!r} events.")
-
-    try:
-        async with asyncio.timeout(timeout):
-            await app(dict(scope), receive, send)
-    finally:
-        gone.set()
-    return result
 
 
 async def _send_outbox(outbox: Sequence[EmailSendEvent]) -> None:
@@ -192,7 +140,7 @@ class EmailIntake:
         adapter: str,
         source: Source,
         dispatcher: KeyedDispatcher,
-        store: EmailStore | None = None,
+        store: InboundMailStore | None = None,
         app_timeout: float = DEFAULT_APP_TIMEOUT,
         state: Mapping[str, Any] | None = None,
     ) -> None:
@@ -200,11 +148,11 @@ class EmailIntake:
         self.adapter = adapter
         self.source: Source = source
         self.dispatcher = dispatcher
-        self.store = store if store is not None else EmailStore()
+        self.store = store if store is not None else load_mail_store(None)
         self.app_timeout = app_timeout
         self.state = state
-        self.router = find_email_router(app)
-        if self.router is None:
+        self._accepts = _recipient_check(app)
+        if self._accepts is None:
             logger.warning(
                 "%s: no EmailToRouter found in the application; every recipient is refused.",
                 adapter,
@@ -224,7 +172,7 @@ class EmailIntake:
 
     def accepts(self, recipient: str) -> bool:
         """Whether the application's `EmailToRouter` takes mail for `recipient`."""
-        return self.router is not None and self.router.accepts(recipient)
+        return self._accepts is not None and self._accepts(recipient)
 
     async def deliver(
         self,
@@ -293,6 +241,12 @@ class EmailIntake:
         return await done if accepted else None
 
 
+def _recipient_check(app: ASGIApp) -> Callable[[str], bool] | None:
+    """The ``accepts`` of the router on the application's email branch, if it has one."""
+    accepts = getattr(find_branch(app, "email"), "accepts", None)
+    return accepts if callable(accepts) else None
+
+
 class _Run:
     """One delivery's handler for the dispatcher; it may be called again on retry."""
 
@@ -321,7 +275,7 @@ class _Run:
         try:
             # The consumer's parse_message reuses the header block parsed for the scope.
             with mail.parsed_headers(self.raw, self.headers):
-                result = await run_application(
+                result = await run_email_app(
                     self.intake.app, scope, self.raw, self.intake.app_timeout
                 )
         except Exception as exc:

@@ -21,7 +21,12 @@ from contextlib import suppress
 from typing import Any, ClassVar, Literal
 
 from gateway.adapters import AdapterContext, AdapterHealth, Listener, ProtocolAdapter
-from gateway.db import database_sync_to_async
+from gateway.email_store import (
+    ImapCheckpointStore,
+    checkpoint_store_problems,
+    load_checkpoint_store,
+    mail_store_problems,
+)
 from protocol_adapters.imap_intake import ImapIntake, Verdict
 from protocol_adapters.imap_options import account_problems, parse_accounts
 from protocol_adapters.imap_session import ImapAccount, ImapSession, ImapSessionError
@@ -76,14 +81,18 @@ class ImapAdapter(ProtocolAdapter):
             value = options.get(key, 1)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 problems.append(f"OPTIONS[{key!r}] must be a whole number >= 1")
+        problems += mail_store_problems(options.get("STORE"), "OPTIONS['STORE']")
+        where = "OPTIONS['CHECKPOINT_STORE']"
+        problems += checkpoint_store_problems(options.get("CHECKPOINT_STORE"), where)
         return problems
 
     async def start(self) -> list[Listener]:
         """Start one watcher per mailbox; they connect in the background and keep trying."""
         options = self.context.options
         intake = self._intake = ImapIntake(self.context)
+        checkpoints = load_checkpoint_store(options.get("CHECKPOINT_STORE"))
         self._watchers = [
-            _Watcher(account, intake, self._stopping, options)
+            _Watcher(account, intake, checkpoints, self._stopping, options)
             for account in parse_accounts(options)
         ]
         for watcher in self._watchers:
@@ -123,11 +132,13 @@ class _Watcher:
         self,
         account: ImapAccount,
         intake: ImapIntake,
+        checkpoints: ImapCheckpointStore,
         stopping: asyncio.Event,
         options: Mapping[str, Any],
     ) -> None:
         self.account = account
         self.intake = intake
+        self.checkpoints = checkpoints
         self.stopping = stopping
         self.backoff = float(options.get("RECONNECT_BACKOFF", 1.0))
         self.max_backoff = float(options.get("RECONNECT_MAX_BACKOFF", 60.0))
@@ -197,9 +208,7 @@ class _Watcher:
             )
         self._last_uidvalidity = uidvalidity
         account = self.account
-        return await database_sync_to_async(_resume_after)(
-            account.account, account.mailbox, uidvalidity
-        )
+        return await self.checkpoints.resume_after(account.account, account.mailbox, uidvalidity)
 
     async def _handle(self, session: ImapSession, uid: int) -> None:
         self.state = "handling"
@@ -210,9 +219,8 @@ class _Watcher:
         if verdict == "done":
             await self._acknowledge(session, uid)
         # Dead-lettered and unrouted mail stays unseen; the checkpoint keeps it from looping.
-        await database_sync_to_async(_advance)(
-            self.account.account, self.account.mailbox, session.uidvalidity, uid
-        )
+        account = self.account
+        await self.checkpoints.advance(account.account, account.mailbox, session.uidvalidity, uid)
 
     async def _acknowledge(self, session: ImapSession, uid: int) -> None:
         folder = self.account.move_to
@@ -220,15 +228,3 @@ class _Watcher:
             await session.mark_seen(uid)
         else:
             await session.move(uid, folder)
-
-
-def _resume_after(account: str, mailbox: str, uidvalidity: int) -> int:
-    from django_app.models.imap import ImapCheckpoint
-
-    return ImapCheckpoint.resume_after(account, mailbox, uidvalidity)
-
-
-def _advance(account: str, mailbox: str, uidvalidity: int, uid: int) -> None:
-    from django_app.models.imap import ImapCheckpoint
-
-    ImapCheckpoint.advance(account, mailbox, uidvalidity, uid)

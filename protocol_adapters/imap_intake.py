@@ -10,8 +10,10 @@ from typing import Literal
 
 from gateway import email as mail
 from gateway.adapters import AdapterContext
+from gateway.email_run import DEFAULT_APP_TIMEOUT
+from gateway.email_store import load_mail_store
 from gateway.pipeline import KeyedDispatcher
-from protocol_adapters.email_common import DEFAULT_APP_TIMEOUT, EmailIntake, read_headers
+from protocol_adapters.email_common import EmailIntake, read_headers
 from protocol_adapters.imap_options import retry_policy
 from protocol_adapters.imap_session import ImapAccount
 
@@ -66,6 +68,7 @@ class ImapIntake:
             adapter=context.name,
             source="imap",
             dispatcher=self.dispatcher,
+            store=load_mail_store(options.get("STORE")),
             app_timeout=float(options.get("APP_TIMEOUT", DEFAULT_APP_TIMEOUT)),
         )
 

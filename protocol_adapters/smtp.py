@@ -21,14 +21,10 @@ from typing import Any, Final
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from gateway.adapters import AdapterHealth, Listener, ProtocolAdapter
+from gateway.email_run import DEFAULT_APP_TIMEOUT
+from gateway.email_store import load_mail_store, mail_store_problems
 from gateway.pipeline import DeadLetter, KeyedDispatcher, RetryPolicy
-from protocol_adapters.email_common import (
-    BUSY,
-    DEFAULT_APP_TIMEOUT,
-    EmailIntake,
-    EmailStore,
-    smtp_reply,
-)
+from protocol_adapters.email_common import BUSY, EmailIntake, smtp_reply
 
 __all__ = ["DEFAULTS", "SMTPAdapter"]
 
@@ -49,7 +45,9 @@ DEFAULTS: Final[dict[str, Any]] = {
     "AUTH_USERS": None,  # {login: password}; AUTH off when None
     "AUTH_REQUIRED": False,
     "AUTH_REQUIRE_TLS": True,
-    "STORE": None,  # store and dedup in InboundEmail; None: when django_app is installed
+    # The InboundMailStore (dotted path; True: the database); None: the database when
+    # django_app is installed; False: nothing kept, no dedup.
+    "STORE": None,
 }
 
 ANSWER_UNKNOWN_RECIPIENT: Final = "550 5.1.1 Recipient address rejected: no such mailbox here"
@@ -93,6 +91,7 @@ def _option_errors(options: Mapping[str, Any]) -> list[str]:
         errors.append("AUTH_USERS must be a dict of login -> password (str), or None")
     if merged["AUTH_REQUIRED"] and not users:
         errors.append("AUTH_REQUIRED is True but AUTH_USERS is empty: nobody could send")
+    errors += mail_store_problems(merged["STORE"])
     return errors
 
 
@@ -136,7 +135,7 @@ class SMTPAdapter(ProtocolAdapter):
             adapter=self.context.name,
             source="smtp",
             dispatcher=self._dispatcher,
-            store=EmailStore(options["STORE"]),
+            store=load_mail_store(options["STORE"]),
             app_timeout=float(options["APP_TIMEOUT"]),
         )
         if options["TLS_CERT"]:

@@ -9,9 +9,9 @@ from typing import Any
 
 from gateway.exceptions import RouteNotFound
 from gateway.types import AnyASGIApp, Receive, Scope, Send
-from routers.url import check_application
+from routers.url import check_application, merge_url_route
 
-__all__ = ["EmailRoute", "EmailToRouter", "address", "find_email_router"]
+__all__ = ["EmailRoute", "EmailToRouter", "address"]
 
 
 @dataclass(frozen=True)
@@ -86,35 +86,5 @@ class EmailToRouter:
         if found is None:
             raise RouteNotFound(f"No route found for email recipient {recipient!r}.")
         _, application, kwargs = found
-        outer = scope.get("url_route", {})
-        url_route = {
-            "args": tuple(outer.get("args", ())),
-            "kwargs": {**outer.get("kwargs", {}), **kwargs},
-        }
+        url_route = merge_url_route(scope, (), kwargs)
         await application({**scope, "url_route": url_route}, receive, send)
-
-    def describe_routes(self) -> list[tuple[str, object]]:
-        """(pattern, application) for every route, then ("(default)", app) if set."""
-        rows: list[tuple[str, object]] = [(r.pattern, r.application) for r in self.routes]
-        if self.default is not None:
-            rows.append(("(default)", self.default))
-        return rows
-
-
-def find_email_router(app: object, *, depth: int = 32) -> EmailToRouter | None:
-    """The `EmailToRouter` serving ``email`` scopes in a root app, through routers and middleware.
-
-    Follows `ProtocolTypeRouter`'s ``"email"`` entry and any middleware's ``inner``
-    application; None when the app hides it (then every recipient is refused).
-    """
-    for _ in range(depth):
-        if isinstance(app, EmailToRouter):
-            return app
-        mapping = getattr(app, "application_mapping", None)
-        if isinstance(mapping, dict):
-            app = mapping.get("email")
-        elif hasattr(app, "inner"):
-            app = app.inner
-        else:
-            return None
-    return None

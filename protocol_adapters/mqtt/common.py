@@ -35,6 +35,7 @@ from gateway.mqtt import (
     validate_publish_event,
 )
 from gateway.pipeline import KeyedDispatcher, OnDone, Outcome
+from gateway.routes import find_branch
 from gateway.types import MqttScope
 from protocol_adapters.mqtt.options import (
     COMMON_OPTION_KEYS,
@@ -173,27 +174,6 @@ class MqttIntake:
 # --- subscriptions ---------------------------------------------------------------------------
 
 
-def _find_mqtt_app(app: object) -> object | None:
-    """Walk from the root app to its mqtt branch: ProtocolTypeRouter, then middleware."""
-    seen: set[int] = set()
-    current: object | None = app
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if callable(getattr(current, "mqtt_subscriptions", None)):
-            return current
-        mapping = getattr(current, "application_mapping", None)
-        if isinstance(mapping, Mapping):
-            current = mapping.get(PROTOCOL)
-            if current is None:
-                return None
-            continue
-        inner = getattr(current, "inner", None) or getattr(current, "app", None)
-        if inner is None:
-            return current
-        current = inner
-    return current
-
-
 def subscriptions_for(app: object, options: MqttOptions | None = None) -> list[str]:
     """The filters to subscribe to: OPTIONS["SUBSCRIPTIONS"], else derived from the routes.
 
@@ -202,7 +182,7 @@ def subscriptions_for(app: object, options: MqttOptions | None = None) -> list[s
     """
     if options is not None and options.subscriptions is not None:
         return list(options.subscriptions)
-    found = _find_mqtt_app(app)
+    found = find_branch(app, PROTOCOL)
     if found is None:
         return []
     lister = getattr(found, "mqtt_subscriptions", None)

@@ -13,17 +13,13 @@ from hypothesis import strategies as st
 from django_app.models import InboundEmail
 from gateway import email as mail
 from gateway.consumers.email import AsyncEmailConsumer
+from gateway.email_run import run_email_app
+from gateway.email_store import NoMailStore, load_mail_store
 from gateway.exceptions import UnknownMessageType
+from gateway.middleware import BaseMiddleware
 from gateway.pipeline import KeyedDispatcher, RetryPolicy
 from gateway.types import Receive, Scope, Send
-from protocol_adapters.email_common import (
-    Delivery,
-    EmailIntake,
-    EmailStore,
-    build_scope,
-    run_application,
-    smtp_reply,
-)
+from protocol_adapters.email_common import Delivery, EmailIntake, build_scope, smtp_reply
 from routers import EmailToRouter, ProtocolTypeRouter, address
 
 RAW = (
@@ -67,7 +63,7 @@ def intake_for(
         retry=RetryPolicy(attempts=attempts, initial_backoff=0.01),
     )
     return EmailIntake(
-        app, adapter="test", source="imap", dispatcher=dispatcher, store=EmailStore(store)
+        app, adapter="test", source="imap", dispatcher=dispatcher, store=load_mail_store(store)
     )
 
 
@@ -88,6 +84,34 @@ def test_intake_accepts_what_the_router_accepts() -> None:
     intake = intake_for(Behaviour(), store=False)
     assert intake.accepts("SUPPORT@example.com")
     assert not intake.accepts("sales@example.com")
+
+
+class KeepsItsAppAsApp:
+    """A middleware that keeps the application it wraps as ``app``, as Starlette's do."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
+
+
+async def endpoint(scope: Scope, receive: Receive, send: Send) -> None:
+    return None
+
+
+def test_intake_finds_the_router_behind_middleware_keeping_app_or_inner() -> None:
+    router = EmailToRouter([address(r"support@example\.com", endpoint)])
+    for app in (
+        KeepsItsAppAsApp(ProtocolTypeRouter({"email": KeepsItsAppAsApp(router)})),
+        BaseMiddleware(ProtocolTypeRouter({"email": KeepsItsAppAsApp(BaseMiddleware(router))})),
+    ):
+        dispatcher = KeyedDispatcher("email")
+        intake = EmailIntake(
+            app, adapter="t", source="smtp", dispatcher=dispatcher, store=NoMailStore()
+        )
+        assert intake.accepts("support@example.com")
+        assert not intake.accepts("sales@example.com")
 
 
 @pytest.mark.django_db(transaction=True)
@@ -169,7 +193,7 @@ async def test_busy_when_the_dispatcher_is_full_and_not_waiting() -> None:
 
     dispatcher = KeyedDispatcher("email", max_in_flight=1)
     intake = EmailIntake(
-        slow, adapter="t", source="smtp", dispatcher=dispatcher, store=EmailStore(False)
+        slow, adapter="t", source="smtp", dispatcher=dispatcher, store=NoMailStore()
     )
     first = asyncio.create_task(intake.deliver(RAW, sender="", recipient="a@b.test"))
     await asyncio.sleep(0.05)
@@ -200,27 +224,27 @@ async def test_replies_are_sent_through_django_after_the_app_returned(mailoutbox
     assert sent.extra_headers["In-Reply-To"] == "<c1@customer.test>"
 
 
-async def test_run_application_rules() -> None:
+async def test_run_email_app_rules() -> None:
     scope = build_scope(RAW, source="smtp", adapter="t", sender="", recipient="a@b.test")
 
     async def unknown_event(scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "email.frobnicate"})
 
     with pytest.raises(UnknownMessageType):
-        await run_application(unknown_event, scope, RAW)
+        await run_email_app(unknown_event, scope, RAW)
 
     async def hangs(scope: Scope, receive: Receive, send: Send) -> None:
         assert (await receive())["raw"] == RAW
         await receive()  # waits for a disconnect that only the timeout brings
 
     with pytest.raises(TimeoutError):
-        await run_application(hangs, scope, RAW, timeout=0.05)
+        await run_email_app(hangs, scope, RAW, timeout=0.05)
 
     async def first_reject_wins(scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "email.reject", "code": 451, "reason": "4.7.1 Later"})
         await send({"type": "email.reject"})
 
-    result = await run_application(first_reject_wins, scope, RAW)
+    result = await run_email_app(first_reject_wins, scope, RAW)
     assert result.rejection == {"type": "email.reject", "code": 451, "reason": "4.7.1 Later"}
 
 

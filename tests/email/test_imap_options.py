@@ -37,7 +37,13 @@ def test_every_mistake_is_reported_with_its_setting() -> None:
         "RECIPIENT_HEADERS": "Delivered-To",
         "COLOUR": "blue",
     }
-    options = {"ACCOUNTS": [bad], "RETRY_ATTEMPTS": 0, "RECONNECT_BACKOFF": -1}
+    options = {
+        "ACCOUNTS": [bad],
+        "RETRY_ATTEMPTS": 0,
+        "RECONNECT_BACKOFF": -1,
+        "STORE": "yes",
+        "CHECKPOINT_STORE": False,
+    }
     problems = ImapAdapter.check_options(options)
     where = "OPTIONS['ACCOUNTS'][0]"
     expected = [
@@ -52,8 +58,19 @@ def test_every_mistake_is_reported_with_its_setting() -> None:
         f"{where}['RECIPIENT'] is required when USERNAME is not an address",
         "OPTIONS['RECONNECT_BACKOFF'] must be a number of seconds >= 0",
         "OPTIONS['RETRY_ATTEMPTS'] must be a whole number >= 1",
+        "OPTIONS['STORE']: cannot import 'yes': yes doesn't look like a module path",
+        "OPTIONS['CHECKPOINT_STORE'] must be None or a dotted path to a class, got False",
     ]
     assert problems == expected
+
+
+def test_store_options_name_a_class_by_dotted_path() -> None:
+    options = {
+        "ACCOUNTS": [GOOD],
+        "STORE": "gateway.email_store.NoMailStore",
+        "CHECKPOINT_STORE": "django_app.imap_checkpoints.DatabaseCheckpointStore",
+    }
+    assert ImapAdapter.check_options(options) == []
 
 
 def test_a_mailbox_listed_twice_is_refused() -> None:

@@ -11,7 +11,7 @@ from gateway.cli import main
 from gateway.consumers.email import AsyncEmailConsumer
 from gateway.consumers.websocket import AsyncWebsocketConsumer
 from gateway.middleware import BaseMiddleware
-from gateway.routes import collect_routes, match_email
+from gateway.routes import collect_routes, find_branch, match_email
 from routers import ChannelNameRouter, EmailToRouter, ProtocolTypeRouter, URLRouter, address
 
 
@@ -90,6 +90,46 @@ def test_match_email() -> None:
         {"device_id": "Pump-1"},
     )
     assert match_email(no_default, "sales@example.com") is None
+
+
+class KeepsItsAppAsApp:
+    """A middleware that keeps the application it wraps as ``app``, as Starlette's do."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self.app(scope, receive, send)
+
+
+def test_find_branch_through_protocol_router_and_middleware_of_both_kinds() -> None:
+    router = EmailToRouter([address(r"a@b\.test", Ticket.as_asgi())])
+    for wrap in (BaseMiddleware, KeepsItsAppAsApp):
+        root = wrap(ProtocolTypeRouter({"email": wrap(wrap(router)), "http": django_like}))
+        assert find_branch(root, "email") is router
+        assert find_branch(root, "http") is django_like
+        assert find_branch(root, "mqtt") is None
+    channels = ChannelNameRouter({"email": Worker.as_asgi()})
+    # One level of ProtocolTypeRouter: a channel router's names are not protocols.
+    assert find_branch(ProtocolTypeRouter({"channel": channels}), "channel") is channels
+    # A root without a ProtocolTypeRouter serves every protocol itself.
+    assert find_branch(KeepsItsAppAsApp(router), "email") is router
+    assert find_branch(django_like, "email") is django_like
+
+
+def test_routes_behind_middleware_keeping_its_app_as_app() -> None:
+    email = application.application_mapping["email"]
+    wrapped = KeepsItsAppAsApp(ProtocolTypeRouter({"email": KeepsItsAppAsApp(email)}))
+    assert [row.pattern for row in collect_routes(wrapped)] == [
+        r"support@example\.com",
+        r"(?P<device_id>[\w-]+)@devices\.example\.com",
+        "(default)",
+    ]
+    assert match_email(wrapped, "support@example.com") == (
+        r"support@example\.com",
+        f"{__name__}.Ticket",
+        {},
+    )
 
 
 def test_command_prints_the_routes(capsys: pytest.CaptureFixture[str]) -> None:

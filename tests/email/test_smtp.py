@@ -138,6 +138,27 @@ async def test_overloaded_adapter_answers_451_busy() -> None:
         assert await first == {}
 
 
+class KeepsItsAppAsApp:
+    """A middleware that keeps the application it wraps as ``app``, as Starlette's do."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self.app({**scope, "wrapped": True}, receive, send)
+
+
+async def test_recipients_are_routed_through_middleware_that_keeps_its_app_as_app() -> None:
+    inbox = Inbox()
+    router = make_app(inbox).application_mapping["email"]  # type: ignore[attr-defined]
+    app = KeepsItsAppAsApp(ProtocolTypeRouter({"email": KeepsItsAppAsApp(router)}))
+    async with smtp_gateway(app) as port:
+        refused = await asend(port, wire(message()), ["support@example.com"])
+    assert refused == {}  # accepted at RCPT, not 550 for want of a router
+    [seen] = inbox.seen
+    assert (seen["recipient"], seen["scope"]["wrapped"]) == ("support@example.com", True)
+
+
 class ExplodingRouter(EmailToRouter):
     def accepts(self, recipient: str) -> bool:
         raise RuntimeError("secret internals")
@@ -179,6 +200,7 @@ def test_check_options_reports_every_mistake() -> None:
             "DATA_SIZE_LIMIT": 0,
             "TLS_CERT": "/x.pem",
             "AUTH_REQUIRED": True,
+            "STORE": 3,
             "PROT": 1,
         }
     )
@@ -188,5 +210,6 @@ def test_check_options_reports_every_mistake() -> None:
         "DATA_SIZE_LIMIT must be a positive integer, got 0",
         "TLS_CERT and TLS_KEY go together: set both for STARTTLS, or neither",
         "AUTH_REQUIRED is True but AUTH_USERS is empty: nobody could send",
+        "STORE must be None, True, False or a dotted path to a class, got 3",
     ]
     assert SMTPAdapter.check_options({"PORT": 0, "AUTH_USERS": {"relay": "pw"}}) == []

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from django_app.inbound_mail_db import store_key
 from protocol_adapters.email_common import build_scope, raw_digest
-from protocol_adapters.email_store import store_key
 from tests.email.support import message, send, wire
 from tests.server.process import ROOT, GatewayProcess, gateway_env, spawn, wait_ready
 

@@ -1,4 +1,7 @@
-"""`EmailStore` lookups: batched through a thread, inline on a SQLite file, after a restart."""
+"""`DatabaseMailStore` lookups: batched through a thread, inline on a SQLite file, after a restart.
+
+And how the ``STORE`` / ``CHECKPOINT_STORE`` options load a store, or name what is wrong.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +9,26 @@ import asyncio
 import sqlite3
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.db import connection
 
+from django_app.imap_checkpoints import DatabaseCheckpointStore
+from django_app.inbound_mail import DatabaseMailStore
+from django_app.inbound_mail_db import SQLiteReader, store_key
 from gateway.consumers.email import AsyncEmailConsumer
+from gateway.email_store import (
+    Known,
+    NoMailStore,
+    checkpoint_store_problems,
+    load_checkpoint_store,
+    load_mail_store,
+    mail_store_problems,
+)
+from gateway.exceptions import ImproperlyConfiguredGateway
 from gateway.pipeline import KeyedDispatcher, RetryPolicy
-from protocol_adapters.email_common import EmailIntake, EmailStore, build_scope, raw_digest
-from protocol_adapters.email_store import Known, _SQLiteReader, store_key
+from protocol_adapters.email_common import EmailIntake, build_scope, raw_digest
 from routers import EmailToRouter, ProtocolTypeRouter, address
 
 RECIPIENT = "support@example.com"
@@ -36,7 +51,8 @@ def intake(calls: list[str]) -> EmailIntake:
 
     app = ProtocolTypeRouter({"email": EmailToRouter([address(RECIPIENT, Consumer.as_asgi())])})
     dispatcher = KeyedDispatcher("email", max_in_flight=50, retry=RetryPolicy(attempts=1))
-    return EmailIntake(app, adapter="t", source="smtp", dispatcher=dispatcher, store=EmailStore())
+    store = load_mail_store(None)
+    return EmailIntake(app, adapter="t", source="smtp", dispatcher=dispatcher, store=store)
 
 
 async def deliver_all(gate: EmailIntake, raws: list[bytes]) -> list[str]:
@@ -48,7 +64,7 @@ async def deliver_all(gate: EmailIntake, raws: list[bytes]) -> list[str]:
 
 @pytest.mark.django_db(transaction=True)
 async def test_concurrent_lookups_answer_each_message_for_itself() -> None:
-    store = EmailStore(True)
+    store = DatabaseMailStore()
     raws = [raw_message(n) for n in range(30)]
     scopes = [
         build_scope(raw, source="smtp", adapter="t", sender="", recipient=RECIPIENT) for raw in raws
@@ -57,7 +73,7 @@ async def test_concurrent_lookups_answer_each_message_for_itself() -> None:
         store.record(scopes[n], raw_digest(raws[n]), raws[n], "", "handled", 1)
         store.record(scopes[n + 1], raw_digest(raws[n + 1]), raws[n + 1], "", "failed", 2)
     assert await store.aclose()
-    fresh = EmailStore(True)  # answers from the database only, many lookups per query
+    fresh = DatabaseMailStore()  # answers from the database only, many lookups per query
     answers = await asyncio.gather(
         *(fresh.lookup(scope, raw_digest(raw)) for scope, raw in zip(scopes, raws, strict=True))
     )
@@ -87,7 +103,7 @@ async def test_upsert_keeps_the_first_bytes_and_takes_the_last_outcome() -> None
 
     raw = raw_message(1)
     scope = build_scope(raw, source="smtp", adapter="t", sender="", recipient=RECIPIENT)
-    store = EmailStore(True)
+    store = DatabaseMailStore()
     store.record(scope, raw_digest(raw), raw, "Ticket 1", "failed", 1, "boom")
     assert await store.flush()
     store.record(scope, raw_digest(raw), raw, "Ticket 1", "handled", 2)
@@ -118,7 +134,7 @@ def test_inline_reader_sees_other_connections_commits_and_never_waits(tmp_path: 
     raw = raw_message(1)
     scope = build_scope(raw, source="smtp", adapter="t", sender="", recipient=RECIPIENT)
     key = store_key(scope, raw_digest(raw))
-    reader = _SQLiteReader(str(path))
+    reader = SQLiteReader(str(path))
     try:
         assert reader.get(key) is None
         # Another process writes the row: the reader's next lookup sees it.
@@ -140,3 +156,34 @@ def test_inline_reader_sees_other_connections_commits_and_never_waits(tmp_path: 
         other.close()
     finally:
         reader.close()
+
+
+def test_store_option_none_true_false_or_a_dotted_path() -> None:
+    # None: the database, as the gateway's Django app is installed in the test settings.
+    assert isinstance(load_mail_store(None), DatabaseMailStore)
+    assert isinstance(load_mail_store(True), DatabaseMailStore)
+    assert isinstance(load_mail_store(False), NoMailStore)
+    assert isinstance(load_mail_store("gateway.email_store.NoMailStore"), NoMailStore)
+    assert isinstance(load_checkpoint_store(None), DatabaseCheckpointStore)
+
+
+def test_store_without_the_django_app_keeps_nothing(settings: Any) -> None:
+    settings.INSTALLED_APPS = [app for app in settings.INSTALLED_APPS if app != "django_app"]
+    assert isinstance(load_mail_store(None), NoMailStore)
+    assert isinstance(load_mail_store(True), DatabaseMailStore)  # asked for: not second-guessed
+
+
+def test_bad_store_options_name_the_setting() -> None:
+    assert mail_store_problems(None) == mail_store_problems(False) == []
+    assert mail_store_problems("gateway.email_store.NoMailStore") == []
+    assert mail_store_problems(3) == [
+        "STORE must be None, True, False or a dotted path to a class, got 3"
+    ]
+    [problem] = mail_store_problems("no.such.Store")
+    assert problem.startswith("STORE: cannot import 'no.such.Store'")
+    [problem] = checkpoint_store_problems(False, "OPTIONS['CHECKPOINT_STORE']")
+    assert problem.startswith("OPTIONS['CHECKPOINT_STORE'] must be None or a dotted path")
+    with pytest.raises(ImproperlyConfiguredGateway, match=r"^STORE: cannot import"):
+        load_mail_store("no.such.Store")
+    with pytest.raises(ImproperlyConfiguredGateway, match=r"^CHECKPOINT_STORE must be"):
+        load_checkpoint_store(42)

@@ -9,11 +9,12 @@ from email.message import EmailMessage
 import pytest
 from asgiref.sync import async_to_sync
 
+from django_app.inbound_mail import DatabaseMailStore
 from django_app.models import InboundEmail
 from gateway.consumers.email import AsyncEmailConsumer
+from gateway.email_store import Known
 from gateway.pipeline import KeyedDispatcher, RetryPolicy
-from protocol_adapters.email_common import EmailIntake, EmailStore, build_scope, raw_digest
-from protocol_adapters.email_store import Known
+from protocol_adapters.email_common import EmailIntake, build_scope, raw_digest
 from routers import EmailToRouter, ProtocolTypeRouter, address
 from tests.postgres.support import race_behind_lock
 
@@ -32,7 +33,7 @@ def process_storing(recipients: Sequence[str]) -> Callable[[], list[Known | None
     """A gateway process: records the outcome for each recipient, flushes, then looks up."""
 
     async def run() -> list[Known | None]:
-        store = EmailStore(True)
+        store = DatabaseMailStore()
         digest = raw_digest(RAW)
         scopes = [
             build_scope(RAW, source="smtp", adapter="pg", sender="alice@customer.test", recipient=r)
@@ -42,7 +43,7 @@ def process_storing(recipients: Sequence[str]) -> Callable[[], list[Known | None
             store.record(scope, digest, RAW, "Help", "handled", 1)
         assert await store.aclose(WAIT)
         # A fresh store answers from the database, not from its own pending records.
-        fresh = EmailStore(True)
+        fresh = DatabaseMailStore()
         return [await fresh.lookup(scope, digest) for scope in scopes]
 
     return async_to_sync(run)
@@ -59,7 +60,8 @@ def intake(calls: list[str]) -> EmailIntake:
         {"email": EmailToRouter([address(r"support@example\.com", Consumer.as_asgi())])}
     )
     dispatcher = KeyedDispatcher("email", retry=RetryPolicy(attempts=1, initial_backoff=0.01))
-    return EmailIntake(app, adapter="pg", source="smtp", dispatcher=dispatcher, store=EmailStore())
+    store = DatabaseMailStore()
+    return EmailIntake(app, adapter="pg", source="smtp", dispatcher=dispatcher, store=store)
 
 
 def test_same_message_stored_at_once_by_two_processes_gives_one_row(

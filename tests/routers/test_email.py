@@ -11,10 +11,8 @@ from hypothesis import strategies as st
 
 from gateway.consumers.email import AsyncEmailConsumer
 from gateway.exceptions import RouteNotFound
-from gateway.middleware import BaseMiddleware
 from gateway.types import Receive, Scope, Send
-from routers import EmailToRouter, ProtocolTypeRouter, URLRouter, address
-from routers.email import find_email_router
+from routers import EmailToRouter, address
 
 
 class Recorder:
@@ -97,14 +95,6 @@ def test_bad_routes_are_refused_at_configuration() -> None:
         address(r"a@b", AsyncEmailConsumer)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="address"):
         EmailToRouter([(r"a@b", Recorder("x"))])  # type: ignore[list-item]
-
-
-def test_find_email_router_through_protocol_router_and_middleware() -> None:
-    router = EmailToRouter([address(r"a@b\.test", Recorder("x"))])
-    root = BaseMiddleware(ProtocolTypeRouter({"email": BaseMiddleware(router)}))
-    assert find_email_router(root) is router
-    assert find_email_router(ProtocolTypeRouter({"http": URLRouter([])})) is None
-    assert find_email_router(Recorder("opaque")) is None
 
 
 @given(st.from_regex(r"[a-z0-9._+-]{1,20}@[a-z0-9-]{1,10}\.(com|test)", fullmatch=True))

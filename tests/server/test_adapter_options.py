@@ -48,7 +48,7 @@ def test_every_problem_once_naming_its_key(tmp_path: Path) -> None:
         'OPTIONS["SIZE"] must be a positive integer, got 0',
         'OPTIONS["RETRY"]["TRIES"] is not a known key',
         'OPTIONS["RETRY"]["ATTEMPTS"] must be an integer >= 1, got 0',
-        "OPTIONS[\"RECONNECT\"] must be a dict with INITIAL, MAX, got []",
+        'OPTIONS["RECONNECT"] must be a dict with INITIAL, MAX, got []',
         'OPTIONS["TLS"]["CERT_FILE"] is missing',
         f'OPTIONS["TLS"]["KEY_FILE"] must be the path of a readable PEM file, '
         f"got {str(tmp_path / 'missing.pem')!r}",
