@@ -280,11 +280,12 @@ def build_sms_scope(
     media: Sequence[SmsMedia] = (),
     country: str | None = None,
     extra: Mapping[str, str] | None = None,
+    state: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The ``sms`` scope of docs/specs/sms.md; numbers are normalised here, for every provider."""
     sender, whatsapp = split_channel(from_)
     sender = normalize_number(sender)
-    return {
+    scope = {
         "type": "sms",
         "asgi": {"version": "3.0", "spec_version": SPEC_VERSION},
         "provider": provider,
@@ -297,6 +298,9 @@ def build_sms_scope(
         "media": list(media),
         "extra": dict(extra or {}),
     }
+    if state is not None:
+        scope["state"] = dict(state)  # a shallow copy, as for HTTP
+    return scope
 
 
 async def run_sms_app(

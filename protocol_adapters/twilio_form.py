@@ -29,7 +29,9 @@ class MissingFields(ValueError):
     """The webhook form lacks required fields."""
 
 
-def inbound_scope(form: Mapping[str, str], adapter: str) -> dict[str, Any]:
+def inbound_scope(
+    form: Mapping[str, str], adapter: str, state: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """The ``sms`` scope for a Twilio webhook form; raises MissingFields."""
     missing = [name for name in ("MessageSid", "From", "To") if not form.get(name)]
     if missing:
@@ -46,6 +48,7 @@ def inbound_scope(form: Mapping[str, str], adapter: str) -> dict[str, Any]:
         media=media,
         country=form.get("FromCountry") or None,
         extra={key: value for key, value in form.items() if key not in consumed},
+        state=state,
     )
 
 

@@ -115,7 +115,7 @@ class TwilioSmsAdapter(ProtocolAdapter):
         if form is None:
             return
         try:
-            sms_scope = inbound_scope(form, self.context.name)
+            sms_scope = inbound_scope(form, self.context.name, self.context.state)
         except MissingFields as exc:
             await self._refuse(send, 400, f"Bad Request: {exc}")
             return

@@ -89,7 +89,8 @@ class MqttIntake:
         self.broker: BrokerKind = broker
         self.options = options
         self.publish = publish
-        self.state = state
+        # The lifespan state (docs/specs: scope["state"]), a shallow copy per scope.
+        self.state = state if state is not None else context.state
         self._stopped = asyncio.Event()
         self.dispatcher = KeyedDispatcher(
             PROTOCOL,
