@@ -122,7 +122,7 @@ async def _replay_email(app: ASGIApp, scope: dict[str, Any], payload: bytes) -> 
 
     attempt = int(scope.get("attempt") or 1) + 1
     email_scope = cast("EmailScope", {**scope, "attempt": attempt})
-    result = await run_email_app(app, email_scope, payload)
+    result = await run_email_app(app, email_scope, payload, standalone=True)
     if result.rejection is not None:
         # The sender is long gone: a rejection can no longer reach it, only the log.
         logger.warning(

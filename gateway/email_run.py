@@ -44,16 +44,26 @@ class AppResult:
 
 
 async def run_email_app(
-    app: ASGIApp, scope: EmailScope, raw: bytes, timeout: float = DEFAULT_APP_TIMEOUT
+    app: ASGIApp,
+    scope: EmailScope,
+    raw: bytes,
+    timeout: float = DEFAULT_APP_TIMEOUT,
+    *,
+    standalone: bool = False,
 ) -> AppResult:
-    """Run `app` on one ``email`` scope until it returns; raise what it raised, or TimeoutError."""
+    """Run `app` on one ``email`` scope until it returns; raise what it raised, or TimeoutError.
+
+    In an adapter a second ``receive()`` waits until the adapter gives up on the application
+    (`timeout`); `standalone` (a test communicator, a replay: nothing around to stop) answers
+    it with ``email.disconnect`` at once, as the other protocols' runners do.
+    """
     result = AppResult()
-    # A second receive() waits until the application returned: only the timeout ends it.
-    gone = asyncio.Event()
+    gone = None if standalone else asyncio.Event()
     try:
         async with asyncio.timeout(timeout):
             event: Message = {"type": "email.message", "raw": raw}
             await run_one_event(app, scope, event, result.collect, stopped=gone)
     finally:
-        gone.set()
+        if gone is not None:
+            gone.set()
     return result

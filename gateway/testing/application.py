@@ -4,11 +4,31 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 from asgiref.testing import ApplicationCommunicator as BaseApplicationCommunicator
 
 from gateway.db import close_old_connections_enabled
 from gateway.types import ASGIApp, Message, Scope
+
+T = TypeVar("T")
+
+
+async def run_in_test_context(coroutine: Coroutine[Any, Any, T], timeout: float) -> T:
+    """Run one application call as an adapter would, in a fresh context, within `timeout`.
+
+    Connection closing is off in that context, as Django's test client does, so the test's
+    database connection and transaction stay usable. The communicators of one-event scopes
+    (MQTT, email, SMS) run the protocol's own runner through this.
+    """
+    context = contextvars.Context()
+    context.run(close_old_connections_enabled.set, False)
+    task: asyncio.Task[T] = context.run(asyncio.create_task, coroutine)
+    try:
+        return await asyncio.wait_for(task, timeout)
+    except TimeoutError:
+        raise TimeoutError(f"The application did not return within {timeout} seconds.") from None
 
 
 class ApplicationCommunicator(BaseApplicationCommunicator):

@@ -7,7 +7,8 @@ from email.message import EmailMessage
 from typing import Any, Literal
 
 from gateway import email as mail
-from gateway.testing.application import ApplicationCommunicator
+from gateway.email_run import run_email_app
+from gateway.testing.application import run_in_test_context
 from gateway.types import ASGIApp, EmailRejectEvent, EmailSendEvent
 
 
@@ -32,11 +33,13 @@ def _as_bytes(message: EmailMessage | bytes | str) -> bytes:
     return message
 
 
-class EmailCommunicator(ApplicationCommunicator):
+class EmailCommunicator:
     """Runs an ``email`` application on one message; `deliver()` returns its `EmailOutcome`.
 
     `message` is an `EmailMessage`, raw bytes or text. The recipient defaults to the first
     To address and the envelope sender to the From address, as a mail server would see them.
+    The application runs exactly as the SMTP and IMAP adapters run it (`run_email_app`): an
+    event other than ``email.reject`` / ``email.send`` raises `UnknownMessageType`.
     """
 
     def __init__(
@@ -50,10 +53,11 @@ class EmailCommunicator(ApplicationCommunicator):
         adapter: str = "test",
         **envelope: Any,
     ) -> None:
+        self.application = application
         self.raw = _as_bytes(message)
         parsed = mail.parse_message(self.raw)
         to = recipient if recipient is not None else mail.sender_address(parsed, "To")
-        scope = mail.make_scope(
+        self.scope = mail.make_scope(
             source=source,
             adapter=adapter,
             sender=sender if sender is not None else mail.sender_address(parsed),
@@ -61,22 +65,14 @@ class EmailCommunicator(ApplicationCommunicator):
             message_id=mail.message_id(parsed),
             **envelope,
         )
-        super().__init__(application, dict(scope))
 
     async def deliver(self, timeout: float = 1) -> EmailOutcome:
-        """Send ``email.message``, wait until the application returns, and collect its events.
+        """Run the application on the message until it returns; collect what it sent.
 
         Raises what the application raised (an adapter would answer 451 and retry).
         """
-        await self.send_input({"type": "email.message", "raw": self.raw})
-        await self.wait(timeout)
-        outcome = EmailOutcome()
-        while not self.output_queue.empty():
-            event = self.output_queue.get_nowait()
-            if event["type"] == "email.reject" and outcome.rejected is None:
-                code = event.get("code", mail.DEFAULT_REJECT_CODE)
-                reason = event.get("reason", mail.DEFAULT_REJECT_REASON)
-                outcome.rejected = mail.make_reject_event(code, reason)
-            elif event["type"] == "email.send":
-                outcome.sent.append(mail.validate_send_event(event))
-        return outcome
+        coroutine = run_email_app(
+            self.application, self.scope, self.raw, timeout=timeout + 1, standalone=True
+        )
+        result = await run_in_test_context(coroutine, timeout)
+        return EmailOutcome(rejected=result.rejection, sent=list(result.outbox))

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from gateway.db import close_old_connections_enabled
 from gateway.mqtt import MAX_PAYLOAD, InboundMessage, build_mqtt_scope, run_mqtt_app
+from gateway.testing.application import run_in_test_context
 from gateway.types import ASGIApp, MqttProperties, MqttPublishEvent, MqttScope
 
 __all__ = ["MqttCommunicator"]
@@ -53,20 +51,10 @@ class MqttCommunicator:
     async def deliver(self, timeout: float = 1) -> list[MqttPublishEvent]:
         """Run the application on the message; return what it published, or raise its error."""
         self.published = []
-        # A fresh context with connection closing off, as Django's test client does, so the
-        # test's database connection and transaction stay usable.
-        context = contextvars.Context()
-        context.run(close_old_connections_enabled.set, False)
         coroutine = run_mqtt_app(
             self.application, self.scope, self.payload, self._publish, max_payload=self.max_payload
         )
-        task = context.run(asyncio.create_task, coroutine)
-        try:
-            await asyncio.wait_for(task, timeout)
-        except TimeoutError:
-            raise TimeoutError(
-                f"The application did not return within {timeout} seconds."
-            ) from None
+        await run_in_test_context(coroutine, timeout)
         return list(self.published)
 
     async def _publish(self, event: MqttPublishEvent) -> None:

@@ -7,8 +7,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.sms import build_sms_scope
-from gateway.testing.application import ApplicationCommunicator
+from gateway.sms import build_sms_scope, run_sms_app
+from gateway.testing.application import run_in_test_context
 from gateway.types import ASGIApp, Message, SmsMedia
 
 
@@ -42,10 +42,12 @@ def sms_scope(
     )
 
 
-class SmsCommunicator(ApplicationCommunicator):
+class SmsCommunicator:
     """Runs an application for one inbound text message; `receive_result` says what it did.
 
-    ``sms.send`` events are recorded, not sent: nothing reaches a provider.
+    The application runs as the SMS adapters run it (`gateway.sms.run_sms_app`): an event
+    other than ``sms.reply`` / ``sms.send`` raises. ``sms.send`` events are recorded, not
+    sent: nothing reaches a provider.
     """
 
     def __init__(
@@ -60,26 +62,23 @@ class SmsCommunicator(ApplicationCommunicator):
         country: str | None = None,
         extra: Mapping[str, str] | None = None,
     ) -> None:
-        scope = sms_scope(
+        self.application = application
+        self.scope = sms_scope(
             from_, to, message_id=message_id, media=media, country=country, extra=extra
         )
         self.body = body
-        self.started = False
-        super().__init__(application, scope)
 
     async def receive_result(self, timeout: float = 1) -> SmsResult:
-        """Send the message, wait for the application to return, and return what it sent."""
-        if not self.started:
-            self.started = True
-            await self.send_input({"type": "sms.message", "body": self.body})
-        await self.wait(timeout)
+        """Run the application on the message until it returns; return what it sent."""
         result = SmsResult()
-        while not self.output_queue.empty():
-            message = self.output_queue.get_nowait()
+
+        async def sent(message: Message) -> None:
             if message["type"] == "sms.reply":
                 result.replies.append(message["body"])
-            elif message["type"] == "sms.send":
-                result.sent.append(message)
             else:
-                raise AssertionError(f"An sms application sent {message['type']!r}.")
+                result.sent.append(message)
+
+        await run_in_test_context(
+            run_sms_app(self.application, self.scope, self.body, sent), timeout
+        )
         return result
