@@ -164,7 +164,7 @@ class OptionSet:
 def _upgraded(option: Option, options: Mapping[str, Any]) -> Any:
     """The new value that an option's legacy keys in `options` make up."""
     values = [upgrade(options[key]) for key, upgrade in option.legacy if key in options]
-    if isinstance(option.default, Mapping):
+    if values and all(isinstance(value, Mapping) for value in values):
         merged: dict[str, Any] = {}
         for value in values:
             merged.update(value)

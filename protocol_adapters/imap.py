@@ -15,33 +15,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections.abc import Mapping
 from contextlib import suppress
 from typing import Any, ClassVar, Literal
 
 from gateway.adapters import AdapterContext, AdapterHealth, Listener, ProtocolAdapter
-from gateway.email_store import (
-    ImapCheckpointStore,
-    checkpoint_store_problems,
-    load_checkpoint_store,
-    mail_store_problems,
-)
+from gateway.email_store import ImapCheckpointStore, load_checkpoint_store
+from gateway.options import ReconnectPolicy
 from protocol_adapters.imap_intake import ImapIntake, Verdict
-from protocol_adapters.imap_options import account_problems, parse_accounts
+from protocol_adapters.imap_options import IMAP_OPTIONS
 from protocol_adapters.imap_session import ImapAccount, ImapSession, ImapSessionError
 
 __all__ = ["ImapAdapter"]
 
 logger = logging.getLogger("gateway.imap")
 
-_SECONDS = (
-    "RECONNECT_BACKOFF",
-    "RECONNECT_MAX_BACKOFF",
-    "RETRY_BACKOFF",
-    "RETRY_MAX_BACKOFF",
-    "APP_TIMEOUT",
-)
 WatcherState = Literal["connecting", "idle", "polling", "handling", "backoff", "stopped"]
 
 
@@ -53,47 +41,24 @@ class ImapAdapter(ProtocolAdapter):
 
     def __init__(self, context: AdapterContext) -> None:
         super().__init__(context)
+        self.values: dict[str, Any] = IMAP_OPTIONS.parse(context.options)
         self._stopping = asyncio.Event()
         self._watchers: list[_Watcher] = []
         self._intake: ImapIntake | None = None
 
     @classmethod
     def check_options(cls, options: Mapping[str, Any]) -> list[str]:
-        """Every problem with OPTIONS["ACCOUNTS"] and the retry options."""
-        accounts = options.get("ACCOUNTS")
-        if not isinstance(accounts, list | tuple) or not accounts:
-            return ["OPTIONS['ACCOUNTS'] must be a non-empty list of mailboxes"]
-        problems = []
-        for index, entry in enumerate(accounts):
-            problems += account_problems(f"OPTIONS['ACCOUNTS'][{index}]", entry)
-        if not problems:
-            keys = [account.key for account in parse_accounts(options)]
-            problems += [
-                f"OPTIONS['ACCOUNTS'] lists {key} twice"
-                for key in sorted(set(keys))
-                if keys.count(key) > 1
-            ]
-        for key in _SECONDS:
-            value = options.get(key, 1.0)
-            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-                problems.append(f"OPTIONS[{key!r}] must be a number of seconds >= 0")
-        for key in ("RETRY_ATTEMPTS", "MAX_IN_FLIGHT"):
-            value = options.get(key, 1)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                problems.append(f"OPTIONS[{key!r}] must be a whole number >= 1")
-        problems += mail_store_problems(options.get("STORE"), "OPTIONS['STORE']")
-        where = "OPTIONS['CHECKPOINT_STORE']"
-        problems += checkpoint_store_problems(options.get("CHECKPOINT_STORE"), where)
-        return problems
+        """Every problem with OPTIONS (IMAP_OPTIONS), one sentence each."""
+        return IMAP_OPTIONS.check(options)
 
     async def start(self) -> list[Listener]:
         """Start one watcher per mailbox; they connect in the background and keep trying."""
-        options = self.context.options
-        intake = self._intake = ImapIntake(self.context)
-        checkpoints = load_checkpoint_store(options.get("CHECKPOINT_STORE"))
+        values = self.values
+        intake = self._intake = ImapIntake(self.context, values)
+        checkpoints = load_checkpoint_store(values["CHECKPOINT_STORE"])
         self._watchers = [
-            _Watcher(account, intake, checkpoints, self._stopping, options)
-            for account in parse_accounts(options)
+            _Watcher(account, intake, checkpoints, self._stopping, values["RECONNECT"])
+            for account in values["ACCOUNTS"]
         ]
         for watcher in self._watchers:
             watcher.task = asyncio.create_task(watcher.run(), name=f"imap:{watcher.account.key}")
@@ -134,14 +99,13 @@ class _Watcher:
         intake: ImapIntake,
         checkpoints: ImapCheckpointStore,
         stopping: asyncio.Event,
-        options: Mapping[str, Any],
+        reconnect: ReconnectPolicy,
     ) -> None:
         self.account = account
         self.intake = intake
         self.checkpoints = checkpoints
         self.stopping = stopping
-        self.backoff = float(options.get("RECONNECT_BACKOFF", 1.0))
-        self.max_backoff = float(options.get("RECONNECT_MAX_BACKOFF", 60.0))
+        self.backoff = reconnect.backoff()
         self.state: WatcherState = "connecting"
         self.connected = False
         self.first_attempt = True  # until the first connection succeeded or failed
@@ -149,33 +113,28 @@ class _Watcher:
         self._last_uidvalidity: int | None = None
 
     async def run(self) -> None:
-        failures = 0
         while not self.stopping.is_set():
             session = ImapSession(self.account)
+            failed = True
             try:
                 self.state = "connecting"
                 await session.open()
-                failures = 0
+                self.backoff.reset()  # connected: the next failure waits RECONNECT["INITIAL"]
                 self.connected, self.first_attempt = True, False
                 logger.info("imap %s: connected", self.account.url)
                 await self._serve(session)
+                failed = False
             except ImapSessionError as exc:
-                failures += 1
                 logger.warning("imap %s: %s (reconnecting)", self.account.url, exc)
             except Exception:
-                failures += 1
                 logger.exception("imap %s: unexpected error (reconnecting)", self.account.url)
             finally:
                 self.connected = self.first_attempt = False
                 await session.close()
-            if failures and not self.stopping.is_set():
+            if failed and not self.stopping.is_set():
                 self.state = "backoff"
-                await self._sleep(self._delay(failures))
+                await self._sleep(self.backoff.next())
         self.state = "stopped"
-
-    def _delay(self, failures: int) -> float:
-        base = min(self.max_backoff, self.backoff * 2.0 ** min(failures - 1, 32))
-        return base * random.uniform(0.8, 1.2)  # spread reconnects after a server restart
 
     async def _sleep(self, seconds: float) -> None:
         with suppress(TimeoutError):

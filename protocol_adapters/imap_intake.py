@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from email.message import Message as MimeMessage
 from email.utils import getaddresses
-from typing import Literal
+from typing import Any, Literal
 
 from gateway import email as mail
 from gateway.adapters import AdapterContext
-from gateway.email_run import DEFAULT_APP_TIMEOUT
 from gateway.email_store import load_mail_store
 from gateway.pipeline import KeyedDispatcher
 from protocol_adapters.email_common import EmailIntake, read_headers
-from protocol_adapters.imap_options import retry_policy
 from protocol_adapters.imap_session import ImapAccount
 
 __all__ = ["ImapIntake", "Verdict", "envelope_sender", "route_recipient"]
@@ -54,12 +52,12 @@ def route_recipient(
 class ImapIntake:
     """The adapter's `EmailIntake` and dispatcher: one lane per mailbox keeps its order."""
 
-    def __init__(self, context: AdapterContext) -> None:
-        options = context.options
+    def __init__(self, context: AdapterContext, values: Mapping[str, Any]) -> None:
+        """`values`: the adapter's OPTIONS as IMAP_OPTIONS parsed them."""
         self.dispatcher = KeyedDispatcher(
             "email",
-            max_in_flight=int(options.get("MAX_IN_FLIGHT", 100)),
-            retry=retry_policy(options),
+            max_in_flight=int(values["MAX_IN_FLIGHT"]),
+            retry=values["RETRY"],
             dead_letter=context.dead_letter,
             metrics=context.metrics,
         )
@@ -68,8 +66,9 @@ class ImapIntake:
             adapter=context.name,
             source="imap",
             dispatcher=self.dispatcher,
-            store=load_mail_store(options.get("STORE")),
-            app_timeout=float(options.get("APP_TIMEOUT", DEFAULT_APP_TIMEOUT)),
+            store=load_mail_store(values["STORE"]),
+            app_timeout=float(values["APP_TIMEOUT"]),
+            state=context.state,
         )
 
     async def deliver(

@@ -21,78 +21,20 @@ from typing import Any, Final
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from gateway.adapters import AdapterHealth, Listener, ProtocolAdapter
-from gateway.email_run import DEFAULT_APP_TIMEOUT
-from gateway.email_store import load_mail_store, mail_store_problems
+from gateway.email_store import load_mail_store
 from gateway.pipeline import DeadLetter, KeyedDispatcher, RetryPolicy
 from protocol_adapters.email_common import BUSY, EmailIntake, smtp_reply
+from protocol_adapters.smtp_options import SMTP_OPTIONS, check_smtp_options
 
-__all__ = ["DEFAULTS", "SMTPAdapter"]
+__all__ = ["SMTPAdapter"]
 
 logger = logging.getLogger("gateway.smtp")
-
-DEFAULTS: Final[dict[str, Any]] = {
-    "HOST": "127.0.0.1",
-    "PORT": 2525,
-    "HOSTNAME": None,  # the name in the greeting; socket.gethostname() when None
-    "DATA_SIZE_LIMIT": 26214400,  # 25 MiB, a common MX limit
-    "MAX_RECIPIENTS": 1000,
-    "MAX_IN_FLIGHT": 100,
-    "APP_TIMEOUT": DEFAULT_APP_TIMEOUT,
-    "TIMEOUT": 300.0,  # idle connection timeout (RFC 5321 suggests 5 minutes)
-    "TLS_CERT": None,
-    "TLS_KEY": None,
-    "REQUIRE_STARTTLS": False,
-    "AUTH_USERS": None,  # {login: password}; AUTH off when None
-    "AUTH_REQUIRED": False,
-    "AUTH_REQUIRE_TLS": True,
-    # The InboundMailStore (dotted path; True: the database); None: the database when
-    # django_app is installed; False: nothing kept, no dedup.
-    "STORE": None,
-}
 
 ANSWER_UNKNOWN_RECIPIENT: Final = "550 5.1.1 Recipient address rejected: no such mailbox here"
 ANSWER_TOO_MANY_RECIPIENTS: Final = "452 4.5.3 Too many recipients"
 ANSWER_SHUTTING_DOWN: Final = "421 4.3.2 Service shutting down, try again later"
 ANSWER_TEMPORARY: Final = "451 4.3.0 Temporary failure, try again later"
 ANSWER_RECIPIENT_OK: Final = "250 2.1.5 OK"
-
-_INT_OPTIONS: Final = ("DATA_SIZE_LIMIT", "MAX_RECIPIENTS", "MAX_IN_FLIGHT")
-_SECONDS_OPTIONS: Final = ("APP_TIMEOUT", "TIMEOUT")
-_BOOL_OPTIONS: Final = ("REQUIRE_STARTTLS", "AUTH_REQUIRED", "AUTH_REQUIRE_TLS")
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _option_errors(options: Mapping[str, Any]) -> list[str]:
-    errors = [f"unknown option {key!r}" for key in options if key not in DEFAULTS]
-    merged = {**DEFAULTS, **options}
-    port = merged["PORT"]
-    if not _is_int(port) or not 0 <= port <= 65535:
-        errors.append(f"PORT must be an integer 0-65535, got {port!r}")
-    for key in _INT_OPTIONS:
-        if not _is_int(merged[key]) or merged[key] < 1:
-            errors.append(f"{key} must be a positive integer, got {merged[key]!r}")
-    for key in _SECONDS_OPTIONS:
-        value = merged[key]
-        if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
-            errors.append(f"{key} must be a positive number of seconds, got {value!r}")
-    for key in _BOOL_OPTIONS:
-        if not isinstance(merged[key], bool):
-            errors.append(f"{key} must be True or False, got {merged[key]!r}")
-    if (merged["TLS_CERT"] is None) != (merged["TLS_KEY"] is None):
-        errors.append("TLS_CERT and TLS_KEY go together: set both for STARTTLS, or neither")
-    users = merged["AUTH_USERS"]
-    if users is not None and not (
-        isinstance(users, Mapping)
-        and all(isinstance(k, str) and isinstance(v, str) for k, v in users.items())
-    ):
-        errors.append("AUTH_USERS must be a dict of login -> password (str), or None")
-    if merged["AUTH_REQUIRED"] and not users:
-        errors.append("AUTH_REQUIRED is True but AUTH_USERS is empty: nobody could send")
-    errors += mail_store_problems(merged["STORE"])
-    return errors
 
 
 class SMTPAdapter(ProtocolAdapter):
@@ -102,7 +44,7 @@ class SMTPAdapter(ProtocolAdapter):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.options: dict[str, Any] = {**DEFAULTS, **self.context.options}
+        self.options: dict[str, Any] = SMTP_OPTIONS.parse(self.context.options)
         self._server: asyncio.AbstractServer | None = None
         self._dispatcher: KeyedDispatcher | None = None
         self._intake: EmailIntake | None = None
@@ -112,7 +54,8 @@ class SMTPAdapter(ProtocolAdapter):
 
     @classmethod
     def check_options(cls, options: Mapping[str, Any]) -> list[str]:
-        return _option_errors(options)
+        """Every problem with OPTIONS (SMTP_OPTIONS), one sentence each."""
+        return check_smtp_options(options)
 
     @property
     def intake(self) -> EmailIntake:
@@ -137,9 +80,10 @@ class SMTPAdapter(ProtocolAdapter):
             dispatcher=self._dispatcher,
             store=load_mail_store(options["STORE"]),
             app_timeout=float(options["APP_TIMEOUT"]),
+            state=self.context.state,
         )
-        if options["TLS_CERT"]:
-            self.tls_context = _tls_context(options["TLS_CERT"], options["TLS_KEY"])
+        if options["TLS"] is not None:
+            self.tls_context = _tls_context(options["TLS"])
         hostname = options["HOSTNAME"] or socket.gethostname()
         loop = asyncio.get_running_loop()
         factory = _Handler(self, hostname).protocol
@@ -173,9 +117,10 @@ async def _sender_will_retry(letter: DeadLetter) -> None:
     )
 
 
-def _tls_context(cert: str, key: str) -> ssl.SSLContext:
+def _tls_context(tls: Mapping[str, str]) -> ssl.SSLContext:
+    """The server context STARTTLS offers, from OPTIONS["TLS"]."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(cert, key)
+    context.load_cert_chain(tls["CERT_FILE"], tls["KEY_FILE"])
     return context
 
 

@@ -29,8 +29,7 @@ GATEWAY = {
                         "TIMEOUT": 5.0,
                     }
                 ],
-                "RECONNECT_BACKOFF": 0.1,
-                "RECONNECT_MAX_BACKOFF": 1.0,
+                "RECONNECT": {"INITIAL": 0.1, "MAX": 1.0},
             },
         },
     },

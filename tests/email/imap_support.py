@@ -122,11 +122,8 @@ async def running_adapter(
 
     options = {
         "ACCOUNTS": accounts,
-        "RECONNECT_BACKOFF": 0.05,
-        "RECONNECT_MAX_BACKOFF": 0.5,
-        "RETRY_ATTEMPTS": 3,
-        "RETRY_BACKOFF": 0.01,
-        "RETRY_MAX_BACKOFF": 0.05,
+        "RECONNECT": {"INITIAL": 0.05, "MAX": 0.5},
+        "RETRY": {"ATTEMPTS": 3, "INITIAL_BACKOFF": 0.01, "MAX_BACKOFF": 0.05},
     }
     assert ImapAdapter.check_options(options) == []
     metrics = MetricsRegistry()

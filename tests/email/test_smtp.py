@@ -189,27 +189,3 @@ async def test_reply_is_mailed_through_django_after_handling(mailoutbox: list[An
     assert reply.from_email == "support@example.com"
     assert reply.body == "Ticket opened for Printer on fire."
     assert reply.extra_headers["Auto-Submitted"] == "auto-replied"
-
-
-def test_check_options_reports_every_mistake() -> None:
-    from protocol_adapters.smtp import SMTPAdapter
-
-    errors = SMTPAdapter.check_options(
-        {
-            "PORT": 70000,
-            "DATA_SIZE_LIMIT": 0,
-            "TLS_CERT": "/x.pem",
-            "AUTH_REQUIRED": True,
-            "STORE": 3,
-            "PROT": 1,
-        }
-    )
-    assert errors == [
-        "unknown option 'PROT'",
-        "PORT must be an integer 0-65535, got 70000",
-        "DATA_SIZE_LIMIT must be a positive integer, got 0",
-        "TLS_CERT and TLS_KEY go together: set both for STARTTLS, or neither",
-        "AUTH_REQUIRED is True but AUTH_USERS is empty: nobody could send",
-        "STORE must be None, True, False or a dotted path to a class, got 3",
-    ]
-    assert SMTPAdapter.check_options({"PORT": 0, "AUTH_USERS": {"relay": "pw"}}) == []

@@ -39,10 +39,14 @@ def client_context(cert: Path) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=str(cert))  # verifies the certificate and IP
 
 
+def tls(cert: Path, key: Path) -> dict[str, str]:
+    return {"CERT_FILE": str(cert), "KEY_FILE": str(key)}
+
+
 async def test_starttls_then_auth_then_delivery(certificate: tuple[Path, Path]) -> None:
     cert, key = certificate
     inbox = Inbox()
-    options = {"TLS_CERT": str(cert), "TLS_KEY": str(key), "AUTH_USERS": USERS}
+    options = {"TLS": tls(cert, key), "AUTH_USERS": USERS}
     raw = wire(message())
 
     def session(port: int) -> tuple[bool, bool, dict[str, tuple[int, bytes]]]:
@@ -68,13 +72,34 @@ async def test_starttls_then_auth_then_delivery(certificate: tuple[Path, Path]) 
 
 async def test_require_starttls_refuses_plain_mail(certificate: tuple[Path, Path]) -> None:
     cert, key = certificate
-    options = {"TLS_CERT": str(cert), "TLS_KEY": str(key), "REQUIRE_STARTTLS": True}
+    options = {"TLS": tls(cert, key), "REQUIRE_STARTTLS": True}
     inbox = Inbox()
     async with smtp_gateway(make_app(inbox), **options) as port:
         with pytest.raises(smtplib.SMTPSenderRefused) as refused:
             await asend(port, wire(message()), ["support@example.com"])
     assert refused.value.smtp_code == 530
     assert inbox.seen == []
+
+
+async def test_old_tls_keys_still_offer_starttls_with_a_warning(
+    certificate: tuple[Path, Path],
+) -> None:
+    cert, key = certificate
+    inbox = Inbox()
+
+    def session(port: int) -> dict[str, tuple[int, bytes]]:
+        with smtplib.SMTP("127.0.0.1", port, timeout=TIMEOUT) as client:
+            client.starttls(context=client_context(cert))
+            return client.sendmail("a@b.test", ["support@example.com"], wire(message()))
+
+    old = {"TLS_CERT": str(cert), "TLS_KEY": str(key), "REQUIRE_STARTTLS": True}
+    with pytest.warns(DeprecationWarning, match="is deprecated") as caught:
+        async with smtp_gateway(make_app(inbox), **old) as port:
+            refused = await asyncio.to_thread(session, port)
+    said = {str(warning.message).split(" is deprecated")[0] for warning in caught}
+    assert said == {'OPTIONS["TLS_CERT"]', 'OPTIONS["TLS_KEY"]'}
+    assert refused == {}
+    assert len(inbox.seen) == 1
 
 
 @pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")

@@ -1,0 +1,112 @@
+"""The SMTP adapter's OPTIONS, declared once (see docs/email.md), and the keys IMAP shares.
+
+Nothing here imports aiosmtpd: the system check runs `check_smtp_options` without it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import Any, Final
+
+from gateway.email_run import DEFAULT_APP_TIMEOUT
+from gateway.email_store import checkpoint_store_problems, mail_store_problems
+from gateway.options import Option, OptionSet, is_int, is_number, positive_int, tls_option
+
+__all__ = [
+    "EMAIL_OPTIONS",
+    "SMTP_OPTIONS",
+    "check_smtp_options",
+    "checkpoint_store_option",
+]
+
+
+def _seconds(value: object) -> str | None:
+    return None if is_number(value) and value > 0 else "a positive number of seconds"  # type: ignore[operator]
+
+
+def _port(value: object) -> str | None:
+    return None if is_int(value) and 0 <= value <= 65535 else "an integer 0-65535"  # type: ignore[operator]
+
+
+def _flag(value: object) -> str | None:
+    return None if isinstance(value, bool) else "True or False"
+
+
+def _users(value: object) -> list[str]:
+    ok = value is None or (
+        isinstance(value, Mapping)
+        and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
+    )
+    # Without the value: it holds passwords.
+    return [] if ok else ["must be a dict of login -> password (str), or None"]
+
+
+def _named_once(problems: Callable[[Any, str], list[str]]) -> Callable[[Any], list[str]]:
+    """A gateway.email_store check whose sentences Option.problems prefixes with the key."""
+    # Asked with an empty name they read " must be ..." or ": cannot import ...".
+    return lambda value: [problem.lstrip(": ") for problem in problems(value, "")]
+
+
+EMAIL_OPTIONS: Final = OptionSet(
+    Option("MAX_IN_FLIGHT", 100, positive_int),
+    Option("APP_TIMEOUT", DEFAULT_APP_TIMEOUT, _seconds),
+    # The InboundMailStore (dotted path; True: the database); None: the database when
+    # django_app is installed; False: nothing kept, no dedup.
+    Option("STORE", None, checks=_named_once(mail_store_problems)),
+)
+"""The keys the SMTP and IMAP adapters share, with the same default and check."""
+
+
+def checkpoint_store_option() -> Option:
+    """IMAP's ``CHECKPOINT_STORE``: None (the database) or a dotted path to a class."""
+    return Option("CHECKPOINT_STORE", None, checks=_named_once(checkpoint_store_problems))
+
+
+def _into(key: str) -> Callable[[Any], dict[str, Any]]:
+    # None was the old keys' default: it leaves the part out, so both None keep TLS off.
+    return lambda value: {} if value is None else {key: value}
+
+
+def _starttls() -> Option:
+    """``TLS`` = ``{"CERT_FILE", "KEY_FILE"}`` for STARTTLS; ``TLS_CERT``/``TLS_KEY`` before."""
+    option = tls_option("CERT_FILE", "KEY_FILE", required=("CERT_FILE", "KEY_FILE"))
+    checks = option.checks
+    assert checks is not None
+    return dataclasses.replace(
+        option,
+        # A dict default makes the old keys' parts merge (with None only the last would count);
+        # {} is off, as None is, and parses to None.
+        default=MappingProxyType({}),
+        checks=lambda value: [] if value == {} else checks(value),
+        parse=lambda value: dict(value) if value else None,
+        legacy=(("TLS_CERT", _into("CERT_FILE")), ("TLS_KEY", _into("KEY_FILE"))),
+    )
+
+
+SMTP_OPTIONS: Final = OptionSet(
+    Option("HOST", "127.0.0.1"),
+    Option("PORT", 2525, _port),
+    Option("HOSTNAME", None),  # the name in the greeting; socket.gethostname() when None
+    Option("DATA_SIZE_LIMIT", 26214400, positive_int),  # 25 MiB, a common MX limit
+    Option("MAX_RECIPIENTS", 1000, positive_int),
+    Option("TIMEOUT", 300.0, _seconds),  # idle connection timeout (RFC 5321 suggests 5 minutes)
+    _starttls(),
+    Option("REQUIRE_STARTTLS", False, _flag),
+    Option("AUTH_USERS", None, checks=_users),  # {login: password}; AUTH off when None
+    Option("AUTH_REQUIRED", False, _flag),
+    Option("AUTH_REQUIRE_TLS", True, _flag),
+    EMAIL_OPTIONS,
+)
+"""Every OPTIONS key of `SMTPAdapter`, with its default and check (docs/email.md)."""
+
+
+def check_smtp_options(options: Mapping[str, Any]) -> list[str]:
+    """Every problem with an SMTP OPTIONS dict, one sentence each."""
+    problems = SMTP_OPTIONS.check(options)
+    if options.get("AUTH_REQUIRED") is True and not options.get("AUTH_USERS"):
+        problems.append(
+            'OPTIONS["AUTH_REQUIRED"] is True but OPTIONS["AUTH_USERS"] is empty: nobody could send'
+        )
+    return problems
