@@ -156,10 +156,13 @@ class MqttIntake:
         async def handle() -> None:
             nonlocal attempts
             attempts += 1
-            # Every retry is a fresh scope with DUP set: the app may have seen it before.
-            scope = first if attempts == 1 else {**first, "dup": True}
-            if self.state is not None:
-                scope = {**scope, "state": copy.copy(dict(self.state))}
+            # The first attempt's scope already holds its copy of the state. Every retry is a
+            # fresh scope with DUP set (the app may have seen it) and a fresh state copy.
+            scope: MqttScope = first
+            if attempts > 1:
+                scope = {**first, "dup": True}
+                if self.state is not None:
+                    scope["state"] = copy.copy(dict(self.state))
             await run_mqtt_app(
                 self.app,
                 scope,
