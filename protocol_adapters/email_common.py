@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 
 from gateway import email as mail
 from gateway.db import database_sync_to_async
+from gateway.email_parse import parse_headers, parsed_headers
 from gateway.email_run import DEFAULT_APP_TIMEOUT, AppResult, run_email_app
 from gateway.email_store import InboundMailStore, StoredStatus, load_mail_store
 from gateway.pipeline import KeyedDispatcher
@@ -54,7 +55,7 @@ Status = Literal["handled", "duplicate", "rejected", "failed", "busy"]
 
 def read_headers(raw: bytes) -> MimeMessage:
     """Parse only the header block of `raw` (cheap; the body is left alone)."""
-    return mail.parse_headers(raw)
+    return parse_headers(raw)
 
 
 def raw_digest(raw: bytes) -> str:
@@ -274,7 +275,7 @@ class _Run:
         scope: EmailScope = {**self.scope, "attempt": attempt}
         try:
             # The consumer's parse_message reuses the header block parsed for the scope.
-            with mail.parsed_headers(self.raw, self.headers):
+            with parsed_headers(self.raw, self.headers):
                 result = await run_email_app(
                     self.intake.app, scope, self.raw, self.intake.app_timeout
                 )

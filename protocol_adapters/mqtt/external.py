@@ -19,7 +19,7 @@ What gmqtt 0.8 does, and what this adapter does about it:
   a new client per connection, subscribing again every time.
 * Flow control: MQTT 5's Receive Maximum (MAX_IN_FLIGHT) bounds unacknowledged QoS 1/2
   messages; when the intake is full anyway (QoS 0, MQTT 3.1.1) the socket is no longer read
-  and the few messages already read wait in order (`_on_publish`).
+  and the few messages already read wait in order (`external_inbound`).
 """
 
 from __future__ import annotations
@@ -28,8 +28,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import deque
-from functools import partial
 from typing import Any, Literal
 
 from gmqtt import MQTTConnectError, Subscription
@@ -37,21 +35,11 @@ from gmqtt.storage import PersistentStorage
 
 from gateway.adapters import AdapterHealth, Listener, ProtocolAdapter
 from gateway.exceptions import ImproperlyConfiguredGateway
-from gateway.pipeline import DispatcherClosed, OnDone, Outcome
 from gateway.types import MqttPublishEvent
-from protocol_adapters.mqtt._compat_gmqtt import (
-    OUTBOUND_PROPERTIES,
-    check_version,
-    scope_properties,
-)
+from protocol_adapters.mqtt._compat_gmqtt import OUTBOUND_PROPERTIES, check_version
 from protocol_adapters.mqtt._compat_gmqtt import Client as _Client
-from protocol_adapters.mqtt.common import (
-    InboundMessage,
-    MqttIntake,
-    match_subscription,
-    serve_publish_channel,
-    subscriptions_for,
-)
+from protocol_adapters.mqtt.common import MqttIntake, serve_publish_channel, subscriptions_for
+from protocol_adapters.mqtt.external_inbound import InboundFlow
 from protocol_adapters.mqtt.external_options import Backoff, ExternalOptions, check_external_options
 
 __all__ = ["ExternalBroker"]
@@ -81,11 +69,7 @@ class ExternalBroker(ProtocolAdapter):
         self._connected = asyncio.Event()
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        # Messages read while the intake was full, in arrival order, and the drainer for them.
-        self._parked: deque[tuple[_Client, InboundMessage, OnDone | None]] = deque()
-        self._drainer: asyncio.Task[None] | None = None
-        self._paused: set[_Client] = set()
-        self._subscription_cache: dict[str, str] = {}
+        self._inbound: InboundFlow | None = None
         self._reconnects = 0
         self._refused: list[str] = []
         self._status: Literal["ok", "degraded", "down"] = "degraded"
@@ -102,6 +86,7 @@ class ExternalBroker(ProtocolAdapter):
         self._intake = MqttIntake(
             self.context, broker="external", options=common, publish=self._publish
         )
+        self._inbound = InboundFlow(self._intake, self._filters, self._stopping)
         first: _Client | None = None
         try:
             first = await self._open()
@@ -133,7 +118,8 @@ class ExternalBroker(ProtocolAdapter):
                 logger.warning(
                     "%s: %d messages not handled before the stop", self.context.name, leftover
                 )
-        tasks = [*self._tasks, *([self._drainer] if self._drainer else [])]
+        drainer = self._inbound.drainer if self._inbound is not None else None
+        tasks = [*self._tasks, *([drainer] if drainer else [])]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -144,7 +130,7 @@ class ExternalBroker(ProtocolAdapter):
     @property
     def buffered(self) -> int:
         """Messages read from the socket that wait for room in the intake (bounded)."""
-        return len(self._parked)
+        return len(self._inbound.parked) if self._inbound is not None else 0
 
     def health(self) -> AdapterHealth:
         subs = f"{len(self._filters)} subscriptions, {self._reconnects} reconnects"
@@ -242,8 +228,10 @@ class ExternalBroker(ProtocolAdapter):
         client.reserve_ids(mid for mid, _ in self._outbox.get_all())
         if options.username is not None:
             client.set_auth_credentials(options.username, options.password)
-        client.deliver_to(self._on_publish)
-        client.on_message = self._on_qos0
+        inbound = self._inbound
+        assert inbound is not None  # start() made it before the first connection
+        client.deliver_to(inbound.on_publish)
+        client.on_message = inbound.on_qos0
         client.on_subscribe = self._on_subscribe
         client.on_disconnect = self._on_disconnect
         return client
@@ -294,76 +282,6 @@ class ExternalBroker(ProtocolAdapter):
             code = bytes(packet)[:1].hex() or "00"
             client.lost_reason = f"the broker sent DISCONNECT (reason 0x{code})"
 
-    def _on_qos0(
-        self, client: _Client, topic: str, payload: bytes, qos: int, properties: dict[str, Any]
-    ) -> None:
-        self._on_publish(client, topic, payload, 0, None, properties)
-
-    def _on_publish(
-        self,
-        client: _Client,
-        topic: str,
-        payload: bytes,
-        qos: int,
-        mid: int | None,
-        properties: dict[str, Any],
-    ) -> None:
-        """One PUBLISH from gmqtt's read loop: to the intake now, or parked while it is full."""
-        intake = self._intake
-        if intake is None or intake.closed or self._stopping.is_set() or client.lost.is_set():
-            return  # not acknowledged: the broker keeps it for the next session
-        message = self._inbound(topic, payload, qos, mid, properties)
-        on_done = None if mid is None else partial(_acknowledge, client, qos, mid)
-        if not self._parked and intake.try_submit(message, on_done):
-            return
-        # Full: stop reading this socket and queue what was already read, in order.
-        self._parked.append((client, message, on_done))
-        # Every time: asyncio's StreamReader resumes the transport when its own buffer drains.
-        self._paused.add(client)
-        client.pause_reading(True)
-        if self._drainer is None:
-            self._drainer = asyncio.create_task(self._drain_parked(intake))
-
-    async def _drain_parked(self, intake: MqttIntake) -> None:
-        try:
-            while self._parked:
-                client, message, on_done = self._parked[0]
-                # A QoS 1/2 message of a lost connection comes again on the next one.
-                if on_done is None or not client.lost.is_set():
-                    await intake.submit(message, on_done)
-                self._parked.popleft()
-        except DispatcherClosed:
-            self._parked.clear()  # stopping: never acknowledged, so the broker keeps them
-        finally:
-            self._drainer = None
-            for paused in self._paused:
-                paused.pause_reading(False)
-            self._paused.clear()
-
-    def _inbound(
-        self, topic: str, payload: bytes, qos: int, mid: int | None, properties: dict[str, Any]
-    ) -> InboundMessage:
-        return InboundMessage(
-            topic=topic,
-            payload=payload,
-            qos=qos,  # type: ignore[arg-type]  # gmqtt parsed it from two bits
-            retain=bool(properties["retain"]),
-            dup=bool(properties["dup"]),
-            message_id=mid,
-            subscription=self._subscription_of(topic),
-            # gmqtt always adds "dup" and "retain"; anything more is MQTT 5 properties.
-            properties=scope_properties(properties) if len(properties) > 2 else {},
-        )
-
-    def _subscription_of(self, topic: str) -> str:
-        found = self._subscription_cache.get(topic)
-        if found is None:
-            if len(self._subscription_cache) >= 10_000:
-                self._subscription_cache.clear()  # a bound, not an LRU: topics are few or many
-            found = match_subscription(self._filters, topic) or "#"
-            self._subscription_cache[topic] = found
-        return found
-
     # --- publishing ---------------------------------------------------------------------------
 
     async def _publish(self, event: MqttPublishEvent) -> None:
@@ -393,11 +311,6 @@ class ExternalBroker(ProtocolAdapter):
             retain=event.get("retain", False),
             **properties,
         )
-
-
-def _acknowledge(client: _Client, qos: int, mid: int, outcome: Outcome) -> None:
-    # Handled or dead-lettered: either way the message is ours now, the broker may forget it.
-    client.acknowledge(qos, mid)
 
 
 def _permanent(exc: MQTTConnectError) -> bool:

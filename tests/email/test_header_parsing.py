@@ -9,7 +9,8 @@ from email.parser import BytesParser
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway import email as mail
+from gateway.email_parse import parse_headers, parse_message, parsed_headers, split_message
+from gateway.email_read import subject
 
 _COMPAT32 = BytesParser(policy=policy.compat32)
 
@@ -41,14 +42,14 @@ clean_messages = st.builds(
 
 
 def _parser_headers(raw: bytes) -> Message:
-    parts = mail.split_message(raw)
+    parts = split_message(raw)
     return _COMPAT32.parsebytes(parts[0] if parts is not None else raw, headersonly=True)
 
 
 @settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.one_of(messages, clean_messages, st.binary(max_size=200)))
 def test_parse_headers_equals_the_parser(raw: bytes) -> None:
-    fast, full = mail.parse_headers(raw), _parser_headers(raw)
+    fast, full = parse_headers(raw), _parser_headers(raw)
     assert list(fast.raw_items()) == list(full.raw_items())
     assert [type(d) for d in fast.defects] == [type(d) for d in full.defects]
     assert fast.get_payload() == full.get_payload()
@@ -57,31 +58,31 @@ def test_parse_headers_equals_the_parser(raw: bytes) -> None:
 
 def test_split_message_ends_at_the_first_blank_line() -> None:
     raw = b"A: b\r\n\r\nbody\r\n\r\nmore"
-    assert mail.split_message(raw) == (b"A: b\r\n\r\n", b"body\r\n\r\nmore")
-    assert mail.split_message(b"A: b\n\nbody") == (b"A: b\n\n", b"body")
-    assert mail.split_message(b"A: b\r\n\nbody") == (b"A: b\r\n\n", b"body")
-    assert mail.split_message(b"A: b\r\nno blank line\r\n") is None
+    assert split_message(raw) == (b"A: b\r\n\r\n", b"body\r\n\r\nmore")
+    assert split_message(b"A: b\n\nbody") == (b"A: b\n\n", b"body")
+    assert split_message(b"A: b\r\n\nbody") == (b"A: b\r\n\n", b"body")
+    assert split_message(b"A: b\r\nno blank line\r\n") is None
 
 
 RAW = b"From: a@b.test\r\nSubject: Original\r\nMessage-ID: <1@b.test>\r\n\r\nHello\r\n"
 
 
 def test_parse_message_reuses_the_headers_parsed_for_these_bytes() -> None:
-    headers = mail.parse_headers(RAW.replace(b"Original", b"Reused"))
-    with mail.parsed_headers(RAW, headers):
+    headers = parse_headers(RAW.replace(b"Original", b"Reused"))
+    with parsed_headers(RAW, headers):
         # The very same bytes object: its header block is not parsed again.
-        assert mail.subject(mail.parse_message(RAW)) == "Reused"
+        assert subject(parse_message(RAW)) == "Reused"
         # Equal bytes in another object, or other bytes: parsed as usual.
-        assert mail.subject(mail.parse_message(bytes(bytearray(RAW)))) == "Original"
-    assert mail.subject(mail.parse_message(RAW)) == "Original"  # only within the block
+        assert subject(parse_message(bytes(bytearray(RAW)))) == "Original"
+    assert subject(parse_message(RAW)) == "Original"  # only within the block
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.one_of(messages, clean_messages))
 def test_parse_message_with_reused_headers_equals_a_fresh_parse(raw: bytes) -> None:
-    with mail.parsed_headers(raw, mail.parse_headers(raw)):
-        reused = mail.parse_message(raw)
-    fresh = mail.parse_message(raw)
+    with parsed_headers(raw, parse_headers(raw)):
+        reused = parse_message(raw)
+    fresh = parse_message(raw)
     assert list(reused.raw_items()) == list(fresh.raw_items())
     assert [type(d) for d in reused.defects] == [type(d) for d in fresh.defects]
     assert reused.is_multipart() == fresh.is_multipart()

@@ -16,8 +16,8 @@ from redis.exceptions import ResponseError
 
 from gateway.exceptions import ChannelFull, ChannelLayerUnavailable, ImproperlyConfiguredGateway
 from gateway.layers.base import BaseChannelLayer
-from gateway.layers.redis.cluster import ClusterNodes, ClusterShard, cluster_tags
-from gateway.layers.redis.config import HashRing, compile_globs, glob_to_lua, parse_hosts
+from gateway.layers.redis.cluster import cluster_tags
+from gateway.layers.redis.config import HashRing, compile_globs, parse_hosts
 from gateway.layers.redis.connections import (
     TRANSIENT_CANDIDATES,
     UNAVAILABLE,
@@ -27,9 +27,11 @@ from gateway.layers.redis.connections import (
     is_redirect,
     is_transient,
 )
-from gateway.layers.redis.durable import Delivery, DurableReader
-from gateway.layers.redis.receiver import Receiver, encode_entry
-from gateway.layers.redis.scripts import DURABLE_SEND, GROUP_SEND, SEND
+from gateway.layers.redis.durable import Delivery
+from gateway.layers.redis.groups import Groups
+from gateway.layers.redis.loop_state import LoopState
+from gateway.layers.redis.receiver import encode_entry
+from gateway.layers.redis.scripts import DURABLE_SEND, SEND
 from gateway.layers.redis.wire import WireConnection
 from gateway.layers.serialization import copy_message
 from gateway.types import Message
@@ -40,33 +42,7 @@ logger = logging.getLogger("gateway.layers")
 
 T = TypeVar("T")
 
-_SEND, _DURABLE_SEND, _GROUP_SEND = Script(SEND), Script(DURABLE_SEND), Script(GROUP_SEND)
-
-
-class _LoopState:
-    """What belongs to one event loop: connections cannot cross loops."""
-
-    def __init__(self, layer: RedisChannelLayer, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.nodes: ClusterNodes | None = None
-        self.shards: list[Shard]
-        if layer.cluster:
-            self.nodes = ClusterNodes(layer.hosts, layer.unavailable_after)
-            self.shards = [ClusterShard(self.nodes, tag) for tag in layer.tags]
-        else:
-            self.shards = [Shard(spec, layer.unavailable_after) for spec in layer.hosts]
-        # The loop's own inbox: two loops of one process (a thread running async_to_sync)
-        # popping one inbox would take each other's messages.
-        self.inbox = f"{layer.client_prefix}.{secrets.token_hex(3)}"
-        self.receiver = Receiver(layer, self.shards, loop)
-        self.durable = DurableReader(layer, self.shards)
-
-    async def close(self) -> None:
-        await self.receiver.close()
-        for shard in self.shards:
-            await shard.close()
-        if self.nodes is not None:
-            await self.nodes.close()
+_SEND, _DURABLE_SEND = Script(SEND), Script(DURABLE_SEND)
 
 
 class RedisChannelLayer(BaseChannelLayer):
@@ -138,12 +114,9 @@ class RedisChannelLayer(BaseChannelLayer):
         self._durable = compile_globs(self.durable_patterns)
         self.expiry_seconds = max(1, int(expiry + 0.999))
         self._capacity_cache: dict[str, int] = {}
-        self._group_args = self._group_script_args(channel_capacity or {})
-        # This process's memberships, (group, channel) -> joined at (epoch ms): re-asserted
-        # on a Redis host that comes back, with or without its data.
-        self.memberships: dict[tuple[str, str], int] = {}
-        self._states: dict[asyncio.AbstractEventLoop, _LoopState] = {}
-        self._last_state: _LoopState | None = None  # the state _state() found last
+        self._groups = Groups(self, channel_capacity or {})
+        self._states: dict[asyncio.AbstractEventLoop, LoopState] = {}
+        self._last_state: LoopState | None = None  # the state _state() found last
 
     def _check_cluster_config(self, prefix: str, shards: int) -> None:
         if any(spec.sentinels for spec in self.hosts):
@@ -232,16 +205,6 @@ class RedisChannelLayer(BaseChannelLayer):
             capacity = self._capacity_cache[channel] = self.get_capacity(channel)
         return capacity
 
-    def _group_script_args(self, channel_capacity: Mapping[Any, int]) -> list[Any] | None:
-        """Capacity globs and durable globs as Lua patterns; None when a regex needs Python."""
-        pairs: list[Any] = []
-        for pattern, capacity in channel_capacity.items():
-            if not isinstance(pattern, str):
-                return None
-            pairs += [glob_to_lua(pattern), capacity]
-        durable = [glob_to_lua(pattern) for pattern in self.durable_patterns]
-        return [len(pairs) // 2, *pairs, len(durable), *durable]
-
     def new_channel_name(self, prefix: str = "specific") -> str:
         """A specific channel of the running loop's inbox (of the process's, outside a loop)."""
         try:
@@ -252,7 +215,7 @@ class RedisChannelLayer(BaseChannelLayer):
 
     # Per event loop state.
 
-    def _state(self) -> _LoopState:
+    def _state(self) -> LoopState:
         # The running loop's state, found without asyncio.get_running_loop() (a getpid()
         # system call on Python 3.11, twice per message otherwise): while a loop runs, its
         # thread's asyncgen hooks are the loop's own methods (asyncio and uvloop alike).
@@ -266,7 +229,7 @@ class RedisChannelLayer(BaseChannelLayer):
         if state is None:
             for other in [other for other in self._states if other.is_closed()]:
                 del self._states[other]  # its sockets died with it
-            state = self._states[loop] = _LoopState(self, loop)
+            state = self._states[loop] = LoopState(self, loop)
         self._last_state = state
         return state
 
@@ -369,93 +332,26 @@ class RedisChannelLayer(BaseChannelLayer):
         """Add a channel to a group; adding it again renews its membership."""
         self.require_valid_group_name(group)
         self.require_valid_channel_name(channel)
-        now_ms = int(time.time() * 1000)
-        self.memberships[(group, channel)] = now_ms
-        index = self.shard_index(channel)
-        commands = self.membership_commands(group, channel, index, now_ms)
-
-        async def add(wire: WireConnection) -> None:
-            for reply in wire.execute_many(*commands):
-                await reply
-
-        await self.call(index, add)
+        await self._groups.add(group, channel)
 
     async def group_discard(self, group: str, channel: str) -> None:
         """Remove a channel from a group, if it is in it."""
         self.require_valid_group_name(group)
         self.require_valid_channel_name(channel)
-        self.memberships.pop((group, channel), None)
-        index = self.shard_index(channel)
-        # A specific channel leaves its inbox's members; group_send drops an inbox left empty.
-        key, member = self.membership_key(group, channel, index)
-        await self.call(index, lambda wire: wire.execute("ZREM", key, member))
+        await self._groups.discard(group, channel)
 
     async def group_send(self, group: str, message: Message) -> None:
         """Send a message to every member of a group: one script call per host."""
         self.require_valid_group_name(group)
-        copied, _ = copy_message(message)
-        payload: bytes = msgpack.packb(copied)
-        now_ms = int(time.time() * 1000)
-        head = [
-            now_ms - int(self.group_expiry * 1000),
-            b"%014d" % (now_ms + int(self.expiry * 1000)),
-            payload,
-            self.capacity,
-            self.expiry_seconds,
-        ]
-        if self.ring.size == 1:
-            await self._group_send_on(0, group, head)
-        else:
-            sends = (self._group_send_on(index, group, head) for index in range(self.ring.size))
-            await asyncio.gather(*sends)
-
-    async def _group_send_on(self, index: int, group: str, head: list[Any]) -> int:
-        key = self.group_key(group, index)
-        tail = self._group_args
-        if tail is None:
-            tail = await self._explicit_capacities(index, key, head[0])
-        prefix = self.key_prefixes[index]
-        args = [*head, prefix + "c:", prefix + "d:", *tail, self.inbox_capacity]
-        args.append(int(time.time() * 1000))
-        sent: int = await self.run_script(index, _GROUP_SEND, [key], args)
-        return sent
-
-    async def _explicit_capacities(self, index: int, key: str, oldest: int) -> list[Any]:
-        """With regex capacities (no Lua equivalent), name each member's capacity exactly."""
-        members: list[bytes] = await self.call(
-            index, lambda wire: wire.execute("ZRANGEBYSCORE", key, oldest, "+inf")
-        )
-        pairs: list[Any] = []
-        for raw in members:
-            member = raw.decode()
-            if member.endswith("!"):
-                continue  # an inbox: its channels' capacities are enforced where they are read
-            capacity = self.capacity_of(member)
-            if capacity != self.capacity:
-                escaped = "".join(c if c.isalnum() else "%" + c for c in member)
-                pairs += [f"^{escaped}$", capacity]
-        durable = [glob_to_lua(pattern) for pattern in self.durable_patterns]
-        return [len(pairs) // 2, *pairs, len(durable), *durable]
+        await self._groups.send(group, message)
 
     async def reassert_memberships(self, index: int, wire: WireConnection) -> int:
         """Write this process's live memberships on a host again (after it came back)."""
-        cutoff = int(time.time() * 1000) - int(self.group_expiry * 1000)
-        commands: list[tuple[Any, ...]] = []
-        restored = 0
-        for (group, channel), joined in list(self.memberships.items()):
-            if joined <= cutoff:
-                del self.memberships[(group, channel)]
-            elif self.shard_index(channel) == index:
-                commands += self.membership_commands(group, channel, index, joined)
-                restored += 1
-        if commands:
-            for reply in wire.execute_many(*commands):
-                await reply
-        return restored
+        return await self._groups.reassert(index, wire)
 
     async def flush(self) -> None:
         """Delete every key under the prefix on every host, and this process's buffers."""
-        self.memberships.clear()
+        self._groups.clear()
         state = self._state()
         state.receiver.clear()
         for index, shard in enumerate(state.shards):

@@ -4,15 +4,12 @@ Every `receive()` of the loop registers a waiter; one task per host runs BLMPOP 
 process's inboxes (one list per specific-name prefix, shared by all its channels), the normal
 channels someone here waits for, and wake-up lists. Each pop brings up to BATCH entries,
 which the connection's read callback hands straight to the waiting futures (the task only tops
-the queued pops up and reconnects) or to a local buffer per channel; a specific
-channel's buffer is bounded by its capacity, and a full one is named in the inbox's set of
-full channels, which the send scripts check.
+the queued pops up and reconnects) or to a local buffer per channel (`fanout`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 import time
@@ -31,8 +28,8 @@ from gateway.layers.redis.connections import (
     is_redirect,
     is_transient,
 )
+from gateway.layers.redis.fanout import Buffer, Fanout, Waiter
 from gateway.layers.redis.wire import ReplyHandler, WireConnection, pack
-from gateway.layers.serialization import copier
 
 if TYPE_CHECKING:
     from gateway.layers.redis.core import RedisChannelLayer
@@ -44,9 +41,6 @@ logger = logging.getLogger("gateway.layers")
 BATCH = 1024
 DEPTH = 8
 REFILL_AT = 2
-_CONTAINERS = (dict, list)
-_Waiter = asyncio.Future[dict[str, Any]]
-_Buffer = deque[tuple[float, dict[str, Any]]]  # (expires at, epoch ms; message)
 
 
 def encode_entry(expires_ms: int, channel: str, payload: bytes) -> bytes:
@@ -66,6 +60,7 @@ class _Pops(ReplyHandler):
 
     def __init__(self, receiver: Receiver, index: int) -> None:
         self.receiver = receiver
+        self.fanout = receiver.fanout
         self.index = index
         self.keys: deque[frozenset[str]] = deque()  # what each queued pop watches, in order
         self.signal: asyncio.Future[None] | None = None  # the receive task waits on it
@@ -87,8 +82,8 @@ class _Pops(ReplyHandler):
         try:
             if value is not None and value[0] not in receiver.wake_set:
                 receiver.dispatch(value[0], value[1])
-            if time.monotonic() >= receiver.next_sweep:
-                receiver.sweep()
+            if time.monotonic() >= self.fanout.next_sweep:
+                self.fanout.sweep()
         except Exception:
             # A malformed entry (another writer under our prefix?) must not stop the loop
             # every receiver of this process depends on.
@@ -123,7 +118,7 @@ class _Pops(ReplyHandler):
 
 
 class Receiver:
-    """Waiters, buffers and the per-host receive tasks of one event loop."""
+    """The per-host receive tasks of one event loop, and its receive()."""
 
     def __init__(
         self, layer: RedisChannelLayer, shards: list[Shard], loop: asyncio.AbstractEventLoop
@@ -131,15 +126,14 @@ class Receiver:
         self.layer = layer
         self.loop = loop
         self.shards = shards
-        self.waiters: dict[str, deque[_Waiter]] = {}
-        self.buffers: dict[str, _Buffer] = {}
+        self._pending: set[asyncio.Task[None]] = set()
+        self.fanout = Fanout(layer, shards, self._background)
         count = len(shards)
         self.inboxes: list[set[str]] = [set() for _ in range(count)]
         self.normal: list[set[str]] = [set() for _ in range(count)]
         self.blocking: list[frozenset[str]] = [frozenset() for _ in range(count)]
         self.woken = [False] * count
         self.tasks: dict[int, asyncio.Task[None]] = {}
-        self.full: set[str] = set()  # specific channels whose buffer is at capacity
         # One wake-up list per pop that can be queued: a pop takes every entry of the first
         # non-empty list, so one entry in each list is what wakes each queued pop once. They
         # carry their shard's key prefix (in a cluster, a pop watches one slot).
@@ -151,69 +145,31 @@ class Receiver:
         self._turn = 0
         self._places: dict[str, tuple[int, str]] = {}  # channel -> (host index, list key)
         self._inboxes_by_key: dict[bytes, str] = {}
-        self._pending: set[asyncio.Task[None]] = set()
-        self.next_sweep = time.monotonic() + layer.expiry
 
     # The receive() side.
 
     async def receive(self, channel: str) -> dict[str, Any]:
-        buffer = self.buffers.get(channel)
+        """The next message of a channel: from its buffer, else from a receive task."""
+        fanout = self.fanout
+        buffer = fanout.buffers.get(channel)
         if buffer:
-            message = self._take(channel, buffer)
+            message = fanout.take(channel, buffer)
             if message is not None:
                 return message
-        waiter: _Waiter = self.loop.create_future()
-        waiting = self.waiters.get(channel)
+        waiter: Waiter = self.loop.create_future()
+        waiting = fanout.waiters.get(channel)
         if waiting is None:
-            self.waiters[channel] = deque((waiter,))
+            fanout.waiters[channel] = deque((waiter,))
         else:
             waiting.append(waiter)
         self._listen(channel)
         try:
             return await waiter
         except asyncio.CancelledError:
-            self._abandon(channel, waiter)
+            surplus = fanout.abandon(channel, waiter)
+            if surplus is not None:
+                self._background(self._return_to_redis(channel, surplus))
             raise
-
-    def _mark_full(self, channel: str, full: bool) -> None:
-        """Tell senders (through the inbox's set of full channels) to stop, or to go on."""
-        if full == (channel in self.full):
-            return
-        if full:
-            self.full.add(channel)
-        else:
-            self.full.discard(channel)
-        self._background(self._write_full(channel, full))
-
-    async def _write_full(self, channel: str, full: bool) -> None:
-        layer = self.layer
-        key = layer.list_key(channel) + "#"
-        part = channel[channel.index("!") + 1 :]  # the set names channels of its inbox by this
-        try:
-            wire = await self.shards[layer.shard_index(channel)].connection()
-            if full:
-                for reply in wire.execute_many(
-                    ("SADD", key, part), ("EXPIRE", key, layer.expiry_seconds)
-                ):
-                    await reply
-            else:
-                await wire.execute("SREM", key, part)
-        except UNAVAILABLE:
-            pass  # a Redis that is gone forgot the set anyway
-
-    def _take(self, channel: str, buffer: _Buffer) -> dict[str, Any] | None:
-        now = time.time() * 1000
-        message = None
-        while buffer:
-            expires, candidate = buffer.popleft()
-            if expires >= now:
-                message = candidate
-                break
-        if not buffer:
-            del self.buffers[channel]
-        if channel in self.full and len(buffer) < self.layer.capacity_of(channel):
-            self._mark_full(channel, False)
-        return message
 
     def _listen(self, channel: str) -> None:
         """Make sure the receive task of the channel's host pops the channel's list."""
@@ -257,28 +213,8 @@ class Receiver:
                 raise
             self.shards[index].lost()  # the receive task follows the slot on its own
 
-    def _abandon(self, channel: str, waiter: _Waiter) -> None:
-        """A receive was cancelled: keep a message already handed to it, forget the waiter."""
-        if waiter.done() and not waiter.cancelled():
-            self._put_back(channel, waiter.result())
-        else:
-            waiting = self.waiters.get(channel)
-            if waiting is not None:
-                with contextlib.suppress(ValueError):
-                    waiting.remove(waiter)
-                if not waiting:
-                    del self.waiters[channel]
-        if "!" not in channel and channel not in self.waiters and channel in self.buffers:
-            # Nobody here receives from this shared channel any more: give its surplus back,
-            # so that other processes' receivers get it.
-            self._background(self._return_to_redis(channel, self.buffers.pop(channel)))
-
-    def _put_back(self, channel: str, message: dict[str, Any]) -> None:
-        expires = time.time() * 1000 + self.layer.expiry * 1000
-        if not self._hand_to_waiter(channel, message):
-            self.buffers.setdefault(channel, deque()).appendleft((expires, message))
-
-    async def _return_to_redis(self, channel: str, buffer: _Buffer) -> None:
+    async def _return_to_redis(self, channel: str, buffer: Buffer) -> None:
+        """Push a shared channel's surplus back, for other processes' receivers."""
         layer = self.layer
         key = layer.list_key(channel)
         entries = [
@@ -353,7 +289,8 @@ class Receiver:
     def _keys(self, index: int) -> list[str]:
         layer = self.layer
         normal = self.normal[index]
-        for channel in [channel for channel in normal if channel not in self.waiters]:
+        waiters = self.fanout.waiters
+        for channel in [channel for channel in normal if channel not in waiters]:
             normal.discard(channel)
         keys = [*self.inboxes[index], *(layer.list_key(channel) for channel in normal)]
         if len(keys) > 1:
@@ -390,6 +327,7 @@ class Receiver:
         """Hand entries popped from list `key` to waiters, or to the channels' buffers."""
         now = time.time() * 1000
         unpack = msgpack.unpackb
+        fanout = self.fanout
         for entry in entries:
             expires, channel, payload = decode_entry(entry)
             if expires < now:
@@ -399,9 +337,9 @@ class Receiver:
                 # one entry, one decode.
                 inbox = self._inbox_of(key)
                 names = [inbox + part for part in channel.split()]
-                self._deliver_many(names, unpack(payload), expires)
+                fanout.deliver_many(names, unpack(payload), expires)
             else:
-                self._deliver(channel, unpack(payload), expires)
+                fanout.deliver(channel, unpack(payload), expires)
 
     def _inbox_of(self, key: bytes) -> str:
         """The inbox ("specific.ab12.cd!") whose list is `key`."""
@@ -412,68 +350,11 @@ class Receiver:
             self._inboxes_by_key[key] = inbox
         return inbox
 
-    def _deliver(self, channel: str, message: dict[str, Any], expires: float) -> None:
-        if self._hand_to_waiter(channel, message):
-            return
-        buffer = self.buffers.get(channel)
-        if buffer is None:
-            buffer = self.buffers[channel] = deque()
-        elif "!" in channel and len(buffer) >= self.layer.capacity_of(channel):
-            # Specific channels are buffered here, and their capacity bounds the buffer.
-            logger.warning("Channel %r is full; dropped a message", channel)
-            return
-        buffer.append((expires, message))
-        if "!" in channel and len(buffer) >= self.layer.capacity_of(channel):
-            self._mark_full(channel, True)
-
-    def _deliver_many(self, channels: list[str], message: dict[str, Any], expires: float) -> None:
-        nested = any(type(value) in _CONTAINERS for value in message.values())
-        copy = copier(message, nested)  # each receiver gets its own copy
-        waiters = self.waiters
-        for channel in channels:
-            waiting = waiters.get(channel)
-            if waiting is not None and len(waiting) == 1:
-                # The common case inlined: one receive() waits on this channel.
-                waiter = waiting[0]
-                if not waiter.done():
-                    del waiters[channel]
-                    waiter.set_result(copy())
-                    continue
-            self._deliver(channel, copy(), expires)
-
-    def _hand_to_waiter(self, channel: str, message: dict[str, Any]) -> bool:
-        waiting = self.waiters.get(channel)
-        if waiting is None:
-            return False
-        delivered = False
-        while waiting:
-            waiter = waiting.popleft()
-            if not waiter.done():
-                waiter.set_result(message)
-                delivered = True
-                break
-        if not waiting:
-            del self.waiters[channel]
-        return delivered
-
-    def sweep(self) -> None:
-        """Drop expired buffered messages, once per expiry period."""
-        self.next_sweep = time.monotonic() + self.layer.expiry
-        now = time.time() * 1000
-        for channel, buffer in list(self.buffers.items()):
-            while buffer and buffer[0][0] < now:
-                buffer.popleft()
-            if not buffer:
-                del self.buffers[channel]
-        for channel in [name for name in self.full if name not in self.buffers]:
-            self._mark_full(channel, False)
-
     # Housekeeping.
 
     def clear(self) -> None:
         """Drop buffered messages (flush); receivers already waiting keep waiting."""
-        self.buffers.clear()
-        self.full.clear()
+        self.fanout.clear()
 
     async def close(self) -> None:
         tasks = list(self.tasks.values())
