@@ -36,12 +36,12 @@ __all__ = [
     "ReplyRateLimiter",
     "attachments",
     "auto_reply_refusal",
+    "build_email_scope",
     "header_text",
     "html_body",
     "in_reply_to",
     "make_reject_event",
     "make_reply_event",
-    "make_scope",
     "message_id",
     "parse_message",
     "references",
@@ -64,7 +64,7 @@ _BULK_PRECEDENCE: Final = frozenset({"bulk", "junk", "list"})
 # --- scopes and events -----------------------------------------------------------------------
 
 
-def make_scope(
+def build_email_scope(
     *,
     source: Literal["smtp", "imap"],
     adapter: str,

@@ -38,9 +38,9 @@ __all__ = [
     "Delivery",
     "EmailIntake",
     "Source",
-    "build_scope",
     "raw_digest",
     "read_headers",
+    "scope_from_raw",
     "smtp_reply",
 ]
 
@@ -63,7 +63,7 @@ def raw_digest(raw: bytes) -> str:
     return hashlib.sha256(raw).hexdigest()
 
 
-def build_scope(
+def scope_from_raw(
     raw: bytes,
     *,
     source: Source,
@@ -77,10 +77,10 @@ def build_scope(
     """The ``email`` scope for `raw` sent to `recipient`; `envelope` takes the optional keys.
 
     `envelope` may hold ``recipients``, ``peer``, ``helo``, ``auth_user``, ``mailbox``,
-    ``uid``, ``uidvalidity`` and ``state`` (see `gateway.email.make_scope`).
+    ``uid``, ``uidvalidity`` and ``state`` (see `gateway.email.build_email_scope`).
     """
     parsed = headers if headers is not None else read_headers(raw)
-    return mail.make_scope(
+    return mail.build_email_scope(
         source=source,
         adapter=adapter,
         sender=sender,
@@ -195,7 +195,7 @@ class EmailIntake:
         digest = raw_digest(raw)
         if self.state is not None:
             envelope.setdefault("state", self.state)
-        scope = build_scope(
+        scope = scope_from_raw(
             raw,
             source=self.source,
             adapter=self.adapter,

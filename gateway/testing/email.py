@@ -57,7 +57,7 @@ class EmailCommunicator:
         self.raw = _as_bytes(message)
         parsed = mail.parse_message(self.raw)
         to = recipient if recipient is not None else mail.sender_address(parsed, "To")
-        self.scope = mail.make_scope(
+        self.scope = mail.build_email_scope(
             source=source,
             adapter=adapter,
             sender=sender if sender is not None else mail.sender_address(parsed),

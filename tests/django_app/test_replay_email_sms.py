@@ -22,7 +22,7 @@ from gateway import (
     phone,
 )
 from gateway.pipeline import DeadLetter as Letter
-from protocol_adapters.email_common import build_scope
+from protocol_adapters.email_common import scope_from_raw
 from tests.sms.support import twilio_stub
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -88,7 +88,7 @@ async def stored(protocol: str, scope: dict[str, Any], payload: bytes) -> DeadLe
 @override_settings(EMAIL_BACKEND="django.core.mail.backends.locmem.EmailBackend")
 async def test_a_mail_dead_letter_replays_and_its_reply_is_sent() -> None:
     raw = raw_mail()
-    scope = build_scope(
+    scope = scope_from_raw(
         raw, source="smtp", adapter="mx", sender="ada@customer.example",
         recipient="support@example.com", recipients=["support@example.com"],
     )  # fmt: skip
@@ -105,7 +105,7 @@ async def test_a_mail_dead_letter_replays_and_its_reply_is_sent() -> None:
 
 async def test_a_failed_mail_replay_keeps_the_letter_with_the_new_error() -> None:
     raw = raw_mail()
-    scope = build_scope(
+    scope = scope_from_raw(
         raw, source="imap", adapter="inbox", sender="", recipient="support@example.com"
     )
     dead = await stored("email", dict(scope), raw)

@@ -19,7 +19,7 @@ from gateway.exceptions import UnknownMessageType
 from gateway.middleware import BaseMiddleware
 from gateway.pipeline import KeyedDispatcher, RetryPolicy
 from gateway.types import Receive, Scope, Send
-from protocol_adapters.email_common import Delivery, EmailIntake, build_scope, smtp_reply
+from protocol_adapters.email_common import Delivery, EmailIntake, scope_from_raw, smtp_reply
 from routers import EmailToRouter, ProtocolTypeRouter, address
 
 RAW = (
@@ -68,7 +68,7 @@ def intake_for(
 
 
 def test_build_scope_reads_the_message_id_from_the_raw_bytes() -> None:
-    scope = build_scope(
+    scope = scope_from_raw(
         RAW, source="imap", adapter="box", sender="", recipient="support@example.com",
         mailbox="INBOX", uid=7, uidvalidity=42,
     )  # fmt: skip
@@ -225,7 +225,7 @@ async def test_replies_are_sent_through_django_after_the_app_returned(mailoutbox
 
 
 async def test_run_email_app_rules() -> None:
-    scope = build_scope(RAW, source="smtp", adapter="t", sender="", recipient="a@b.test")
+    scope = scope_from_raw(RAW, source="smtp", adapter="t", sender="", recipient="a@b.test")
 
     async def unknown_event(scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "email.frobnicate"})
@@ -297,7 +297,7 @@ def test_parsing_helpers_never_raise(raw: bytes) -> None:
     mail.in_reply_to(message)
     refusal = mail.auto_reply_refusal(message, sender="a@b.test", own_address="s@x.test")
     assert refusal is None or isinstance(refusal, str)
-    scope = build_scope(raw, source="smtp", adapter="t", sender="a@b.test", recipient="s@x.test")
+    scope = scope_from_raw(raw, source="smtp", adapter="t", sender="a@b.test", recipient="s@x.test")
     assert scope["message_id"] is None or isinstance(scope["message_id"], str)
     event = mail.make_reply_event(message, scope, "thanks")
     assert event["headers"]["Auto-Submitted"] == "auto-replied"

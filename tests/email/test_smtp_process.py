@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from django_app.inbound_mail_db import store_key
-from protocol_adapters.email_common import build_scope, raw_digest
+from protocol_adapters.email_common import raw_digest, scope_from_raw
 from tests.email.support import message, send, wire
 from tests.server.process import ROOT, GatewayProcess, gateway_env, spawn, wait_ready
 
@@ -94,7 +94,7 @@ def test_dedup_holds_across_a_restart_and_rows_of_other_processes(tmp_path: Path
     finally:
         process.kill()
     # Another gateway process sharing the database handled the second message meanwhile.
-    scope = build_scope(second, source="smtp", adapter="mx", sender="", recipient=RECIPIENT)
+    scope = scope_from_raw(second, source="smtp", adapter="mx", sender="", recipient=RECIPIENT)
     key = store_key(scope, raw_digest(second))
     with sqlite3.connect(database) as db:
         db.execute(

@@ -28,7 +28,7 @@ from gateway.email_store import (
 )
 from gateway.exceptions import ImproperlyConfiguredGateway
 from gateway.pipeline import KeyedDispatcher, RetryPolicy
-from protocol_adapters.email_common import EmailIntake, build_scope, raw_digest
+from protocol_adapters.email_common import EmailIntake, raw_digest, scope_from_raw
 from routers import EmailToRouter, ProtocolTypeRouter, address
 
 RECIPIENT = "support@example.com"
@@ -67,7 +67,8 @@ async def test_concurrent_lookups_answer_each_message_for_itself() -> None:
     store = DatabaseMailStore()
     raws = [raw_message(n) for n in range(30)]
     scopes = [
-        build_scope(raw, source="smtp", adapter="t", sender="", recipient=RECIPIENT) for raw in raws
+        scope_from_raw(raw, source="smtp", adapter="t", sender="", recipient=RECIPIENT)
+        for raw in raws
     ]
     for n in range(0, 30, 3):  # every third one handled, every third + 1 failed twice
         store.record(scopes[n], raw_digest(raws[n]), raws[n], "", "handled", 1)
@@ -102,7 +103,7 @@ async def test_upsert_keeps_the_first_bytes_and_takes_the_last_outcome() -> None
     from django_app.models import InboundEmail
 
     raw = raw_message(1)
-    scope = build_scope(raw, source="smtp", adapter="t", sender="", recipient=RECIPIENT)
+    scope = scope_from_raw(raw, source="smtp", adapter="t", sender="", recipient=RECIPIENT)
     store = DatabaseMailStore()
     store.record(scope, raw_digest(raw), raw, "Ticket 1", "failed", 1, "boom")
     assert await store.flush()
@@ -132,7 +133,7 @@ def test_inline_reader_sees_other_connections_commits_and_never_waits(tmp_path: 
     path = tmp_path / "db.sqlite3"
     inbound_email_table(path)
     raw = raw_message(1)
-    scope = build_scope(raw, source="smtp", adapter="t", sender="", recipient=RECIPIENT)
+    scope = scope_from_raw(raw, source="smtp", adapter="t", sender="", recipient=RECIPIENT)
     key = store_key(scope, raw_digest(raw))
     reader = SQLiteReader(str(path))
     try:

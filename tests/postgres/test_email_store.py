@@ -14,7 +14,7 @@ from django_app.models import InboundEmail
 from gateway.consumers.email import AsyncEmailConsumer
 from gateway.email_store import Known
 from gateway.pipeline import KeyedDispatcher, RetryPolicy
-from protocol_adapters.email_common import EmailIntake, build_scope, raw_digest
+from protocol_adapters.email_common import EmailIntake, raw_digest, scope_from_raw
 from routers import EmailToRouter, ProtocolTypeRouter, address
 from tests.postgres.support import race_behind_lock
 
@@ -36,7 +36,9 @@ def process_storing(recipients: Sequence[str]) -> Callable[[], list[Known | None
         store = DatabaseMailStore()
         digest = raw_digest(RAW)
         scopes = [
-            build_scope(RAW, source="smtp", adapter="pg", sender="alice@customer.test", recipient=r)
+            scope_from_raw(
+                RAW, source="smtp", adapter="pg", sender="alice@customer.test", recipient=r
+            )
             for r in recipients
         ]
         for scope in scopes:
