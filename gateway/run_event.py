@@ -33,8 +33,6 @@ async def run_one_event(
     `event`'s type.
     """
     delivered = False
-    protocol = str(event["type"]).partition(".")[0]
-    disconnect: Message = {"type": f"{protocol}.disconnect"}
 
     async def receive() -> Message:
         nonlocal delivered
@@ -43,6 +41,6 @@ async def run_one_event(
             return event
         if stopped is not None:
             await stopped.wait()
-        return disconnect
+        return {"type": str(event["type"]).partition(".")[0] + ".disconnect"}
 
     await app(dict(scope), receive, send)
