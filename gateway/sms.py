@@ -23,7 +23,7 @@ from django.utils.module_loading import import_string
 
 from gateway.exceptions import ImproperlyConfiguredGateway, SmsOptedOut, SmsSendError
 from gateway.run_event import run_one_event
-from gateway.types import ASGIApp, Message, SmsMedia
+from gateway.types import ASGIApp, Message, SmsMedia, SmsScope
 
 __all__ = [
     "DEFAULT_STORE",
@@ -281,11 +281,11 @@ def build_sms_scope(
     country: str | None = None,
     extra: Mapping[str, str] | None = None,
     state: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
+) -> SmsScope:
     """The ``sms`` scope of docs/specs/sms.md; numbers are normalised here, for every provider."""
     sender, whatsapp = split_channel(from_)
     sender = normalize_number(sender)
-    scope = {
+    scope: SmsScope = {
         "type": "sms",
         "asgi": {"version": "3.0", "spec_version": SPEC_VERSION},
         "provider": provider,

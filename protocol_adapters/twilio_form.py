@@ -8,7 +8,7 @@ from typing import Any
 from twilio.twiml.messaging_response import MessagingResponse
 
 from gateway.sms import build_sms_scope
-from gateway.types import SmsMedia
+from gateway.types import SmsMedia, SmsScope
 
 __all__ = ["MAX_MEDIA", "MissingFields", "inbound_scope", "twiml"]
 
@@ -31,7 +31,7 @@ class MissingFields(ValueError):
 
 def inbound_scope(
     form: Mapping[str, str], adapter: str, state: Mapping[str, Any] | None = None
-) -> dict[str, Any]:
+) -> SmsScope:
     """The ``sms`` scope for a Twilio webhook form; raises MissingFields."""
     missing = [name for name in ("MessageSid", "From", "To") if not form.get(name)]
     if missing:

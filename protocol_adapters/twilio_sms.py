@@ -119,7 +119,7 @@ class TwilioSmsAdapter(ProtocolAdapter):
         except MissingFields as exc:
             await self._refuse(send, 400, f"Bad Request: {exc}")
             return
-        replies = await self._handle(sms_scope, form.get("Body", ""))
+        replies = await self._handle(dict(sms_scope), form.get("Body", ""))
         await _respond(send, 200, twiml(replies), TWIML_TYPE)
 
     async def status_callback(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -5,11 +5,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from gateway.sms import build_sms_scope, run_sms_app
 from gateway.testing.application import run_in_test_context
-from gateway.types import ASGIApp, Message, SmsMedia
+from gateway.types import ASGIApp, Message, SmsMedia, SmsScope
 
 
 @dataclass
@@ -28,7 +27,7 @@ def sms_scope(
     media: Sequence[SmsMedia] = (),
     country: str | None = None,
     extra: Mapping[str, str] | None = None,
-) -> dict[str, Any]:
+) -> SmsScope:
     """An ``sms`` scope as the SMS adapters make it (docs/specs/sms.md)."""
     return build_sms_scope(
         provider="test",
