@@ -44,6 +44,7 @@ _EXPORTS: dict[str, str] = {
     "AsyncEmailConsumer": "gateway.consumers",
     "database_sync_to_async": "gateway.db",
     # channel layers
+    "DEFAULT_CHANNEL_LAYER": "gateway.layers",
     "get_channel_layer": "gateway.layers",
     "channel_layers": "gateway.layers",
     "ChannelLayerManager": "gateway.layers",
@@ -107,6 +108,7 @@ __all__ = [
     "ChannelLayerUnavailable",
     "ChannelNameRouter",
     "CookieMiddleware",
+    "DEFAULT_CHANNEL_LAYER",
     "DenyConnection",
     "EmailConsumer",
     "EmailToRouter",
@@ -197,6 +199,7 @@ if TYPE_CHECKING:
         UnserializableMessage,
     )
     from gateway.layers import (
+        DEFAULT_CHANNEL_LAYER,
         BaseChannelLayer,
         ChannelLayerManager,
         InMemoryChannelLayer,
