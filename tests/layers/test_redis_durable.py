@@ -91,11 +91,44 @@ async def test_messages_sent_before_any_worker_are_kept_in_order(
     assert received == [0, 1, 2, 3, 4]
 
 
+async def test_a_durable_channel_holds_a_job_queue_backlog_by_default(
+    durable_layers: list[RedisChannelLayer],
+) -> None:
+    # deploy/README.md's CHANNEL_LAYERS: durable jobs.*, no capacity set.
+    first, second = durable_layers
+    for n in range(250):  # far past the normal channels' capacity of 100
+        await first.send("jobs.backlog", {"type": "job.run", "n": n})
+    await first.group_add("crew", "jobs.backlog")
+    await first.group_send("crew", {"type": "job.run", "n": 250})
+    received = []
+    for _ in range(251):
+        delivery = await asyncio.wait_for(second.receive_delivery("jobs.backlog"), WAIT)
+        received.append(delivery.message["n"])
+        await delivery.ack()
+    assert received == list(range(251))
+
+
+async def test_channel_capacity_patterns_bound_durable_channels_too(
+    durable_layers: list[RedisChannelLayer],
+) -> None:
+    first, _ = durable_layers
+    capped = RedisChannelLayer(
+        **redis_layer_config(first.hosts[0].url or "", prefix=first.prefix)
+        | {"durable": ["jobs.*"], "channel_capacity": {"jobs.tiny": 1}}
+    )
+    try:
+        await capped.send("jobs.tiny", {"type": "job.run"})
+        with pytest.raises(ChannelFull):
+            await capped.send("jobs.tiny", {"type": "job.run"})
+    finally:
+        await capped.close()
+
+
 async def test_durable_capacity_and_group_send(durable_layers: list[RedisChannelLayer]) -> None:
     first, _ = durable_layers
     small = RedisChannelLayer(
         **redis_layer_config(first.hosts[0].url or "", prefix=first.prefix, capacity=2)
-        | {"durable": ["jobs.*"]}
+        | {"durable": ["jobs.*"], "durable_capacity": 2}
     )
     try:
         await small.group_add("crew", "jobs.crew")

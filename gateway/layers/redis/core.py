@@ -52,7 +52,9 @@ class RedisChannelLayer(BaseChannelLayer):
     `channel_capacity`) plus `durable` (globs of channels kept in streams until acknowledged),
     `unavailable_after` (seconds `send` waits for a missing Redis before raising
     ChannelLayerUnavailable), `backoff_initial`/`backoff_max` (reconnect backoff of receivers),
-    `claim_after` (seconds before another worker takes over an unacknowledged durable message)
+    `durable_capacity` (messages a durable channel's stream holds: a job queue's backlog,
+    default 100000), `claim_after` (seconds before another worker takes over an
+    unacknowledged durable message),
     `block_seconds` (how long one blocking pop lasts), `inbox_capacity` (entries a
     process's inbox holds before group sends skip it: a process that stopped popping), and
     `cluster` (the hosts are start-up nodes of one Redis Cluster) with `cluster_shards` (hash
@@ -68,6 +70,7 @@ class RedisChannelLayer(BaseChannelLayer):
         capacity: int = 100,
         channel_capacity: Mapping[Any, int] | None = None,
         durable: Iterable[str] = (),
+        durable_capacity: int = 100_000,
         unavailable_after: float = 5.0,
         backoff_initial: float = 0.1,
         backoff_max: float = 5.0,
@@ -111,6 +114,11 @@ class RedisChannelLayer(BaseChannelLayer):
         self.block_seconds = block_seconds
         self.inbox_capacity = inbox_capacity
         self.durable_patterns = list(durable)
+        if isinstance(durable_capacity, bool) or not isinstance(durable_capacity, int):
+            raise ImproperlyConfiguredGateway(
+                f"channel layer CONFIG durable_capacity must be an int, got {durable_capacity!r}"
+            )
+        self.durable_capacity = durable_capacity
         self._durable = compile_globs(self.durable_patterns)
         self.expiry_seconds = max(1, int(expiry + 0.999))
         self._capacity_cache: dict[str, int] = {}
@@ -195,6 +203,13 @@ class RedisChannelLayer(BaseChannelLayer):
     def is_durable(self, channel: str) -> bool:
         """True when the channel matches a `durable` pattern."""
         return any(pattern.match(channel) for pattern in self._durable)
+
+    def get_capacity(self, channel: str) -> int:
+        """A channel_capacity pattern's, else durable_capacity (durable) or capacity."""
+        for pattern, capacity in self.channel_capacity:
+            if pattern.match(channel):
+                return capacity
+        return self.durable_capacity if self.is_durable(channel) else self.capacity
 
     def capacity_of(self, channel: str) -> int:
         """get_capacity, cached."""

@@ -46,7 +46,7 @@ class Groups:
                 return None
             pairs += [glob_to_lua(pattern), capacity]
         durable = [glob_to_lua(pattern) for pattern in self.layer.durable_patterns]
-        return [len(pairs) // 2, *pairs, len(durable), *durable]
+        return [len(pairs) // 2, *pairs, len(durable), *durable, self.layer.durable_capacity]
 
     async def add(self, group: str, channel: str) -> None:
         """Add a channel to a group; adding it again renews its membership."""
@@ -118,7 +118,7 @@ class Groups:
                 escaped = "".join(c if c.isalnum() else "%" + c for c in member)
                 pairs += [f"^{escaped}$", capacity]
         durable = [glob_to_lua(pattern) for pattern in layer.durable_patterns]
-        return [len(pairs) // 2, *pairs, len(durable), *durable]
+        return [len(pairs) // 2, *pairs, len(durable), *durable, layer.durable_capacity]
 
     async def reassert(self, index: int, wire: WireConnection) -> int:
         """Write this process's live memberships on a host again (after it came back)."""

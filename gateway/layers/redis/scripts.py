@@ -51,8 +51,8 @@ return 1
 # KEYS[1] .. ':' .. inbox, of the parts of their names after the '!' (member -> joined at, ms).
 # ARGV: oldest live membership (ms), expires-at prefix (14 digits), payload, default capacity,
 # expiry seconds, list key prefix, stream key prefix,
-# then n, n pairs of (Lua pattern, capacity), then m, m durable Lua patterns, then the inbox
-# capacity and now (ms).
+# then n, n pairs of (Lua pattern, capacity), then m, m durable Lua patterns, the durable
+# channels' default capacity, then the inbox capacity and now (ms).
 # The members of one inbox get ONE entry naming them all (" part part ...", read straight
 # from their sorted set: no work per member here): the receiving process decodes the payload
 # once and enforces each channel's capacity on its own buffer. An inbox holding
@@ -70,6 +70,7 @@ local i = 9
 for n = 1, tonumber(ARGV[i - 1]) do caps[n] = {ARGV[i], tonumber(ARGV[i + 1])}; i = i + 2 end
 local count = tonumber(ARGV[i]); i = i + 1
 for n = 1, count do durable[n] = ARGV[i]; i = i + 1 end
+local durable_capacity = tonumber(ARGV[i]); i = i + 1
 local inbox_capacity, now = tonumber(ARGV[i]), tonumber(ARGV[i + 1])
 local sent = 0
 local find, sub = string.find, string.sub
@@ -109,14 +110,15 @@ for _, target in ipairs(targets) do
       end
     end
   else
-    local capacity, is_durable = default_capacity, false
+    local capacity, is_durable, capped = default_capacity, false, false
     if patterned then
       for _, cap in ipairs(caps) do
-        if find(target, cap[1]) then capacity = cap[2]; break end
+        if find(target, cap[1]) then capacity = cap[2]; capped = true; break end
       end
       for _, pattern in ipairs(durable) do
         if find(target, pattern) then is_durable = true; break end
       end
+      if is_durable and not capped then capacity = durable_capacity end
     end
     if is_durable then
       local stream = stream_prefix .. target
