@@ -5,8 +5,9 @@ used by the adapters (the SMTP adapter checks recipients against the email branc
 and by this command. Routers are recognised by their shape, not their class, so adapters can
 use this module without importing ``routers``: a `ProtocolTypeRouter` or `ChannelNameRouter`
 by its ``application_mapping``, any other router by its ``routes`` (and ``default``); a
-middleware keeps the application it wraps as ``inner`` (Channels) or ``app`` (Starlette,
-uvicorn). An application that is none of these is listed as one opaque application.
+middleware keeps the application it wraps as ``inner`` (Channels), ``app`` (Starlette,
+uvicorn) or ``application`` (origin validators). An application that is none of these is
+listed as one opaque application.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any, NamedTuple
 __all__ = ["RouteRow", "collect_routes", "describe_app", "find_branch", "match_email", "register"]
 
 _MAX_DEPTH = 32
-_WRAPPED = ("inner", "app")  # where middleware keeps the application it wraps
+_WRAPPED = ("inner", "app", "application")  # where middleware keeps the application it wraps
 
 
 class RouteRow(NamedTuple):

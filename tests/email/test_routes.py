@@ -10,7 +10,12 @@ from django.urls import path, re_path
 from gateway.cli import main
 from gateway.consumers.email import AsyncEmailConsumer
 from gateway.consumers.websocket import AsyncWebsocketConsumer
-from gateway.middleware import BaseMiddleware
+from gateway.middleware import (
+    AllowedHostsOriginValidator,
+    AuthMiddlewareStack,
+    BaseMiddleware,
+    OriginValidator,
+)
 from gateway.routes import collect_routes, find_branch, match_email
 from routers import ChannelNameRouter, EmailToRouter, ProtocolTypeRouter, URLRouter, address
 
@@ -62,6 +67,7 @@ application = ProtocolTypeRouter(
         "channel": ChannelNameRouter({"notify": Worker.as_asgi()}),
     }
 )
+email = application.application_mapping["email"]
 no_default = ProtocolTypeRouter(
     {"email": EmailToRouter([address(r"support@example\.com", Ticket.as_asgi())])}
 )
@@ -118,7 +124,6 @@ def test_find_branch_through_protocol_router_and_middleware_of_both_kinds() -> N
 
 
 def test_routes_behind_middleware_keeping_its_app_as_app() -> None:
-    email = application.application_mapping["email"]
     wrapped = KeepsItsAppAsApp(ProtocolTypeRouter({"email": KeepsItsAppAsApp(email)}))
     assert [row.pattern for row in collect_routes(wrapped)] == [
         r"support@example\.com",
@@ -130,6 +135,21 @@ def test_routes_behind_middleware_keeping_its_app_as_app() -> None:
         f"{__name__}.Ticket",
         {},
     )
+
+
+def test_routes_through_the_readme_websocket_stack() -> None:
+    # The README's stack: the origin validator keeps its application as ``application``.
+    websocket = AllowedHostsOriginValidator(
+        AuthMiddlewareStack(URLRouter([path("ws/dashboard/", Dashboard.as_asgi())]))
+    )
+    root = ProtocolTypeRouter({"websocket": websocket, "email": OriginValidator(email, ["*"])})
+    assert [tuple(row) for row in collect_routes(root)] == [
+        ("websocket", "ws/dashboard/", f"{__name__}.Dashboard"),
+        ("email", r"support@example\.com", f"{__name__}.Ticket"),
+        ("email", r"(?P<device_id>[\w-]+)@devices\.example\.com", f"{__name__}.Device"),
+        ("email", "(default)", f"{__name__}.Catchall"),
+    ]
+    assert find_branch(root, "email") is email
 
 
 def test_command_prints_the_routes(capsys: pytest.CaptureFixture[str]) -> None:
