@@ -42,11 +42,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "settings", None):
         os.environ["DJANGO_SETTINGS_MODULE"] = args.settings
     configure_logging(getattr(args, "log_level", "info"))
+    _put_cwd_on_path()
     try:
         if args.needs_django:
-            if not os.environ.get("DJANGO_SETTINGS_MODULE"):
-                raise UsageError("set DJANGO_SETTINGS_MODULE or pass --settings MODULE")
-            _setup_django()
+            _prepare_django(getattr(args, "app", None))
         handler: Any = args.handler
         return int(handler(args))
     except UsageError as exc:
@@ -152,8 +151,48 @@ def run_system_checks() -> bool:
     return not errors
 
 
+def _put_cwd_on_path() -> None:
+    # As uvicorn and daphne do: `gateway run myproject.asgi:application` from the project's
+    # directory finds `myproject`, which the console script's sys.path[0] (its bin/) would not.
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+
+
+def _prepare_django(app_path: str | None) -> None:
+    """Set Django up; without settings yet, import APP's module first, which may name them.
+
+    A project's asgi.py calls ``os.environ.setdefault("DJANGO_SETTINGS_MODULE", ...)`` before
+    anything else, so importing it is how uvicorn and daphne learn the settings too.
+    """
+    if not os.environ.get("DJANGO_SETTINGS_MODULE") and app_path:
+        _import_app_without_settings(app_path)
+    if not os.environ.get("DJANGO_SETTINGS_MODULE"):
+        raise UsageError(
+            "set DJANGO_SETTINGS_MODULE or pass --settings MODULE (or set it in APP's module "
+            'first: os.environ.setdefault("DJANGO_SETTINGS_MODULE", ...), as asgi.py does)'
+        )
+    _setup_django()
+
+
+def _import_app_without_settings(app_path: str) -> None:
+    from django.core.exceptions import ImproperlyConfigured
+
+    try:
+        load_app(app_path)
+    except ImproperlyConfigured as exc:
+        raise UsageError(
+            f"importing APP {app_path!r} needs the settings: set DJANGO_SETTINGS_MODULE or "
+            f"pass --settings MODULE ({exc})"
+        ) from exc
+
+
 def _setup_django() -> None:
     import django
+    from django.apps import apps
+
+    if apps.ready:  # APP's module did it (get_asgi_application() calls django.setup())
+        return
 
     try:
         django.setup(set_prefix=False)

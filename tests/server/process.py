@@ -61,14 +61,18 @@ def gateway_env(tmp_path: Path, settings: str = "tests.server.e2e_settings") -> 
 
 
 def spawn(
-    tmp_path: Path, *args: str, env: dict[str, str] | None = None, command: list[str] | None = None
+    tmp_path: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    command: list[str] | None = None,
+    cwd: Path = ROOT,
 ) -> GatewayProcess:
-    """Start the gateway (by default `python -m gateway run E2E_APP --port 0 ARGS`)."""
+    """Start the gateway (by default `python -m gateway run E2E_APP --port 0 ARGS`) in `cwd`."""
     stderr_path = tmp_path / "stderr.log"
     argv = command or [sys.executable, "-m", "gateway", "run", E2E_APP, "--port", "0"]
     proc = subprocess.Popen(
         [*argv, *args],
-        cwd=ROOT,
+        cwd=cwd,
         env=env or gateway_env(tmp_path),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,

@@ -252,14 +252,3 @@ def test_usage_errors_exit_2(tmp_path: Path, args: list[str], message: str) -> N
     finally:
         process.kill()
     assert message in process.stderr()
-
-
-def test_no_settings_module_is_a_usage_error(tmp_path: Path) -> None:
-    env = gateway_env(tmp_path)
-    del env["DJANGO_SETTINGS_MODULE"]
-    process = spawn(tmp_path, env=env)
-    try:
-        assert process.proc.wait(WAIT) == 2
-    finally:
-        process.kill()
-    assert "set DJANGO_SETTINGS_MODULE or pass --settings MODULE" in process.stderr()
