@@ -1,6 +1,7 @@
 """The gateway process: one event loop running uvicorn and every protocol adapter.
 
-Start-up, in order: validate GATEWAY, run the application's lifespan startup, start uvicorn
+Start-up, in order: validate GATEWAY, put the in-memory channel layer in place when
+CHANNEL_LAYERS is not set (and say so), run the application's lifespan startup, start uvicorn
 on its own socket, start each enabled adapter, then write one line per listener and
 ``gateway: ready`` to stdout. SIGTERM or SIGINT stops accepting everywhere, drains for up
 to SHUTDOWN_TIMEOUT seconds, runs the lifespan shutdown and returns exit code 0; a second
@@ -30,6 +31,8 @@ from gateway.health import (
     HealthReport,
     overall_status,
 )
+from gateway.layers import DEFAULT_CHANNEL_LAYER, channel_layers
+from gateway.layers.memory import InMemoryChannelLayer
 from gateway.lifespan import Lifespan
 from gateway.metrics import registry
 from gateway.types import ASGIApp
@@ -111,10 +114,16 @@ class Gateway:
         if problems:
             return 1
         signals = _install_signal_handlers(self.stop)
+        default_layer = _default_channel_layer()
         try:
             return await self._serve(ready)
         finally:
             _remove_signal_handlers(signals)
+            if (
+                default_layer is not None
+                and channel_layers.backends.get(DEFAULT_CHANNEL_LAYER) is default_layer
+            ):
+                del channel_layers.backends[DEFAULT_CHANNEL_LAYER]
 
     async def _serve(self, ready: asyncio.Event | None) -> int:
         lifespan = Lifespan(self.app, self.state)
@@ -293,6 +302,19 @@ class Gateway:
             self._web.force()
         for task in self._draining:
             task.cancel()
+
+
+def _default_channel_layer() -> InMemoryChannelLayer | None:
+    """With CHANNEL_LAYERS unset, the process gets the in-memory layer as its "default"."""
+    if channel_layers.configs or DEFAULT_CHANNEL_LAYER in channel_layers.backends:
+        return None
+    layer = InMemoryChannelLayer()
+    channel_layers.set(DEFAULT_CHANNEL_LAYER, layer)
+    logger.warning(
+        "CHANNEL_LAYERS is not set: using the in-memory channel layer, which reaches"
+        " consumers of this process only (set CHANNEL_LAYERS to a Redis layer for several)."
+    )
+    return layer
 
 
 def _announce(listeners: list[Listener]) -> None:

@@ -9,9 +9,11 @@ from typing import Any
 
 import httpx
 import pytest
+from django.test import override_settings
 
 from gateway.adapters import Listener
 from gateway.conf import GatewaySettings
+from gateway.layers import get_channel_layer
 from gateway.server import Gateway
 from gateway.types import Receive, Scope, Send
 
@@ -161,3 +163,45 @@ async def test_http_can_be_disabled(capsys: Any) -> None:
     gateway.stop()
     assert await asyncio.wait_for(task, 30) == 0
     assert capsys.readouterr().out == "gateway: ready\n"
+
+
+class LayerNameApp(App):
+    """Answers HTTP with the class name of the default channel layer."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self.run_lifespan(receive, send)
+            return
+        body = type(get_channel_layer()).__name__.encode()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": body})
+
+
+async def test_without_channel_layers_the_process_uses_the_in_memory_layer_and_says_so(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with override_settings(CHANNEL_LAYERS=None):
+        assert get_channel_layer() is None  # Channels' answer outside the gateway
+        gateway = Gateway(LayerNameApp(), settings=settings())
+        with caplog.at_level(logging.WARNING, logger="gateway.server"):
+            task = await start(gateway)
+        async with httpx.AsyncClient() as client:
+            answer = await client.get(http_url(gateway.listeners) + "/")
+        assert answer.text == "InMemoryChannelLayer"
+        assert "CHANNEL_LAYERS is not set: using the in-memory channel layer" in caplog.text
+        gateway.stop()
+        assert await asyncio.wait_for(task, 30) == 0
+        assert get_channel_layer() is None
+
+
+async def test_a_configured_channel_layer_is_kept(caplog: pytest.LogCaptureFixture) -> None:
+    config = {"default": {"BACKEND": "gateway.layers.InMemoryChannelLayer"}}
+    with override_settings(CHANNEL_LAYERS=config):
+        configured = get_channel_layer()
+        gateway = Gateway(LayerNameApp(), settings=settings())
+        with caplog.at_level(logging.WARNING, logger="gateway.server"):
+            task = await start(gateway)
+        assert get_channel_layer() is configured
+        assert "CHANNEL_LAYERS is not set" not in caplog.text
+        gateway.stop()
+        assert await asyncio.wait_for(task, 30) == 0
