@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from gateway.exceptions import RouteNotFound
 from gateway.types import AnyASGIApp, Receive, Scope, Send
@@ -17,7 +18,7 @@ class ChannelNameRouter:
             check_application(application, f"ChannelNameRouter channel {name!r}")
         self.application_mapping = dict(application_mapping)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> Any:
         if "channel" not in scope:
             raise ValueError(
                 "ChannelNameRouter got a scope without a 'channel' key; route only "
@@ -26,4 +27,4 @@ class ChannelNameRouter:
         application = self.application_mapping.get(scope["channel"])
         if application is None:
             raise RouteNotFound(f"No application configured for channel name {scope['channel']!r}.")
-        await application(scope, receive, send)
+        return await application(scope, receive, send)

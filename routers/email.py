@@ -78,7 +78,7 @@ class EmailToRouter:
         """`accepts` for async callers; routing is pure, so it never blocks."""
         return self.accepts(recipient)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> Any:
         recipient = scope.get("recipient")
         if not isinstance(recipient, str):
             raise ValueError("No 'recipient' key in email scope, cannot route by address.")
@@ -87,4 +87,4 @@ class EmailToRouter:
             raise RouteNotFound(f"No route found for email recipient {recipient!r}.")
         _, application, kwargs = found
         url_route = merge_url_route(scope, (), kwargs)
-        await application({**scope, "url_route": url_route}, receive, send)
+        return await application({**scope, "url_route": url_route}, receive, send)

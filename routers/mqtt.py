@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Literal, NamedTuple
+from typing import Any, ClassVar, Literal, NamedTuple
 
 from gateway.exceptions import RouteNotFound
 from gateway.mqtt import filter_covers
@@ -182,7 +182,7 @@ class MqttTopicRouter:
                 raise TypeError(f"MqttTopicRouter takes topic(...) routes, got {route!r}")
         self.routes = list(routes)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> Any:
         if "topic_remaining" in scope:  # called by hand below another router
             remaining = str(scope["topic_remaining"])
             match = self._resolve(remaining.split("/") if remaining else [], False)
@@ -193,7 +193,7 @@ class MqttTopicRouter:
         scope = {**scope, "url_route": merge_url_route(scope, match.args, match.kwargs)}
         if match.remaining is not None:
             scope["topic_remaining"] = match.remaining
-        await match.application(scope, receive, send)
+        return await match.application(scope, receive, send)
 
     def resolve(self, topic_name: str, *, at_start: bool = True) -> _Match | None:
         """Find the application for a topic; nested routers are searched, not called."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from gateway.exceptions import UnknownProtocol
 from gateway.types import AnyASGIApp, Receive, Scope, Send
@@ -17,19 +18,19 @@ class ProtocolTypeRouter:
             check_application(application, f"ProtocolTypeRouter type {name!r}")
         self.application_mapping = dict(application_mapping)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> Any:
+        """Run the application for the scope's type and return what it returns."""
         application = self.application_mapping.get(scope["type"])
         if application is not None:
-            await application(scope, receive, send)
-        elif scope["type"] == "lifespan":
-            # Django's ASGI handler refuses lifespan scopes, so answer them here.
-            await serve_lifespan(receive, send)
-        else:
+            return await application(scope, receive, send)
+        if scope["type"] != "lifespan":
             configured = ", ".join(repr(name) for name in self.application_mapping) or "none"
             raise UnknownProtocol(
                 f"No application configured for scope type {scope['type']!r} "
                 f"(configured types: {configured})."
             )
+        # Django's ASGI handler refuses lifespan scopes, so answer them here.
+        return await serve_lifespan(receive, send)
 
 
 async def serve_lifespan(receive: Receive, send: Send) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from gateway import sms as rules
 from gateway.exceptions import RouteNotFound
@@ -104,7 +104,7 @@ class _PhoneRouter:
         else:
             raise TypeError(f"{name}: expected phone() or country() routes, got {route!r}.")
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> Any:
         raw = scope.get(self.scope_key)
         if not isinstance(raw, str):
             raise ValueError(f"No {self.scope_key!r} number in the sms scope, cannot route.")
@@ -114,7 +114,7 @@ class _PhoneRouter:
         url_route = merge_url_route(scope, (), kwargs)
         scope = {**scope, self.scope_key: number, "url_route": url_route}
         scope["whatsapp"] = bool(scope.get("whatsapp")) or whatsapp
-        await application(scope, receive, send)
+        return await application(scope, receive, send)
 
     def resolve(self, number: str) -> tuple[AnyASGIApp, dict[str, str]]:
         """The application for a normalised number, and what matched (prefix or country)."""

@@ -13,7 +13,7 @@ from django.urls.exceptions import Resolver404
 from django.urls.resolvers import RegexPattern, RoutePattern
 
 from gateway.exceptions import RouteNotFound
-from gateway.types import AnyASGIApp, ASGIApp, Receive, Scope, Send
+from gateway.types import AnyASGIApp, Receive, Scope, Send
 
 __all__ = ["URLRouter", "check_application", "merge_url_route", "path", "re_path"]
 
@@ -48,22 +48,25 @@ def merge_url_route(
 
 
 def check_application(application: object, where: str) -> None:
-    """Refuse a consumer class or instance where a per-scope ASGI application belongs."""
-    if hasattr(application, "as_asgi") and not hasattr(application, "consumer_class"):
-        name = getattr(application, "__name__", type(application).__name__)
+    """Refuse a consumer class where a per-scope ASGI application belongs.
+
+    A consumer instance is an ASGI callable, as in Channels, so it is accepted; it serves
+    every scope routed to it itself, where ``as_asgi()`` makes one instance per scope.
+    """
+    if isinstance(application, type) and hasattr(application, "as_asgi"):
         raise ImproperlyConfigured(
-            f"{where}: route to {name}.as_asgi(), not to the consumer class or an instance."
+            f"{where}: route to {application.__name__}.as_asgi(), not to the consumer class."
         )
 
 
 class _Route(NamedTuple):
     pattern: RoutePattern | RegexPattern
-    application: ASGIApp
+    application: AnyASGIApp
     defaults: dict[str, Any]
 
 
 class _Match(NamedTuple):
-    application: ASGIApp
+    application: AnyASGIApp
     path_remaining: str
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
@@ -79,14 +82,14 @@ class URLRouter:
         self.routes = list(routes)
         self._routes = [_compile(route) for route in self.routes]
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> Any:
         path = _routing_path(scope)
         match = self.resolve(path)
         if match is None:
             raise RouteNotFound(f"No route found for path {path!r}.")
         url_route = merge_url_route(scope, match.args, match.kwargs)
         scope = {**scope, "path_remaining": match.path_remaining, "url_route": url_route}
-        await match.application(scope, receive, send)
+        return await match.application(scope, receive, send)
 
     def resolve(self, path: str) -> _Match | None:
         """Find the application for a path; nested routers are searched without being called."""
@@ -114,7 +117,7 @@ class URLRouter:
 def _compile(route: URLPattern | URLResolver) -> _Route:
     if isinstance(route, URLResolver):
         raise ImproperlyConfigured(
-            f"{route}: include() is not supported in URLRouter; nest a URLRouter instead."
+            f"{route}: include() is not supported in URLRouter. Nest URLRouter instances instead."
         )
     pattern = route.pattern
     if not isinstance(pattern, RoutePattern | RegexPattern):

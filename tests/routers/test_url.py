@@ -10,7 +10,8 @@ from django.urls import include, path, re_path, register_converter
 
 import routers
 from gateway.consumers import AsyncConsumer
-from gateway.exceptions import RouteNotFound
+from gateway.exceptions import RouteNotFound, StopConsumer
+from gateway.testing import ApplicationCommunicator
 from gateway.types import ASGIApp, Message, Receive, Scope, Send
 from routers import URLRouter
 
@@ -247,9 +248,19 @@ def test_consumer_class_route_is_refused() -> None:
         URLRouter([path("ws/", AsyncConsumer)])
 
 
-def test_consumer_instance_route_is_refused() -> None:
-    with pytest.raises(ImproperlyConfigured, match=r"as_asgi\(\)"):
-        URLRouter([path("ws/", AsyncConsumer())])
+class EchoRoute(AsyncConsumer):
+    async def websocket_connect(self, message: Message) -> None:
+        await self.send({"type": "routed", "kwargs": self.scope["url_route"]["kwargs"]})
+        raise StopConsumer
+
+
+async def test_consumer_instance_route_serves_the_scope_as_in_channels() -> None:
+    # Channels accepts an instance (it is an ASGI callable); as_asgi() stays the advice.
+    router = URLRouter([path("ws/<str:room>/", EchoRoute())])
+    communicator = ApplicationCommunicator(router, {"type": "websocket", "path": "/ws/lobby/"})
+    await communicator.send_input({"type": "websocket.connect"})
+    assert await communicator.receive_output() == {"type": "routed", "kwargs": {"room": "lobby"}}
+    await communicator.wait()
 
 
 def test_as_asgi_route_is_accepted() -> None:
@@ -257,9 +268,10 @@ def test_as_asgi_route_is_accepted() -> None:
     assert len(router.routes) == 1
 
 
-def test_include_is_refused() -> None:
-    with pytest.raises(ImproperlyConfigured, match="include"):
+def test_include_is_refused_with_the_text_channels_users_match() -> None:
+    with pytest.raises(ImproperlyConfigured) as excinfo:
         URLRouter([path("x/", include([path("y/", recorder("y"))]))])
+    assert "include() is not supported in URLRouter." in str(excinfo.value)
 
 
 async def _never() -> Message:
