@@ -64,7 +64,8 @@ class TwilioSmsAdapter(ProtocolAdapter):
         self.deadline = float(values["DEADLINE"])
         self.public_url: str | None = values["PUBLIC_URL"]
         self.trust_forwarded = bool(values["TRUST_FORWARDED_HEADERS"])
-        self.validator = RequestValidator(values["AUTH_TOKEN"] or "")
+        token = values["AUTH_TOKEN"]
+        self.validator = RequestValidator(token) if token else None
         self.store: SmsStore = load_store(values["STORE"])
         self.sender = TwilioSender(options, self.store)
         self.dispatcher: KeyedDispatcher | None = None
@@ -90,6 +91,11 @@ class TwilioSmsAdapter(ProtocolAdapter):
             dead_letter=self.context.dead_letter,
             metrics=self.context.metrics,
         )
+        if self.validator is None:
+            logger.warning(
+                'OPTIONS["AUTH_TOKEN"] is not set: %s refuses every webhook (403) until it is.',
+                self.webhook_path,
+            )
         return [Listener("sms", f"POST {self.webhook_path}")]
 
     def http_routes(self) -> Mapping[str, ASGIApp]:
@@ -150,6 +156,10 @@ class TwilioSmsAdapter(ProtocolAdapter):
             await self._refuse(send, 413, "Request Entity Too Large")
             return None
         form = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+        if self.validator is None:
+            logger.warning('Refused a webhook: OPTIONS["AUTH_TOKEN"] is not set.')
+            await self._refuse(send, 403, "Forbidden: no AUTH_TOKEN to check signatures with")
+            return None
         if not self._signed(scope, form):
             await self._refuse(send, 403, "Forbidden: invalid X-Twilio-Signature")
             return None
@@ -161,6 +171,7 @@ class TwilioSmsAdapter(ProtocolAdapter):
         if not signature:
             return False
         algorithm = get_signature_algorithm(headers.get("x-twilio-webhooks-signature-settings"))
+        assert self.validator is not None
         valid: bool = self.validator.validate(self.signed_url(scope), form, signature, algorithm)
         return valid
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
+
+import pytest
 
 from gateway.consumers import AsyncSmsConsumer
 from gateway.exceptions import SmsOptedOut
@@ -100,6 +103,21 @@ async def test_refusals_never_reach_a_consumer() -> None:
         assert replay.status_code == 200
         assert twiml_messages(replay.text) == []
     assert seen.names() == ["uk"]
+
+
+async def test_without_an_auth_token_every_webhook_is_refused(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    seen = Seen()
+    with caplog.at_level(logging.WARNING, logger="gateway.sms"):
+        async with running_gateway(make_app(seen), {"AUTH_TOKEN": None}) as gw:
+            form = inbound("+447700900123")
+            for token in ("", "any-token"):  # an empty key signs nothing
+                refused = await gw.post(form, token=token)
+                assert refused.status_code == 403
+                assert "AUTH_TOKEN" in refused.text
+    assert seen.names() == []
+    assert 'OPTIONS["AUTH_TOKEN"] is not set: /sms/twilio/ refuses every webhook' in caplog.text
 
 
 async def test_signature_behind_a_tls_terminating_proxy() -> None:
