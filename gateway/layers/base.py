@@ -5,6 +5,7 @@ from __future__ import annotations
 import fnmatch
 import re
 import secrets
+import warnings
 from collections.abc import Mapping
 from typing import Any, ClassVar, Protocol
 
@@ -29,9 +30,11 @@ class BaseChannelLayer:
         r"[a-zA-Z\d\-_.]+(![\d\w\-_.]*)?", re.ASCII
     )
     group_name_regex: ClassVar[re.Pattern[str]] = re.compile(r"[a-zA-Z\d\-_.]+", re.ASCII)
-    _NAME_RULE: ClassVar[str] = (
-        "a str shorter than {max} characters of ASCII letters, digits, hyphens, underscores"
-        " and periods{extra}"
+    #: The naming rule, ``.format("Channel")`` or ``.format("Group")``; Channels' wording,
+    #: which users' tests match.
+    invalid_name_error: ClassVar[str] = (
+        f"{{}} name must be a valid unicode string with length < {MAX_NAME_LENGTH} containing"
+        " only ASCII alphanumerics, hyphens, underscores, or periods."
     )
 
     def __init__(
@@ -97,11 +100,9 @@ class BaseChannelLayer:
             or len(name) >= self.MAX_NAME_LENGTH
             or self.channel_name_regex.fullmatch(name) is None
         ):
-            rule = self._NAME_RULE.format(
-                max=self.MAX_NAME_LENGTH, extra=", then optionally '!' and a local part"
-            )
             raise InvalidChannelName(
-                f"invalid channel name {name!r}: a channel name must be {rule}"
+                f"invalid channel name {name!r}: {self.invalid_name_error.format('Channel')}"
+                " A process-specific name adds '!' and a local part."
             )
         if receive and "!" in name and not name.endswith("!"):
             raise InvalidChannelName(
@@ -117,9 +118,36 @@ class BaseChannelLayer:
             or len(name) >= self.MAX_NAME_LENGTH
             or self.group_name_regex.fullmatch(name) is None
         ):
-            rule = self._NAME_RULE.format(max=self.MAX_NAME_LENGTH, extra="")
-            raise InvalidChannelName(f"invalid group name {name!r}: a group name must be {rule}")
+            raise InvalidChannelName(
+                f"invalid group name {name!r}: {self.invalid_name_error.format('Group')}"
+            )
         return True
+
+    def valid_channel_names(self, names: list[str], receive: bool = False) -> bool:
+        """Raise InvalidChannelName unless `names` is a non-empty list of valid channel names."""
+        if not isinstance(names, list) or not names:
+            raise InvalidChannelName(f"names must be a non-empty list, got {names!r}")
+        for name in names:
+            self.require_valid_channel_name(name, receive=receive)
+        return True
+
+    def valid_channel_name(self, name: object, receive: bool = False) -> bool:
+        """Deprecated in Channels: call `require_valid_channel_name` (`receive` is unused)."""
+        warnings.warn(
+            "valid_channel_name is deprecated: call require_valid_channel_name instead.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.require_valid_channel_name(name)
+
+    def valid_group_name(self, name: object) -> bool:
+        """Deprecated in Channels: call `require_valid_group_name`."""
+        warnings.warn(
+            "valid_group_name is deprecated: call require_valid_group_name instead.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.require_valid_group_name(name)
 
     def non_local_name(self, name: str) -> str:
         """Return a specific channel name up to and including its '!', else the whole name."""

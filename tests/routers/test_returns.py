@@ -6,7 +6,6 @@ the expectation is the reference's behaviour, not our memory of it.
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 import pytest
@@ -14,6 +13,7 @@ from django.urls import path, re_path
 
 import routers
 from gateway.types import Message, Scope
+from tests.layers.reference import IMPLEMENTATIONS, import_reference
 
 
 class Returns:
@@ -36,13 +36,7 @@ async def _send(message: Message) -> None:
 
 def implementation(name: str) -> Any:
     """Our routers module, or Channels' routing module when the reference is installed."""
-    if name == "channels":
-        pytest.importorskip("channels")
-        return importlib.import_module("channels.routing")
-    return routers
-
-
-IMPLEMENTATIONS = ["gateway", "channels"]
+    return import_reference("channels.routing") if name == "channels" else routers
 
 
 @pytest.mark.parametrize("name", IMPLEMENTATIONS)
