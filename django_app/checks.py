@@ -7,6 +7,9 @@ gateway.E004  a dotted path in GATEWAY imports the wrong kind of object
 gateway.E005  an adapter rejects its OPTIONS (its check_options)
 gateway.E006  CHANNEL_LAYERS is not a dict of aliases, each with a BACKEND
 gateway.E007  a CHANNEL_LAYERS BACKEND cannot be imported or is not a channel layer
+
+With ``--deploy``, gateway.W101-W106 name settings that work but are risky in production
+(gateway.deploy).
 """
 
 from __future__ import annotations
@@ -28,6 +31,21 @@ def register() -> None:
     """Register the checks under the "gateway" tag (idempotent)."""
     checks.register(check_gateway_setting, GATEWAY_TAG)
     checks.register(check_channel_layers, GATEWAY_TAG)
+    checks.register(check_gateway_deploy, GATEWAY_TAG, checks.Tags.security, deploy=True)
+
+
+def check_gateway_deploy(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    """One warning per risky production setting of a valid GATEWAY (``check --deploy``)."""
+    from gateway.conf import GatewaySettings
+    from gateway.deploy import deploy_risks
+
+    gateway = getattr(settings, "GATEWAY", {})
+    if validate(gateway):
+        return []  # the errors come first; check_gateway_setting reports them
+    risks = deploy_risks(GatewaySettings(gateway), debug=bool(settings.DEBUG))
+    return [checks.Warning(risk.message, hint=risk.hint, id=risk.id) for risk in risks]
 
 
 def check_gateway_setting(

@@ -10,16 +10,25 @@ enabled entry of ``GATEWAY["ADAPTERS"]``, awaits ``start()`` before it reports r
 from __future__ import annotations
 
 import abc
+import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple
 
 if TYPE_CHECKING:
     from gateway.metrics import MetricsRegistry
     from gateway.pipeline import DeadLetterHook
     from gateway.types import ASGIApp
 
-__all__ = ["AdapterContext", "AdapterHealth", "AdapterStatus", "Listener", "ProtocolAdapter"]
+__all__ = [
+    "AdapterContext",
+    "AdapterHealth",
+    "AdapterStatus",
+    "DeployRisk",
+    "Listener",
+    "ProtocolAdapter",
+    "is_public_host",
+]
 
 AdapterStatus = Literal["starting", "ok", "degraded", "down", "stopped"]
 
@@ -38,6 +47,24 @@ class AdapterHealth:
 
     status: AdapterStatus
     detail: str = ""
+
+
+def is_public_host(host: str) -> bool:
+    """Whether a listening address is reachable from other machines (a name counts as one)."""
+    if host == "localhost":
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return True
+
+
+class DeployRisk(NamedTuple):
+    """A risky production setting: a ``gateway.W1xx`` id, what is wrong, what to do."""
+
+    id: str
+    message: str
+    hint: str
 
 
 @dataclass
@@ -71,6 +98,11 @@ class ProtocolAdapter(abc.ABC):
     @classmethod
     def check_options(cls, options: Mapping[str, Any]) -> list[str]:
         """Return every problem with `options` as a sentence; the system check reports them."""
+        return []
+
+    @classmethod
+    def deploy_risks(cls, options: Mapping[str, Any]) -> list[DeployRisk]:
+        """Settings that work but are risky in production; ``check --deploy`` warns of them."""
         return []
 
     @abc.abstractmethod

@@ -20,11 +20,11 @@ from typing import Any, Final
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
-from gateway.adapters import AdapterHealth, Listener, ProtocolAdapter
+from gateway.adapters import AdapterHealth, DeployRisk, Listener, ProtocolAdapter
 from gateway.email_store import load_mail_store
 from gateway.pipeline import DeadLetter, KeyedDispatcher, RetryPolicy
 from protocol_adapters.email_common import BUSY, EmailIntake, smtp_reply
-from protocol_adapters.smtp_options import SMTP_OPTIONS, check_smtp_options
+from protocol_adapters.smtp_options import SMTP_OPTIONS, check_smtp_options, smtp_deploy_risks
 
 __all__ = ["SMTPAdapter"]
 
@@ -56,6 +56,11 @@ class SMTPAdapter(ProtocolAdapter):
     def check_options(cls, options: Mapping[str, Any]) -> list[str]:
         """Every problem with OPTIONS (SMTP_OPTIONS), one sentence each."""
         return check_smtp_options(options)
+
+    @classmethod
+    def deploy_risks(cls, options: Mapping[str, Any]) -> list[DeployRisk]:
+        """A public port taking over 25 MiB, or passwords without TLS (gateway.W103, W106)."""
+        return smtp_deploy_risks(options)
 
     @property
     def intake(self) -> EmailIntake:

@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any, Final
 
+from gateway.adapters import DeployRisk, is_public_host
 from gateway.email_run import DEFAULT_APP_TIMEOUT
 from gateway.email_store import checkpoint_store_problems, mail_store_problems
 from gateway.options import Option, OptionSet, is_int, is_number, positive_int, tls_option
@@ -110,3 +111,33 @@ def check_smtp_options(options: Mapping[str, Any]) -> list[str]:
             'OPTIONS["AUTH_REQUIRED"] is True but OPTIONS["AUTH_USERS"] is empty: nobody could send'
         )
     return problems
+
+
+MX_SIZE_LIMIT: Final = 26214400  # 25 MiB, what common MX hosts accept
+
+
+def smtp_deploy_risks(options: Mapping[str, Any]) -> list[DeployRisk]:
+    """Risky settings of a valid OPTIONS dict for ``check --deploy``."""
+    values = SMTP_OPTIONS.parse(options)
+    if not is_public_host(values["HOST"]):
+        return []
+    risks = []
+    if values["DATA_SIZE_LIMIT"] > MX_SIZE_LIMIT:
+        risks.append(
+            DeployRisk(
+                "gateway.W103",
+                f'OPTIONS["DATA_SIZE_LIMIT"] is {values["DATA_SIZE_LIMIT"]} bytes on the public'
+                f" address {values['HOST']!r}: every open connection may hold that much.",
+                f"Keep DATA_SIZE_LIMIT at or under {MX_SIZE_LIMIT} (25 MiB) on a public port.",
+            )
+        )
+    if values["AUTH_USERS"] and not values["AUTH_REQUIRE_TLS"]:
+        risks.append(
+            DeployRisk(
+                "gateway.W106",
+                f'OPTIONS["AUTH_USERS"] log in without TLS on the public address'
+                f" {values['HOST']!r}: passwords cross the network in clear.",
+                'Set OPTIONS["TLS"] and leave OPTIONS["AUTH_REQUIRE_TLS"] True.',
+            )
+        )
+    return risks

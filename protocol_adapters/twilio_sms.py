@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from twilio.request_validator import RequestValidator, get_signature_algorithm
 
-from gateway.adapters import AdapterHealth, Listener, ProtocolAdapter
+from gateway.adapters import AdapterHealth, DeployRisk, Listener, ProtocolAdapter
 from gateway.exceptions import SmsSendError
 from gateway.pipeline import DispatcherClosed, KeyedDispatcher
 from gateway.sms import (
@@ -82,6 +82,19 @@ class TwilioSmsAdapter(ProtocolAdapter):
     def check_options(cls, options: Mapping[str, Any]) -> list[str]:
         """Every problem with OPTIONS (TWILIO_OPTIONS), one sentence each."""
         return TWILIO_OPTIONS.check(options)
+
+    @classmethod
+    def deploy_risks(cls, options: Mapping[str, Any]) -> list[DeployRisk]:
+        """No AUTH_TOKEN: the webhook refuses every request (gateway.W104)."""
+        if options.get("AUTH_TOKEN"):
+            return []
+        return [
+            DeployRisk(
+                "gateway.W104",
+                'OPTIONS["AUTH_TOKEN"] is not set: the SMS webhook refuses every request (403).',
+                'Set it from the environment, e.g. os.environ.get("TWILIO_AUTH_TOKEN").',
+            )
+        ]
 
     async def start(self) -> list[Listener]:
         self.dispatcher = KeyedDispatcher(

@@ -24,7 +24,13 @@ from websockets.asyncio.server import Server as WebSocketServer
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.typing import Subprotocol
 
-from gateway.adapters import AdapterContext, AdapterHealth, Listener, ProtocolAdapter
+from gateway.adapters import (
+    AdapterContext,
+    AdapterHealth,
+    DeployRisk,
+    Listener,
+    ProtocolAdapter,
+)
 from gateway.devices import DeviceStore, load_device_store
 from gateway.mqtt import MAX_TOPIC_BYTES
 from gateway.pipeline import DispatcherClosed, Outcome
@@ -41,7 +47,7 @@ from protocol_adapters.mqtt.embedded_acl import may_publish, may_subscribe
 from protocol_adapters.mqtt.embedded_auth import log_in
 from protocol_adapters.mqtt.embedded_broker import Broker, BrokerLimits, Login
 from protocol_adapters.mqtt.embedded_connections import Connection, ConnectionSettings
-from protocol_adapters.mqtt.embedded_options import EMBEDDED_OPTIONS
+from protocol_adapters.mqtt.embedded_options import EMBEDDED_OPTIONS, embedded_deploy_risks
 from protocol_adapters.mqtt.embedded_sessions import QueueLimits, Session
 from protocol_adapters.mqtt.embedded_websocket import serve_websocket
 from protocol_adapters.mqtt.wire import (
@@ -88,6 +94,11 @@ class EmbeddedBroker(ProtocolAdapter):
     def check_options(cls, options: Mapping[str, Any]) -> list[str]:
         """Every problem with OPTIONS: the shared MQTT keys and the broker's own."""
         return EMBEDDED_OPTIONS.check(options)
+
+    @classmethod
+    def deploy_risks(cls, options: Mapping[str, Any]) -> list[DeployRisk]:
+        """Anonymous logins on a public address (gateway.W105)."""
+        return embedded_deploy_risks(options)
 
     # --- life cycle ------------------------------------------------------------------------
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Final
 
+from gateway.adapters import DeployRisk, is_public_host
 from gateway.mqtt import MqttPublishError, validate_topic_filter
 from gateway.options import (
     Option,
@@ -71,3 +73,18 @@ EMBEDDED_OPTIONS: Final = OptionSet(
     Option("MAX_RETAINED", 100_000, positive_int),
 )
 """Every OPTIONS key of `EmbeddedBroker`, with its default and check (docs/mqtt.md)."""
+
+
+def embedded_deploy_risks(options: Mapping[str, Any]) -> list[DeployRisk]:
+    """Anonymous logins on a public address, for ``check --deploy`` (gateway.W105)."""
+    values = EMBEDDED_OPTIONS.parse(options)
+    if values["AUTH"] != "anonymous" or not is_public_host(values["HOST"]):
+        return []
+    return [
+        DeployRisk(
+            "gateway.W105",
+            f'OPTIONS["AUTH"] is "anonymous" on the public address {values["HOST"]!r}:'
+            " anyone can publish to and subscribe to every topic the ACL allows.",
+            'Use AUTH "devices" (per-device logins and topics), or listen on 127.0.0.1.',
+        )
+    ]
