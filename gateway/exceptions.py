@@ -82,6 +82,9 @@ class ChannelLayerUnavailable(ChannelLayerError):
 class RouteNotFound(GatewayError, ValueError):
     """No route of a router matched the scope."""
 
+    #: The routes do not change while the process runs: the event is dead-lettered at once.
+    retryable = False
+
 
 class UnknownProtocol(GatewayError, ValueError):
     """ProtocolTypeRouter has no application for the scope's type."""

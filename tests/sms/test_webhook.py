@@ -34,14 +34,18 @@ class Seen:
         return [name for name, _, _ in self.calls]
 
 
+def make_consumer(seen: Seen, name: str = "uk") -> Any:
+    class Named(AsyncSmsConsumer):
+        async def receive(self, body: str) -> None:
+            seen.calls.append((name, dict(self.scope), body))
+            await self.reply(f"{name}: {body}")
+
+    return Named.as_asgi()
+
+
 def make_app(seen: Seen) -> Any:
     def consumer(name: str) -> Any:
-        class Named(AsyncSmsConsumer):
-            async def receive(self, body: str) -> None:
-                seen.calls.append((name, dict(self.scope), body))
-                await self.reply(f"{name}: {body}")
-
-        return Named.as_asgi()
+        return make_consumer(seen, name)
 
     return ProtocolTypeRouter(
         {
@@ -118,6 +122,30 @@ async def test_without_an_auth_token_every_webhook_is_refused(
                 assert "AUTH_TOKEN" in refused.text
     assert seen.names() == []
     assert 'OPTIONS["AUTH_TOKEN"] is not set: /sms/twilio/ refuses every webhook' in caplog.text
+
+
+async def test_an_unrouted_text_is_dead_lettered_at_once_with_one_log_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    seen = Seen()
+    uk_only = ProtocolTypeRouter({"sms": SMSFromRouter([phone("+44", make_consumer(seen))])})
+    retry = {"RETRY": {"ATTEMPTS": 3, "INITIAL_BACKOFF": 0.01}}
+    with caplog.at_level(logging.INFO, logger="gateway"):
+        async with running_gateway(uk_only, retry) as gw:
+            response = await gw.post(inbound("+12125550123"))
+            assert response.status_code == 200
+            assert twiml_messages(response.text) == []
+            for _ in range(100):
+                if gw.dead_letters:
+                    break
+                await asyncio.sleep(0.05)
+    assert seen.names() == []
+    [letter] = gw.dead_letters
+    assert letter.attempts == 1  # no route now, no route on a retry
+    assert letter.error.startswith("RouteNotFound(")
+    dispatch = [record for record in caplog.records if record.name == "gateway.dispatch"]
+    assert [record.exc_info for record in dispatch] == [None]
+    assert "not retried: RouteNotFound" in dispatch[0].getMessage()
 
 
 async def test_signature_behind_a_tls_terminating_proxy() -> None:
