@@ -23,6 +23,7 @@ class GatewayProcess:
     stderr_path: Path
     stdout_lines: list[str] = field(default_factory=list)
     listeners: dict[str, str] = field(default_factory=dict)
+    output: queue.Queue[str | None] = field(default_factory=queue.Queue)
 
     @property
     def http_url(self) -> str:
@@ -42,6 +43,17 @@ class GatewayProcess:
 
     def stderr(self) -> str:
         return self.stderr_path.read_text()
+
+    def read_until(self, wanted: str, timeout: float = READY_TIMEOUT) -> list[str]:
+        """Read stdout past `wait_ready` until a line holds `wanted`; return the lines read."""
+        read: list[str] = []
+        while not read or wanted not in read[-1]:
+            line = self.output.get(timeout=timeout)
+            if line is None:
+                raise EOFError(f"the gateway ended before printing {wanted!r}: {read}")
+            read.append(line)
+            self.stdout_lines.append(line)
+        return read
 
     def kill(self) -> None:
         if self.proc.poll() is None:
@@ -84,7 +96,7 @@ def spawn(
 
 def wait_ready(process: GatewayProcess) -> bool:
     """Read stdout until `gateway: ready` (True) or the process ends (False)."""
-    lines: queue.Queue[str | None] = queue.Queue()
+    lines = process.output
     threading.Thread(target=_pump, args=(process.proc, lines), daemon=True).start()
     while True:
         line = lines.get(timeout=READY_TIMEOUT)
