@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections import deque
+from collections.abc import Iterator, Mapping
 from functools import lru_cache
 from time import monotonic
 from typing import Any
@@ -20,6 +22,52 @@ logger = logging.getLogger("gateway.layers")
 
 _Waiter = asyncio.Future[dict[str, Any]]
 _Queue = deque[tuple[float, dict[str, Any]]]  # (expires at, message), oldest first
+
+
+class ChannelQueue:
+    """What `InMemoryChannelLayer.channels` holds for a channel: its size, like a queue's."""
+
+    def __init__(self, layer: InMemoryChannelLayer, channel: str) -> None:
+        self._layer = layer
+        self.channel = channel
+
+    def qsize(self) -> int:
+        """The number of messages waiting on the channel, expired ones not yet swept included."""
+        return len(self._layer._queues.get(self.channel, ()))
+
+    def empty(self) -> bool:
+        """Whether no message waits on the channel."""
+        return self.qsize() == 0
+
+    def __len__(self) -> int:
+        return self.qsize()
+
+
+class ChannelsView(Mapping[str, ChannelQueue]):
+    """The channels in use (messages queued or receivers waiting), as Channels' ``channels``.
+
+    A live view for tests and debugging. ``del view[name]`` drops the channel's queued
+    messages; receivers already waiting keep waiting, and a name with nothing queued is left
+    as it is.
+    """
+
+    def __init__(self, layer: InMemoryChannelLayer) -> None:
+        self._layer = layer
+
+    def __getitem__(self, channel: str) -> ChannelQueue:
+        if channel not in self._layer._queues and channel not in self._layer._waiters:
+            raise KeyError(channel)
+        return ChannelQueue(self._layer, channel)
+
+    def __iter__(self) -> Iterator[str]:
+        queues, waiters = self._layer._queues, self._layer._waiters
+        return itertools.chain(list(queues), [name for name in waiters if name not in queues])
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def __delitem__(self, channel: str) -> None:
+        self._layer._queues.pop(channel, None)
 
 
 class InMemoryChannelLayer(BaseChannelLayer):
@@ -54,6 +102,16 @@ class InMemoryChannelLayer(BaseChannelLayer):
         self._sweep_every = min(self.expiry, self.group_expiry)
         self._next_sweep = monotonic() + self._sweep_every
 
+    @property
+    def channels(self) -> ChannelsView:
+        """The channels in use, by name; ``len(layer.channels)`` is 0 once all is received."""
+        return ChannelsView(self)
+
+    @property
+    def groups(self) -> dict[str, dict[str, float]]:
+        """Each group's members, channel name to membership expiry (``time.monotonic()``)."""
+        return self._groups
+
     # Channels.
 
     async def send(self, channel: str, message: Message) -> None:
@@ -61,7 +119,10 @@ class InMemoryChannelLayer(BaseChannelLayer):
         self.require_valid_channel_name(channel)
         copied, _ = copy_message(message)
         now = monotonic()
-        if now >= self._next_sweep:
+        if now >= self._next_sweep + self._sweep_every:
+            # Receives run the sweep when it is due; a send runs it only a period late (in a
+            # process that only sends), so a message that just expired stays in `channels`
+            # until the next receive, as in Channels.
             self._sweep(now)
         if not self._deliver(channel, copied, now):
             raise ChannelFull(f"channel {channel!r} holds its capacity of messages")
@@ -69,9 +130,12 @@ class InMemoryChannelLayer(BaseChannelLayer):
     async def receive(self, channel: str) -> dict[str, Any]:
         """Wait for the next message on a channel and return it; expired ones are dropped."""
         self.require_valid_channel_name(channel)
+        now = monotonic()
+        if now >= self._next_sweep:
+            self._sweep(now)
         queue = self._queues.get(channel)
         if queue is not None:
-            message = self._take(channel, queue)
+            message = self._take(channel, queue, now)
             if message is not None:
                 return message
         waiter: _Waiter = asyncio.get_running_loop().create_future()
@@ -86,9 +150,8 @@ class InMemoryChannelLayer(BaseChannelLayer):
             self._abandon(channel, waiter)
             raise
 
-    def _take(self, channel: str, queue: _Queue) -> dict[str, Any] | None:
+    def _take(self, channel: str, queue: _Queue, now: float) -> dict[str, Any] | None:
         """Pop the oldest unexpired message, dropping the expired ones before it."""
-        now = monotonic()
         message = None
         while queue:
             expires, candidate = queue.popleft()
