@@ -70,6 +70,7 @@ class SMTPAdapter(ProtocolAdapter):
 
     async def start(self) -> list[Listener]:
         options = self.options
+        _quiet_library_log()
         self._dispatcher = KeyedDispatcher(
             self.protocol,
             max_in_flight=options["MAX_IN_FLIGHT"],
@@ -234,3 +235,11 @@ def _peer(session: Session) -> tuple[str, int] | None:
     if isinstance(peer, tuple) and len(peer) >= 2:
         return (str(peer[0]), int(peer[1]))
     return None
+
+
+def _quiet_library_log() -> None:
+    """aiosmtpd's "mail.log" from WARNING up, unless the project's LOGGING set its level."""
+    # It logs every connection and command at INFO; gateway.smtp's own lines say what matters.
+    library_log = logging.getLogger("mail.log")
+    if library_log.level == logging.NOTSET:
+        library_log.setLevel(logging.WARNING)
