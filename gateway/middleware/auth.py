@@ -36,7 +36,10 @@ async def login(scope: Scope, user: AbstractBaseUser | None, backend: str | None
     session = _session(scope, "login")
     user = user if user is not None else scope.get("user")
     if user is None:
-        raise ValueError("login() needs a user, passed as an argument or present in the scope.")
+        raise ValueError(
+            "User must be passed as an argument or must be present in the scope: login()"
+            " needs a user to log in."
+        )
     await database_sync_to_async(_login)(session, user, backend)
     scope["user"] = user
 
@@ -65,8 +68,8 @@ class AuthMiddleware(BaseMiddleware):
         """Check for a session and put an unresolved user in the scope."""
         if "session" not in scope:
             raise ValueError(
-                "AuthMiddleware found no session in scope: SessionMiddleware must be above "
-                "it (use AuthMiddlewareStack)."
+                "AuthMiddleware cannot find session in scope. SessionMiddleware must be above "
+                "it (AuthMiddlewareStack puts it there)."
             )
         scope.setdefault("user", UserLazyObject())
 
@@ -91,8 +94,8 @@ def AuthMiddlewareStack(inner: ASGIApp) -> ASGIApp:  # the Channels name
 def _session(scope: Scope, caller: str) -> SessionBase:
     if "session" not in scope:
         raise ValueError(
-            f"{caller}() found no session in scope: wrap the application in "
-            "SessionMiddleware (or AuthMiddlewareStack)."
+            "Cannot find session in scope. You should wrap your consumer in SessionMiddleware"
+            f" (or AuthMiddlewareStack) to call {caller}()."
         )
     session: SessionBase = scope["session"]
     return session
@@ -170,8 +173,9 @@ def _backend_path(user: AbstractBaseUser, backend: str | None) -> str:
     if path is None:
         if len(settings.AUTHENTICATION_BACKENDS) != 1:
             raise ValueError(
-                "Several AUTHENTICATION_BACKENDS are configured: pass login() a backend or "
-                "set user.backend."
+                "You have multiple authentication backends configured and therefore must"
+                " provide the `backend` argument or set the `backend` attribute on the user"
+                " (AUTHENTICATION_BACKENDS lists several)."
             )
         path = settings.AUTHENTICATION_BACKENDS[0]
     if not isinstance(path, str):
@@ -182,8 +186,8 @@ def _backend_path(user: AbstractBaseUser, backend: str | None) -> str:
 def _logout(session: SessionBase, user: Any) -> None:
     from django.contrib.auth.signals import user_logged_out
 
-    # Sent before the flush, so receivers can still see who logged out.
-    if not getattr(user, "is_authenticated", True):
-        user = None
-    user_logged_out.send(sender=user.__class__, request=None, user=user)
+    # Sent before the flush, so receivers can still see who logged out; as in Channels,
+    # only when someone was logged in.
+    if user is not None and getattr(user, "is_authenticated", True):
+        user_logged_out.send(sender=user.__class__, request=None, user=user)
     session.flush()
