@@ -117,8 +117,7 @@ async def _replay_mqtt(app: ASGIApp, scope: dict[str, Any], payload: bytes) -> N
 
 
 async def _replay_email(app: ASGIApp, scope: dict[str, Any], payload: bytes) -> None:
-    from gateway import email as mail
-    from gateway.email_run import run_email_app
+    from gateway.email_run import run_email_app, send_mails
 
     attempt = int(scope.get("attempt") or 1) + 1
     email_scope = cast("EmailScope", {**scope, "attempt": attempt})
@@ -131,8 +130,8 @@ async def _replay_email(app: ASGIApp, scope: dict[str, Any], payload: bytes) -> 
             result.rejection["code"],
             result.rejection["reason"],
         )
-    for event in result.outbox:
-        await database_sync_to_async(mail.send_mail_event)(event)
+    # A mail that cannot be sent fails the replay (ReplyNotSent), as it failed the delivery.
+    await send_mails(result.outbox, result.policies)
 
 
 async def _replay_sms(app: ASGIApp, scope: dict[str, Any], payload: bytes) -> None:

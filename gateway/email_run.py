@@ -3,21 +3,29 @@
 The email adapters' intake and dead-letter replay both run applications through it: the
 first ``receive()`` gives ``email.message`` with the raw bytes, ``email.reject`` (the first
 one counts) and ``email.send`` events are collected into an `AppResult`, and any other event
-is an error.
+is an error. `send_mails` then sends the collected mail through Django's ``EMAIL_BACKEND``;
+a mail it cannot send raises `ReplyNotSent` (gateway.replies), unless the consumer chose
+``on_failure="log"`` for it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
 from gateway import email as mail
+from gateway.db import database_sync_to_async
 from gateway.exceptions import UnknownMessageType
+from gateway.replies import ReplyFailure, ReplyNotSent, log_unsent, logs_failure
 from gateway.run_event import run_one_event
 from gateway.types import ASGIApp, EmailRejectEvent, EmailScope, EmailSendEvent, Message
 
-__all__ = ["DEFAULT_APP_TIMEOUT", "AppResult", "run_email_app"]
+__all__ = ["DEFAULT_APP_TIMEOUT", "AppResult", "run_email_app", "send_mails"]
+
+logger = logging.getLogger("gateway.email")
 
 DEFAULT_APP_TIMEOUT: Final = 120.0
 
@@ -28,6 +36,8 @@ class AppResult:
 
     rejection: EmailRejectEvent | None = None
     outbox: list[EmailSendEvent] = field(default_factory=list)
+    #: What a failure to send each mail of `outbox` does, in the same order.
+    policies: list[ReplyFailure] = field(default_factory=list)
 
     async def collect(self, message: Message) -> None:
         """The application's ``send``: keep the first rejection and every mail to send."""
@@ -39,6 +49,7 @@ class AppResult:
                 self.rejection = mail.make_reject_event(code, reason)
         elif kind == "email.send":
             self.outbox.append(mail.validate_send_event(message))
+            self.policies.append("log" if logs_failure(message) else "fail")
         else:
             raise UnknownMessageType(f"An email application cannot send {kind!r} events.")
 
@@ -67,3 +78,28 @@ async def run_email_app(
         if gone is not None:
             gone.set()
     return result
+
+
+async def send_mails(
+    mails: Sequence[EmailSendEvent], policies: Sequence[ReplyFailure] = ()
+) -> None:
+    """Send `mails` in order through Django's ``EMAIL_BACKEND``; `ReplyNotSent` lists those
+    that failed. A mail whose policy (same order; ``"fail"`` when missing) is ``"log"`` is
+    only logged when it fails."""
+    if not mails:  # the usual case: building the thread wrapper costs ~30 us per message
+        return
+    send = database_sync_to_async(mail.send_mail_event)
+    unsent: list[EmailSendEvent] = []
+    error: Exception | None = None
+    for index, event in enumerate(mails):
+        try:
+            await send(event)
+        except Exception as exc:
+            if index < len(policies) and policies[index] == "log":
+                log_unsent(event, exc)
+                continue
+            logger.warning("Could not send email to %s: %r", event["to"], exc)
+            unsent.append(event)
+            error = exc
+    if unsent:
+        raise ReplyNotSent(unsent, f"the EMAIL_BACKEND failed: {error!r}") from error

@@ -7,7 +7,10 @@ application through the adapter's `KeyedDispatcher` (`gateway.email_run.run_emai
 records the outcome with the raw bytes and answers with a `Delivery`: what the adapter should
 tell the sender (SMTP code) or do with the message (IMAP: flag it or not). Recipients are
 checked against the router of the application's email branch (`gateway.routes.find_branch`).
-``email.send`` events are sent through Django's email backend after the application returned.
+``email.send`` events are sent through Django's email backend after the application returned;
+one that cannot be sent fails the delivery as an application error would (`ReplyNotSent`),
+and a retry by the dispatcher sends only the mail still unsent, without running the
+application again.
 """
 
 from __future__ import annotations
@@ -22,11 +25,11 @@ from email.message import Message as MimeMessage
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from gateway import email as mail
-from gateway.db import database_sync_to_async
 from gateway.email_parse import parse_headers, parsed_headers
-from gateway.email_run import DEFAULT_APP_TIMEOUT, AppResult, run_email_app
+from gateway.email_run import DEFAULT_APP_TIMEOUT, AppResult, run_email_app, send_mails
 from gateway.email_store import InboundMailStore, StoredStatus, load_mail_store
 from gateway.pipeline import KeyedDispatcher
+from gateway.replies import ReplyFailure, ReplyNotSent
 from gateway.routes import find_branch
 from gateway.types import ASGIApp, EmailScope, EmailSendEvent
 
@@ -89,20 +92,6 @@ def scope_from_raw(
         attempt=attempt,
         **envelope,
     )
-
-
-# --- running the application -----------------------------------------------------------------
-
-
-async def _send_outbox(outbox: Sequence[EmailSendEvent]) -> None:
-    if not outbox:  # the usual case: building the thread wrapper costs ~30 us per message
-        return
-    send = database_sync_to_async(mail.send_mail_event)
-    for event in outbox:
-        try:
-            await send(event)
-        except Exception:
-            logger.exception("Could not send email to %s.", event["to"])
 
 
 # --- the intake --------------------------------------------------------------------------------
@@ -263,15 +252,24 @@ class _Run:
         self.received_at = datetime.now(UTC)
         self.duplicate = False
         self.result: AppResult | None = None
+        self.attempt = 0
+        # Mail the application asked for that a previous attempt could not send.
+        self.unsent: list[EmailSendEvent] = []
 
     async def __call__(self) -> None:
+        if self.unsent:
+            # The application returned before; only its mail failed: send just that again,
+            # so a retry never repeats the consumer's side effects or the mail already sent.
+            self.attempt += 1
+            await self._send(self.unsent)
+            return
         store = self.intake.store
         known = await store.lookup(self.scope, self.digest)
         if known is not None and known.status == "handled":
             self.duplicate = True
             logger.info("%s: already handled for %s.", self._name(), self.scope["recipient"])
             return
-        attempt = (known.attempts if known is not None else 0) + 1
+        self.attempt = attempt = (known.attempts if known is not None else 0) + 1
         scope: EmailScope = {**self.scope, "attempt": attempt}
         try:
             # The consumer's parse_message reuses the header block parsed for the scope.
@@ -282,11 +280,25 @@ class _Run:
         except Exception as exc:
             self._record("failed", attempt, repr(exc)[:10000])
             raise
-        self._record("rejected" if result.rejection else "handled", attempt)
         self.result = result
         if result.rejection is not None:
             self.intake.dispatcher.metrics.inc(self.intake.dispatcher.protocol, "rejected")
-        await _send_outbox(result.outbox)
+        await self._send(result.outbox, result.policies)
+
+    async def _send(
+        self, mails: Sequence[EmailSendEvent], policies: Sequence[ReplyFailure] = ()
+    ) -> None:
+        """Send the application's mail; record the delivery as done, or failed with the rest."""
+        try:
+            await send_mails(mails, policies)
+        except ReplyNotSent as exc:
+            self.unsent = [mail.validate_send_event(event) for event in exc.unsent]
+            # The stored error names the unsent mail: an admin sees what the sender missed.
+            self._record("failed", self.attempt, "\n".join([repr(exc), *exc.__notes__])[:10000])
+            raise
+        self.unsent = []
+        rejected = self.result is not None and self.result.rejection is not None
+        self._record("rejected" if rejected else "handled", self.attempt)
 
     def _record(self, status: StoredStatus, attempt: int, error: str = "") -> None:
         self.intake.store.record(

@@ -9,6 +9,7 @@ from typing import Any
 
 from gateway import email as mail
 from gateway.consumers.base import AsyncConsumer, SyncConsumer
+from gateway.replies import ReplyFailure, failure_policy, mark
 from gateway.types import EmailSendEvent, Message
 
 __all__ = ["AsyncEmailConsumer", "EmailConsumer"]
@@ -21,6 +22,9 @@ class _EmailMessageMixin:
 
     #: Limits automatic replies per sender; None turns the limit off for this consumer.
     reply_limiter: mail.ReplyRateLimiter | None = mail.reply_limiter
+    #: A reply that cannot be sent fails the message ("fail": retried, then dead-lettered;
+    #: SMTP answers 451) or is only logged ("log"); ``on_failure=`` of one call overrides it.
+    on_reply_failure: ReplyFailure = "fail"
 
     scope: Any
     raw: bytes
@@ -80,6 +84,10 @@ class _EmailMessageMixin:
             logger.info("Not auto-replying to %r: %s.", self.scope.get("sender"), refusal)
         return refusal is None
 
+    def _outgoing(self, event: EmailSendEvent, on_failure: ReplyFailure | None) -> Message:
+        """The ``email.send`` to hand the adapter, carrying the reply-failure choice."""
+        return mark(dict(event), failure_policy(self.on_reply_failure, on_failure))
+
     def _reply_event(
         self,
         body: str,
@@ -130,17 +138,25 @@ class AsyncEmailConsumer(_EmailMessageMixin, AsyncConsumer):
         from_email: str | None = None,
         cc: Sequence[str] = (),
         headers: Mapping[str, str] | None = None,
+        on_failure: ReplyFailure | None = None,
     ) -> bool:
-        """Reply to the sender (sent once the message is handled); False if the guard refused."""
+        """Reply to the sender (sent once the message is handled); False if the guard refused.
+
+        A reply that cannot be sent fails the message unless `on_failure` (default: the
+        class's ``on_reply_failure``) is ``"log"``.
+        """
         event = self._reply_event(body, subject, html, from_email, cc, headers)
         if event is None:
             return False
-        await self.send(dict(event))
+        await self.send(self._outgoing(event, on_failure))
         return True
 
-    async def send_mail(self, event: EmailSendEvent) -> None:
-        """Send any email (an ``email.send`` event) once the message is handled."""
-        await self.send(dict(mail.validate_send_event(event)))
+    async def send_mail(
+        self, event: EmailSendEvent, *, on_failure: ReplyFailure | None = None
+    ) -> None:
+        """Send any email (an ``email.send`` event) once the message is handled; as `reply`,
+        a failure fails the message unless `on_failure` is ``"log"``."""
+        await self.send(self._outgoing(mail.validate_send_event(event), on_failure))
 
     async def reject(self, code: int = 550, reason: str = mail.DEFAULT_REJECT_REASON) -> None:
         """Refuse the message: 5xx bounces it, 4xx has the sender retry later."""
@@ -169,17 +185,23 @@ class EmailConsumer(_EmailMessageMixin, SyncConsumer):
         from_email: str | None = None,
         cc: Sequence[str] = (),
         headers: Mapping[str, str] | None = None,
+        on_failure: ReplyFailure | None = None,
     ) -> bool:
-        """Reply to the sender (sent once the message is handled); False if the guard refused."""
+        """Reply to the sender (sent once the message is handled); False if the guard refused.
+
+        A reply that cannot be sent fails the message unless `on_failure` (default: the
+        class's ``on_reply_failure``) is ``"log"``.
+        """
         event = self._reply_event(body, subject, html, from_email, cc, headers)
         if event is None:
             return False
-        self.send(dict(event))
+        self.send(self._outgoing(event, on_failure))
         return True
 
-    def send_mail(self, event: EmailSendEvent) -> None:
-        """Send any email (an ``email.send`` event) once the message is handled."""
-        self.send(dict(mail.validate_send_event(event)))
+    def send_mail(self, event: EmailSendEvent, *, on_failure: ReplyFailure | None = None) -> None:
+        """Send any email (an ``email.send`` event) once the message is handled; as `reply`,
+        a failure fails the message unless `on_failure` is ``"log"``."""
+        self.send(self._outgoing(mail.validate_send_event(event), on_failure))
 
     def reject(self, code: int = 550, reason: str = mail.DEFAULT_REJECT_REASON) -> None:
         """Refuse the message: 5xx bounces it, 4xx has the sender retry later."""
