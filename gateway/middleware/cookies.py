@@ -11,6 +11,14 @@ from django.http.cookie import parse_cookie
 from gateway.types import ASGIApp, Message, Receive, Scope, Send
 
 
+class InvalidSameSite(ValueError, AssertionError):
+    """A SameSite value other than lax, none or strict (``SESSION_COOKIE_SAMESITE``).
+
+    Django raises ValueError for it and Channels AssertionError; this is both, so code that
+    catches either keeps working.
+    """
+
+
 class CookieMiddleware:
     """Puts the request's cookies in ``scope["cookies"]``, shaped like ``request.COOKIES``."""
 
@@ -41,6 +49,7 @@ class CookieMiddleware:
         samesite: str | Literal[False] | None = "lax",
     ) -> None:
         """Add a ``Set-Cookie`` header to an ``http.response.start`` message."""
+        _check_samesite(samesite)
         response = _response()
         response.set_cookie(
             key, value, max_age, expires, path, domain, bool(secure), bool(httponly), samesite
@@ -57,9 +66,18 @@ class CookieMiddleware:
         samesite: str | Literal[False] | None = None,
     ) -> None:
         """Add a ``Set-Cookie`` header that expires the cookie ``key`` on the client."""
+        _check_samesite(samesite)
         response = _response()
         response.delete_cookie(key, path=path, domain=domain, samesite=samesite)
         _append_set_cookie(message, response)
+
+
+def _check_samesite(samesite: str | Literal[False] | None) -> None:
+    if samesite and samesite.lower() not in ("lax", "none", "strict"):
+        raise InvalidSameSite(
+            f"samesite must be 'lax', 'none' or 'strict', got {samesite!r} (check the"
+            " SESSION_COOKIE_SAMESITE setting)"
+        )
 
 
 def _cookie_header(headers: Iterable[tuple[bytes, bytes]]) -> str:

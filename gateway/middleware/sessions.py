@@ -6,6 +6,8 @@ from functools import partial
 from importlib import import_module
 from typing import TYPE_CHECKING, cast
 
+from django.contrib.sessions.exceptions import SessionInterrupted
+from django.core.exceptions import SuspiciousOperation
 from django.utils.functional import SimpleLazyObject, empty
 
 from gateway.db import database_sync_to_async
@@ -14,6 +16,14 @@ from gateway.types import ASGIApp, Message, Receive, Scope, Send
 
 if TYPE_CHECKING:
     from django.contrib.sessions.backends.base import SessionBase
+
+
+class SessionDeleted(SessionInterrupted, SuspiciousOperation):
+    """The session was deleted while the request ran (the user logged out elsewhere).
+
+    Django raises `SessionInterrupted` here and Channels `SuspiciousOperation`; this is both,
+    so code that catches either keeps working.
+    """
 
 
 class SessionMiddleware:
@@ -101,12 +111,11 @@ def _save_session(session: SessionBase, had_cookie: bool, message: Message) -> N
 
 def _save(session: SessionBase) -> None:
     from django.contrib.sessions.backends.base import UpdateError
-    from django.contrib.sessions.exceptions import SessionInterrupted
 
     try:
         session.save()
     except UpdateError as exc:
-        raise SessionInterrupted(
-            "The session was deleted before the request completed; the user may have "
-            "logged out in a concurrent request."
+        raise SessionDeleted(
+            "The request's session was deleted before the request completed. The user may"
+            " have logged out in a concurrent request, for example."
         ) from exc
