@@ -13,7 +13,7 @@ import re
 import shlex
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.server.process import ROOT, gateway_env
@@ -23,6 +23,13 @@ TESTING_DOCS = ROOT / "docs" / "testing.md"
 VENV_BIN = Path(sys.executable).parent
 TWILIO_AUTH_TOKEN = "quickstart-test-token"
 COMMAND_TIMEOUT = 120.0
+
+# The test's own settings, after the README's: any free port (0: picked at start, printed).
+TEST_SETTINGS = """
+GATEWAY["HTTP"]["PORT"] = 0
+GATEWAY["ADAPTERS"]["mqtt"]["OPTIONS"]["PORT"] = 0
+GATEWAY["ADAPTERS"]["smtp"]["OPTIONS"]["PORT"] = 0
+"""
 
 _FENCE = re.compile(r"^```(\w*)\n(.*?)^```$", re.MULTILINE | re.DOTALL)
 _FILE_HEADER = re.compile(r"^# (?P<path>[\w./-]+\.(?:py|toml))(?P<rest>.*)$")
@@ -116,3 +123,45 @@ def with_ports(command: str, ports: dict[str, int]) -> list[str]:
         if word in ports:
             argv[index + 1] = str(ports[word])
     return argv
+
+
+@dataclass
+class Quickstart:
+    """The project the README's Quickstart made, and its commands not run yet."""
+
+    directory: Path
+    env: dict[str, str]
+    run_command: str = ""
+    rungateway_command: str = ""
+    try_commands: list[str] = field(default_factory=list)
+
+
+def follow_quickstart(home: Path) -> Quickstart:
+    """Follow README.md's Quickstart in `home`, block by block, up to `gateway run`."""
+    project = Quickstart(directory=home, env=user_env(home))
+    for block in section_blocks(README, "Quickstart"):
+        if block.language == "bash":
+            _follow_commands(project, block.commands())
+        elif block.path is not None:
+            [written] = write_file_blocks(project.directory, [block])
+            if written.name == "settings.py":
+                written.write_text(written.read_text() + TEST_SETTINGS)
+    assert project.run_command, "the Quickstart never says `gateway run`"
+    return project
+
+
+def _follow_commands(project: Quickstart, commands: list[str]) -> None:
+    setup = []
+    for command in commands:
+        words = shlex.split(command, comments=True)
+        if words[:2] == ["gateway", "run"]:
+            project.run_command = shlex.join(words)
+            project.rungateway_command = command.partition("# or:")[2].strip()
+        elif project.run_command:
+            project.try_commands.append(command)
+        elif is_setup_command(command):
+            setup.append(command)
+    if setup:
+        # `cd` in a command carries over to the next block, as in the user's shell.
+        output = run_shell("\n".join([*setup, "pwd"]), project.directory, project.env)
+        project.directory = Path(output.splitlines()[-1])

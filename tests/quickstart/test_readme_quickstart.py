@@ -20,8 +20,7 @@ import websockets
 from twilio.request_validator import RequestValidator
 from websockets.typing import Origin
 
-from tests.quickstart.conftest import Quickstart
-from tests.quickstart.project import TWILIO_AUTH_TOKEN, with_ports
+from tests.quickstart.project import TWILIO_AUTH_TOKEN, Quickstart, with_ports
 from tests.server.process import GatewayProcess, spawn, wait_ready
 
 pytestmark = pytest.mark.e2e
@@ -95,10 +94,11 @@ def test_a_signed_text_gets_its_reply(gateway: GatewayProcess) -> None:
     assert "<Message>Thanks! We got: hello</Message>" in response.text
 
 
-def test_gateway_routes_lists_every_protocol(quickstart: Quickstart) -> None:
+def gateway_routes(quickstart: Quickstart, *options: str) -> str:
+    """`gateway routes myproject.asgi:application OPTIONS`, as the Quickstart names it."""
     command = quickstart.run_command.replace("gateway run", "gateway routes", 1)
     result = subprocess.run(
-        ["bash", "-c", command],
+        ["bash", "-c", shlex.join([*shlex.split(command), *options])],
         cwd=quickstart.directory,
         env=quickstart.env,
         capture_output=True,
@@ -106,7 +106,11 @@ def test_gateway_routes_lists_every_protocol(quickstart: Quickstart) -> None:
         timeout=WAIT,
     )
     assert result.returncode == 0, result.stderr
-    rows = [line.split() for line in result.stdout.splitlines()]
+    return result.stdout
+
+
+def test_gateway_routes_lists_every_protocol(quickstart: Quickstart) -> None:
+    rows = [line.split() for line in gateway_routes(quickstart).splitlines()]
     assert rows == [
         ["http", "*", "->", "django.core.handlers.asgi.ASGIHandler"],
         ["websocket", "ws/dashboard/", "->", "myapp.consumers.DashboardConsumer"],
@@ -126,3 +130,8 @@ def test_manage_py_rungateway_serves_the_same(quickstart: Quickstart, tmp_path: 
         assert process.proc.wait(WAIT) == 0, process.stderr()
     finally:
         process.kill()
+
+
+def test_gateway_routes_tells_which_route_takes_an_address(quickstart: Quickstart) -> None:
+    output = gateway_routes(quickstart, "--email", "Support@Example.com")
+    assert output.startswith("Support@Example.com: support@example\\.com -> myapp.consumers.")

@@ -13,8 +13,12 @@ from importlib import metadata
 
 import pytest
 
-from tests.quickstart.conftest import Quickstart
-from tests.quickstart.project import TESTING_DOCS, section_blocks, write_file_blocks
+from tests.quickstart.project import (
+    TESTING_DOCS,
+    Quickstart,
+    section_blocks,
+    write_file_blocks,
+)
 
 pytestmark = pytest.mark.e2e
 
