@@ -22,13 +22,19 @@ DEFAULT_CHANNEL_LAYER = "default"
 
 
 def get_handler_name(message: Mapping[str, Any]) -> str:
-    """The method that handles a message: type ``"chat.message"`` -> ``chat_message``."""
+    """The method that handles a message: type ``"chat.message"`` -> ``chat_message``.
+
+    A type whose method name would start with ``_`` (``"_private"``, ``".private"``) is
+    refused, so a message can never call a private method.
+    """
     message_type = message.get("type")
     if not isinstance(message_type, str):
-        raise UnknownMessageType("Incoming message has no string 'type' key.")
+        raise UnknownMessageType("Incoming message has no 'type' attribute (a string).")
     name = message_type.replace(".", "_")
     if name.startswith("_"):
-        raise UnknownMessageType(f"Malformed message type {message_type!r} (leading underscore).")
+        raise UnknownMessageType(
+            f"Malformed type in message (leading underscore): {message_type!r}."
+        )
     return name
 
 
@@ -131,8 +137,9 @@ class AsyncConsumer:
         handler: Callable[[Message], Any] | None = getattr(self, name, None)
         if not callable(handler):
             raise UnknownMessageType(
-                f"No handler for message type {message['type']!r} on consumer "
-                f"{type(self).__qualname__} (define a method named {name!r})."
+                f"No handler for message type {message['type']} on consumer "
+                f"{type(self).__qualname__}: define a method named {name!r} to handle "
+                f"{message['type']!r} messages."
             )
         return handler
 
