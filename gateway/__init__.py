@@ -88,6 +88,7 @@ _EXPORTS: dict[str, str] = {
 }
 
 __all__ = [
+    "DEFAULT_CHANNEL_LAYER",
     "AcceptConnection",
     "AllowedHostsOriginValidator",
     "AsyncConsumer",
@@ -108,7 +109,6 @@ __all__ = [
     "ChannelLayerUnavailable",
     "ChannelNameRouter",
     "CookieMiddleware",
-    "DEFAULT_CHANNEL_LAYER",
     "DenyConnection",
     "EmailConsumer",
     "EmailToRouter",

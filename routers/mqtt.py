@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from gateway.exceptions import RouteNotFound
 from gateway.mqtt import filter_covers
@@ -37,9 +37,10 @@ _WILDCARDS: frozenset[LevelKind] = frozenset({"param", "path", "plus", "hash"})
 
 
 class TopicNotFound(RouteNotFound):
-    """No route matched the topic; retrying cannot help, so the message is dead-lettered."""
+    """No route matched the topic; retrying cannot help, so the message is dead-lettered.
 
-    retryable: ClassVar[bool] = False
+    Not retryable, as every `RouteNotFound`.
+    """
 
 
 class _Level(NamedTuple):
