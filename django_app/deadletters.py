@@ -20,6 +20,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from gateway.db import database_sync_to_async
 from gateway.pipeline import log_dead_letter
+from gateway.replies import failure_policy, logs_failure, reply_failures
 
 if TYPE_CHECKING:
     from django_app.models.deadletters import DeadLetter
@@ -135,22 +136,40 @@ async def _replay_email(app: ASGIApp, scope: dict[str, Any], payload: bytes) -> 
 
 
 async def _replay_sms(app: ASGIApp, scope: dict[str, Any], payload: bytes) -> None:
-    from gateway.sms import asend_sms, run_sms_app
+    from gateway.sms import run_sms_app
 
     # The webhook was answered long ago: replies go out through the provider's REST API.
-    outgoing: list[tuple[str, str, Any, Any]] = []
+    outgoing: list[Message] = []
 
     async def sent(message: Message) -> None:
         if message["type"] == "sms.reply":
-            outgoing.append((str(scope["from"]), str(message["body"]), (), scope.get("to")))
+            outgoing.append({**message, "to": str(scope["from"]), "from": scope.get("to")})
         else:
-            outgoing.append(
-                (message["to"], message["body"], message.get("media_urls", ()), message.get("from"))
-            )
+            outgoing.append(message)
 
     await run_sms_app(app, scope, payload.decode("utf-8"), sent)
-    for to, body, media_urls, from_ in outgoing:
-        await asend_sms(to, body, media_urls=media_urls, from_=from_, adapter=scope.get("adapter"))
+    for message in outgoing:
+        await _replay_send(message, scope.get("adapter"))
+
+
+async def _replay_send(message: Message, adapter: str | None) -> None:
+    """One replayed SMS: opted-out numbers get nothing; a failure fails the replay unless
+    the consumer chose ``on_failure="log"``."""
+    from gateway.exceptions import SmsOptedOut
+    from gateway.sms import asend_sms
+
+    policy = failure_policy("log" if logs_failure(message) else "fail")
+    with reply_failures(message, policy):
+        try:
+            await asend_sms(
+                message["to"],
+                message["body"],
+                media_urls=message.get("media_urls", ()),
+                from_=message.get("from"),
+                adapter=adapter,
+            )
+        except SmsOptedOut:
+            logger.info("replayed SMS to %s not sent: the number opted out (STOP)", message["to"])
 
 
 register_replayer("mqtt", _replay_mqtt)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, MutableMapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Final, Literal, get_args
 
@@ -69,7 +69,7 @@ def logs_failure(event: Mapping[str, Any]) -> bool:
     return event.get(ON_FAILURE_KEY) == "log"
 
 
-def mark(event: dict[str, Any], policy: ReplyFailure) -> dict[str, Any]:
+def mark(event: MutableMapping[str, Any], policy: ReplyFailure) -> MutableMapping[str, Any]:
     """`event`, carrying the consumer's choice when it is ``"log"``."""
     if policy == "log":
         event[ON_FAILURE_KEY] = "log"

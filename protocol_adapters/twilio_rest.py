@@ -73,6 +73,7 @@ class TwilioSender:
         """Send one message; raises SmsOptedOut, or SmsSendError once retries are spent."""
         self._check(to, body)
         if await self.store.is_opted_out(to):
+            logger.info("SMS to %s not sent: the number opted out (STOP).", to)
             raise SmsOptedOut(f"{to} opted out of messages (STOP); nothing was sent.")
         params = self._params(to, body, media_urls, from_)
         message = await self._create(params)

@@ -18,7 +18,7 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 from twilio.request_validator import RequestValidator, get_signature_algorithm
 
 from gateway.adapters import AdapterHealth, DeployRisk, Listener, ProtocolAdapter
-from gateway.exceptions import SmsSendError
+from gateway.exceptions import SmsOptedOut, SmsSendError
 from gateway.pipeline import DispatcherClosed, KeyedDispatcher
 from gateway.sms import (
     SmsRecord,
@@ -315,22 +315,34 @@ class TwilioSmsAdapter(ProtocolAdapter):
             )
 
     async def _reply(self, exchange: _Exchange, body: str) -> None:
+        """TwiML while the webhook is open, REST after; never to a number that opted out.
+
+        A reply that cannot be sent raises here, in the consumer's ``reply()``: the message
+        fails as a consumer error would (gateway.replies), unless the consumer opted out.
+        """
+        scope = exchange.scope
+        to = _address(scope, "from")
+        if await self.store.is_opted_out(to):
+            _log_opted_out(scope, to)
+            return
         if not exchange.answered:
             exchange.replies.append(body)
             return
-        scope = exchange.scope
         if not self.sender.configured:
-            logger.error(
-                "SMS %s: reply after the deadline dropped (no REST credentials).",
-                scope["message_id"],
+            raise SmsSendError(
+                f"SMS {scope['message_id']}: a reply after the deadline goes over Twilio's REST "
+                "API, and ACCOUNT_SID and AUTH_TOKEN are not configured."
             )
-            return
         try:
-            await self.sender.send(_address(scope, "from"), body, from_=_address(scope, "to"))
-        except SmsSendError:
-            logger.exception(
-                "SMS %s: reply after the deadline could not be sent.", scope["message_id"]
-            )
+            await self.sender.send(to, body, from_=_address(scope, "to"))
+        except SmsOptedOut:
+            _log_opted_out(scope, to)  # opted out while the consumer ran
+
+
+def _log_opted_out(scope: Mapping[str, Any], to: str) -> None:
+    logger.info(
+        "SMS %s: reply to %s not sent: the number opted out (STOP).", scope["message_id"], to
+    )
 
 
 def _address(scope: Mapping[str, Any], key: str) -> str:

@@ -1,4 +1,11 @@
-"""`SmsConsumer` and `AsyncSmsConsumer`: handle one inbound text message, reply, send."""
+"""`SmsConsumer` and `AsyncSmsConsumer`: handle one inbound text message, reply, send.
+
+A reply or send that cannot be sent raises at the call, in the consumer; uncaught, it fails
+the message like any consumer error (retried, then dead-lettered with the unsent text), unless
+the consumer chose ``on_reply_failure = "log"`` or ``on_failure="log"`` (gateway.replies).
+Nothing is sent to a number that opted out: a reply to it is dropped with a log line, a send
+raises `SmsOptedOut`.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from gateway.consumers.base import AsyncConsumer, SyncConsumer
+from gateway.replies import ReplyFailure, failure_policy, mark, reply_failures
 from gateway.types import Message, SmsMedia
 
 
@@ -22,6 +30,12 @@ class _SmsScopeMixin:
     """Shortcuts to the scope of the message being handled."""
 
     scope: Any
+    #: A reply or send that cannot be sent fails the message ("fail": retried, then
+    #: dead-lettered) or is only logged ("log"); ``on_failure=`` of one call overrides it.
+    on_reply_failure: ReplyFailure = "fail"
+
+    def _policy(self, on_failure: ReplyFailure | None) -> ReplyFailure:
+        return failure_policy(self.on_reply_failure, on_failure)
 
     @property
     def sender(self) -> str:
@@ -47,9 +61,16 @@ class AsyncSmsConsumer(_SmsScopeMixin, AsyncConsumer):
     async def receive(self, body: str) -> None:
         """Called with the message text; override it."""
 
-    async def reply(self, body: str) -> None:
-        """Answer the sender (in the webhook response while it is still open)."""
-        await super().send({"type": "sms.reply", "body": body})
+    async def reply(self, body: str, *, on_failure: ReplyFailure | None = None) -> None:
+        """Answer the sender (in the webhook response while it is still open, else over REST).
+
+        A reply that cannot be sent raises here unless `on_failure` (default: the class's
+        ``on_reply_failure``) is ``"log"``; a sender that opted out gets nothing.
+        """
+        policy = self._policy(on_failure)
+        event = mark({"type": "sms.reply", "body": body}, policy)
+        with reply_failures(event, policy):
+            await super().send(event)
 
     async def send(  # type: ignore[override]
         self,
@@ -58,9 +79,14 @@ class AsyncSmsConsumer(_SmsScopeMixin, AsyncConsumer):
         *,
         from_: str | None = None,
         media_urls: Sequence[str] = (),
+        on_failure: ReplyFailure | None = None,
     ) -> None:
-        """Send a new message through the provider's REST API; raises SmsSendError."""
-        await super().send(_send_event(to, body, from_, media_urls))
+        """Send a new message through the provider's REST API; raises SmsOptedOut or
+        SmsSendError, unless `on_failure` (default: ``on_reply_failure``) is ``"log"``."""
+        policy = self._policy(on_failure)
+        event = mark(_send_event(to, body, from_, media_urls), policy)
+        with reply_failures(event, policy):
+            await super().send(event)
 
     async def sms_message(self, message: Message) -> None:
         """The message arrived: call `receive`, then finish."""
@@ -75,9 +101,16 @@ class SmsConsumer(_SmsScopeMixin, SyncConsumer):
     def receive(self, body: str) -> None:
         """Called with the message text; override it."""
 
-    def reply(self, body: str) -> None:
-        """Answer the sender (in the webhook response while it is still open)."""
-        self.base_send({"type": "sms.reply", "body": body})
+    def reply(self, body: str, *, on_failure: ReplyFailure | None = None) -> None:
+        """Answer the sender (in the webhook response while it is still open, else over REST).
+
+        A reply that cannot be sent raises here unless `on_failure` (default: the class's
+        ``on_reply_failure``) is ``"log"``; a sender that opted out gets nothing.
+        """
+        policy = self._policy(on_failure)
+        event = mark({"type": "sms.reply", "body": body}, policy)
+        with reply_failures(event, policy):
+            self.base_send(event)
 
     def send(  # type: ignore[override]
         self,
@@ -86,9 +119,14 @@ class SmsConsumer(_SmsScopeMixin, SyncConsumer):
         *,
         from_: str | None = None,
         media_urls: Sequence[str] = (),
+        on_failure: ReplyFailure | None = None,
     ) -> None:
-        """Send a new message through the provider's REST API; raises SmsSendError."""
-        self.base_send(_send_event(to, body, from_, media_urls))
+        """Send a new message through the provider's REST API; raises SmsOptedOut or
+        SmsSendError, unless `on_failure` (default: ``on_reply_failure``) is ``"log"``."""
+        policy = self._policy(on_failure)
+        event = mark(_send_event(to, body, from_, media_urls), policy)
+        with reply_failures(event, policy):
+            self.base_send(event)
 
     def sms_message(self, message: Message) -> None:
         """The message arrived: call `receive`, then finish."""
