@@ -14,7 +14,7 @@ import time
 from collections import deque
 from collections.abc import Mapping, Sequence
 from email.message import Message
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 from gateway.email_parse import parse_message
 from gateway.email_read import (
@@ -66,7 +66,7 @@ _BULK_PRECEDENCE: Final = frozenset({"bulk", "junk", "list"})
 
 def build_email_scope(
     *,
-    source: Literal["smtp", "imap"],
+    source: str,
     adapter: str,
     sender: str,
     recipient: str,

@@ -212,7 +212,8 @@ class EmailScope(TypedDict):
 
     type: Literal["email"]
     asgi: ASGIVersions
-    source: Literal["smtp", "imap"]
+    source: str
+    """"smtp", "imap", or the mail provider whose webhook posted it ("postmark", ...)."""
     adapter: str
     sender: str
     recipient: str

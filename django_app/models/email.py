@@ -9,10 +9,6 @@ from django.utils import timezone
 class InboundEmail(models.Model):
     """One inbound message for one recipient, and how its handling went."""
 
-    class Source(models.TextChoices):
-        SMTP = "smtp", "SMTP"
-        IMAP = "imap", "IMAP"
-
     class Status(models.TextChoices):
         RECEIVED = "received", "received"
         HANDLED = "handled", "handled"
@@ -26,7 +22,8 @@ class InboundEmail(models.Model):
     sender = models.CharField("envelope sender", max_length=320, blank=True)
     recipient = models.CharField(max_length=320)
     subject = models.CharField(max_length=255, blank=True)
-    source = models.CharField(max_length=4, choices=Source.choices)
+    # "smtp", "imap", or the mail provider whose inbound webhook posted it ("postmark", ...).
+    source = models.CharField(max_length=32)
     adapter = models.CharField(max_length=100, blank=True)
     mailbox = models.CharField(max_length=255, blank=True)
     uid = models.PositiveBigIntegerField(null=True, blank=True)

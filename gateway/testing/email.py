@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from email.message import EmailMessage
-from typing import Any, Literal
+from typing import Any
 
 from gateway import email as mail
 from gateway.email_run import run_email_app
@@ -40,6 +40,8 @@ class EmailCommunicator:
     To address and the envelope sender to the From address, as a mail server would see them.
     The application runs exactly as the SMTP and IMAP adapters run it (`run_email_app`): an
     event other than ``email.reject`` / ``email.send`` raises `UnknownMessageType`.
+    `source` names the intake: ``"smtp"``, ``"imap"``, or a mail provider whose webhook
+    posted it (``source="postmark"``), as `protocol_adapters.email_webhooks` builds it.
     """
 
     def __init__(
@@ -49,7 +51,7 @@ class EmailCommunicator:
         *,
         recipient: str | None = None,
         sender: str | None = None,
-        source: Literal["smtp", "imap"] = "smtp",
+        source: str = "smtp",
         adapter: str = "test",
         **envelope: Any,
     ) -> None:
