@@ -2,7 +2,10 @@
 
 A consumer's scope lives for one message (docs/specs/mqtt.md), so ``groups`` are not joined:
 use ``self.channel_layer`` to talk to other consumers. Returning from `receive` means the
-message was handled; raising makes the adapter retry it, then dead-letter it.
+message was handled; raising makes the adapter retry it, then dead-letter it. A `publish`
+that cannot be sent (the external broker is unreachable) raises at the call and so does the
+same, with the unsent message in the dead letter, unless the consumer chose
+``on_reply_failure = "log"`` or ``on_failure="log"`` (gateway.replies).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from typing import Any
 
 from gateway.consumers.base import AsyncConsumer, SyncConsumer
 from gateway.mqtt import InvalidPayload, make_publish_event
+from gateway.replies import ReplyFailure, failure_policy, mark, reply_failures
 from gateway.types import Message, MqttPublishEvent, Scope
 
 __all__ = ["AsyncJsonMqttConsumer", "AsyncMqttConsumer", "JsonMqttConsumer", "MqttConsumer"]
@@ -38,6 +42,15 @@ class _MqttScopeAttributes:
     """Read-only views of the scope keys every MQTT consumer uses."""
 
     scope: Scope
+    #: A publish that cannot be sent fails the message ("fail": retried, then dead-lettered)
+    #: or is only logged ("log"); ``on_failure=`` of one call overrides it.
+    on_reply_failure: ReplyFailure = "fail"
+
+    def _outgoing(
+        self, event: MqttPublishEvent, on_failure: ReplyFailure | None
+    ) -> tuple[Message, ReplyFailure]:
+        policy = failure_policy(self.on_reply_failure, on_failure)
+        return mark(dict(event), policy), policy
 
     @property
     def topic(self) -> str:
@@ -87,9 +100,17 @@ class AsyncMqttConsumer(_MqttScopeAttributes, AsyncConsumer):
         retain: bool = False,
         *,
         properties: Mapping[str, Any] | None = None,
+        on_failure: ReplyFailure | None = None,
     ) -> None:
-        """Publish a message (bytes, str or a JSON-able value); MqttPublishError if invalid."""
-        await self.send(dict(_publish_event(topic, payload, qos, retain, properties)))
+        """Publish a message (bytes, str or a JSON-able value); MqttPublishError if invalid.
+
+        A message that cannot be sent raises here unless `on_failure` (default: the class's
+        ``on_reply_failure``) is ``"log"``.
+        """
+        event = _publish_event(topic, payload, qos, retain, properties)
+        message, policy = self._outgoing(event, on_failure)
+        with reply_failures(message, policy):
+            await self.send(message)
 
 
 class AsyncJsonMqttConsumer(AsyncMqttConsumer):
@@ -123,9 +144,17 @@ class MqttConsumer(_MqttScopeAttributes, SyncConsumer):
         retain: bool = False,
         *,
         properties: Mapping[str, Any] | None = None,
+        on_failure: ReplyFailure | None = None,
     ) -> None:
-        """Publish a message (bytes, str or a JSON-able value); MqttPublishError if invalid."""
-        self.send(dict(_publish_event(topic, payload, qos, retain, properties)))
+        """Publish a message (bytes, str or a JSON-able value); MqttPublishError if invalid.
+
+        A message that cannot be sent raises here unless `on_failure` (default: the class's
+        ``on_reply_failure``) is ``"log"``.
+        """
+        event = _publish_event(topic, payload, qos, retain, properties)
+        message, policy = self._outgoing(event, on_failure)
+        with reply_failures(message, policy):
+            self.send(message)
 
 
 class JsonMqttConsumer(MqttConsumer):
