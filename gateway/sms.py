@@ -1,7 +1,7 @@
 """SMS helpers: send from anywhere, number normalisation, keywords, the message store.
 
 ``send_sms`` / ``asend_sms`` send through the REST API of the configured SMS adapter (the
-first ``GATEWAY["ADAPTERS"]`` entry whose backend is the Twilio adapter, or the one named),
+first ``GATEWAY["ADAPTERS"]`` entry whose backend makes an ``sms_sender``, or the one named),
 from any process: a view, an admin action, a management command. Opted-out numbers are
 never sent to. The store keeps inbound and outbound messages and opt-outs; the default is
 the database (`django_app.models.sms.DatabaseSmsStore`), `"memory"` keeps them in the process.
@@ -54,7 +54,6 @@ __all__ = [
 SPEC_VERSION = "1.0"
 """The version of docs/specs/sms.md the scopes follow."""
 DEFAULT_STORE = "django_app.models.sms.DatabaseSmsStore"
-TWILIO_BACKEND = "protocol_adapters.twilio_sms.TwilioSmsAdapter"
 
 Direction = Literal["inbound", "outbound"]
 KeywordAction = Literal["opt_out", "opt_in", "help"]
@@ -351,9 +350,11 @@ def _adapter(adapter: str | None) -> tuple[str, Mapping[str, Any]]:
     from gateway.conf import gateway_settings
 
     for entry in gateway_settings.adapters:
-        if (adapter is None and entry.backend == TWILIO_BACKEND) or entry.name == adapter:
+        if entry.name == adapter or (
+            adapter is None and hasattr(import_string(entry.backend), "sms_sender")
+        ):
             return entry.backend, entry.options
-    wanted = f"adapter {adapter!r}" if adapter else f"an adapter with BACKEND {TWILIO_BACKEND!r}"
+    wanted = f"adapter {adapter!r}" if adapter else "SMS adapter (one with sms_sender())"
     raise ImproperlyConfiguredGateway(f'GATEWAY["ADAPTERS"] has no {wanted} to send SMS with.')
 
 

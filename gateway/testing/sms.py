@@ -27,11 +27,14 @@ def sms_scope(
     media: Sequence[SmsMedia] = (),
     country: str | None = None,
     extra: Mapping[str, str] | None = None,
+    provider: str = "test",
+    adapter: str | None = None,
 ) -> SmsScope:
-    """An ``sms`` scope as the SMS adapters make it (docs/specs/sms.md)."""
+    """An ``sms`` scope as the SMS adapters make it (docs/specs/sms.md); `provider` names the
+    provider it came from ("twilio", "vonage", "plivo", "telnyx"), `adapter` its adapter."""
     return build_sms_scope(
-        provider="test",
-        adapter="test",
+        provider=provider,
+        adapter=adapter or provider,
         from_=from_,
         to=to,
         message_id=message_id or "SM" + uuid.uuid4().hex,
@@ -46,7 +49,8 @@ class SmsCommunicator:
 
     The application runs as the SMS adapters run it (`gateway.sms.run_sms_app`): an event
     other than ``sms.reply`` / ``sms.send`` raises. ``sms.send`` events are recorded, not
-    sent: nothing reaches a provider.
+    sent: nothing reaches a provider. ``provider="vonage"`` (or another) builds the scope as
+    that provider's adapter would.
     """
 
     def __init__(
@@ -60,10 +64,19 @@ class SmsCommunicator:
         media: Sequence[SmsMedia] = (),
         country: str | None = None,
         extra: Mapping[str, str] | None = None,
+        provider: str = "test",
+        adapter: str | None = None,
     ) -> None:
         self.application = application
         self.scope = sms_scope(
-            from_, to, message_id=message_id, media=media, country=country, extra=extra
+            from_,
+            to,
+            message_id=message_id,
+            media=media,
+            country=country,
+            extra=extra,
+            provider=provider,
+            adapter=adapter,
         )
         self.body = body
 

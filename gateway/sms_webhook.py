@@ -1,0 +1,358 @@
+"""An SMS provider's webhook, the steps every provider shares: check, dedup, keywords, run, answer.
+
+A provider's adapter (``protocol_adapters/<provider>_sms.py``) subclasses `SmsWebhookAdapter`
+and speaks only its wire: `verify` a request with the provider's SDK, `parse` it into an
+`InboundSms` or a `StatusUpdate`, `answer` in the provider's format, and make its REST sender
+(`sms_sender`). The rest is here, once: method and size checks, dedup by the provider's message
+id through the `SmsStore`, STOP/START/HELP, the keyed dispatcher (order per sender, retries,
+dead letters), the deadline, status callbacks.
+
+Replies (``sms.reply``): a provider with a reply format of its own (``replies_in_answer``) gets
+those sent before the deadline in the webhook's answer; every other reply goes out through the
+provider's REST API once the application returned, after the webhook was answered.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import logging
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from gateway.adapters import AdapterHealth, DeployRisk, Listener, ProtocolAdapter
+from gateway.exceptions import SmsSendError
+from gateway.options import OptionSet
+from gateway.pipeline import DispatcherClosed, KeyedDispatcher
+from gateway.sms import (
+    SmsRecord,
+    SmsStore,
+    build_sms_scope,
+    keyword_action,
+    load_store,
+    run_sms_app,
+)
+from gateway.sms_rest import RestSmsSender
+from gateway.sms_wire import (
+    TEXT,
+    Answer,
+    InboundSms,
+    Malformed,
+    StatusUpdate,
+    WebhookRequest,
+    read_body,
+    read_request,
+    respond,
+    webhook_options,
+)
+from gateway.types import ASGIApp, Message, Receive, Scope, Send
+
+__all__ = [
+    "Answer",
+    "InboundSms",
+    "Malformed",
+    "SmsWebhookAdapter",
+    "StatusUpdate",
+    "WebhookRequest",
+    "webhook_options",
+]
+
+logger = logging.getLogger("gateway.sms")
+
+
+@dataclass
+class _Exchange:
+    """One inbound message in flight: its scope, body, and the replies collected so far."""
+
+    scope: dict[str, Any]
+    body: str
+    in_answer: list[str] = field(default_factory=list)
+    later: list[str] = field(default_factory=list)
+    answered: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class SmsWebhookAdapter(ProtocolAdapter):
+    """Serves one SMS provider's webhook (and status callbacks) on the gateway's HTTP server."""
+
+    protocol = "sms"
+    provider: ClassVar[str]
+    """The scope's ``provider``."""
+    OPTIONS: ClassVar[OptionSet]
+    SECRETS: ClassVar[tuple[str, ...]] = ()
+    """Keys without which every webhook is refused (403); ``check --deploy`` warns of them."""
+    methods: ClassVar[frozenset[str]] = frozenset({"POST"})
+    replies_in_answer: ClassVar[bool] = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.values = values = self.OPTIONS.parse(self.context.options)
+        self.deadline = float(values["DEADLINE"])
+        self.store: SmsStore = load_store(values["STORE"])
+        self.sender = self.sms_sender(self.context.options, self.store)
+        self.dispatcher: KeyedDispatcher | None = None
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._background: set[asyncio.Task[None]] = set()
+        self._stopped = asyncio.Event()
+
+    # What a provider's adapter writes.
+
+    @classmethod
+    @abc.abstractmethod
+    def sms_sender(cls, options: Mapping[str, Any], store: SmsStore) -> RestSmsSender:
+        """The outbound sender `gateway.sms.asend_sms` uses for this adapter's OPTIONS."""
+
+    @abc.abstractmethod
+    def verify(self, request: WebhookRequest) -> str | None:
+        """None when the provider signed the request, else why not (answered 403)."""
+
+    @abc.abstractmethod
+    def parse(self, request: WebhookRequest) -> InboundSms | StatusUpdate | None:
+        """The message or status a verified request carries (None: an event to ignore)."""
+
+    def answer(self, replies: list[str], message: InboundSms | None) -> Answer:
+        """The provider's success answer; `replies` only when ``replies_in_answer``."""
+        return Answer(204)
+
+    async def assemble(self, part: InboundSms) -> InboundSms | None:
+        """The whole message once `part` completes it (multi-part SMS); None until then."""
+        return part
+
+    # The adapter contract.
+
+    @classmethod
+    def check_options(cls, options: Mapping[str, Any]) -> list[str]:
+        """Every problem with OPTIONS, one sentence each."""
+        return cls.OPTIONS.check(options)
+
+    @classmethod
+    def deploy_risks(cls, options: Mapping[str, Any]) -> list[DeployRisk]:
+        """A missing secret: the webhook refuses every request (gateway.W104)."""
+        return [
+            DeployRisk(
+                "gateway.W104",
+                f'OPTIONS["{key}"] is not set: the SMS webhook refuses every request (403).',
+                "Set it from the environment, e.g. os.environ.get(...).",
+            )
+            for key in cls.SECRETS
+            if not options.get(key)
+        ]
+
+    async def start(self) -> list[Listener]:
+        self.dispatcher = KeyedDispatcher(
+            self.protocol,
+            max_in_flight=int(self.values["MAX_IN_FLIGHT"]),
+            retry=self.values["RETRY"],
+            dead_letter=self.context.dead_letter,
+            metrics=self.context.metrics,
+        )
+        for key in self._missing_secrets():
+            logger.warning(
+                'OPTIONS["%s"] is not set: %s refuses every webhook (403) until it is.',
+                key,
+                self.values["WEBHOOK_PATH"],
+            )
+        methods = "/".join(sorted(self.methods))
+        return [Listener("sms", f"{methods} {self.values['WEBHOOK_PATH']}")]
+
+    def http_routes(self) -> Mapping[str, ASGIApp]:
+        return {self.values["WEBHOOK_PATH"]: self.webhook, self.values["STATUS_PATH"]: self.webhook}
+
+    async def stop(self, timeout: float) -> None:
+        self._stopped.set()
+        if self.dispatcher is not None:
+            await self.dispatcher.aclose(timeout)
+        if self._background:
+            await asyncio.wait(list(self._background), timeout=timeout)
+        await self.sender.close()
+
+    def health(self) -> AdapterHealth:
+        in_flight = self.dispatcher.in_flight if self.dispatcher else 0
+        return AdapterHealth("ok", f"{in_flight} message(s) in flight")
+
+    def _missing_secrets(self) -> list[str]:
+        return [key for key in self.SECRETS if not self.values[key]]
+
+    # The webhook.
+
+    async def webhook(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The provider's webhook: inbound messages and delivery reports alike."""
+        request = await self._verified(scope, receive, send)
+        if request is None:
+            return
+        try:
+            event = self.parse(request)
+        except Malformed as exc:
+            await self._refuse(send, 400, f"Bad Request: {exc}")
+            return
+        if isinstance(event, InboundSms):
+            replies = await self._inbound(event)
+            await respond(send, self.answer(replies, event))
+            return
+        if isinstance(event, StatusUpdate):
+            await self._status(event)
+        await respond(send, self.answer([], None))
+
+    async def _verified(self, scope: Scope, receive: Receive, send: Send) -> WebhookRequest | None:
+        """The whole request once verified, or None after answering 405 / 413 / 403."""
+        if scope["method"] not in self.methods:
+            allow = ", ".join(sorted(self.methods)).encode()
+            await self._refuse(send, 405, "Method Not Allowed", allow=allow)
+            return None
+        body = await read_body(receive)
+        if body is None:
+            await self._refuse(send, 413, "Request Entity Too Large")
+            return None
+        if missing := self._missing_secrets():
+            await self._refuse(send, 403, f"Forbidden: no {missing[0]} to check signatures with")
+            return None
+        request = read_request(
+            scope, body, self.values["PUBLIC_URL"], self.values["TRUST_FORWARDED_HEADERS"]
+        )
+        reason = self.verify(request)
+        if reason is not None:
+            await self._refuse(send, 403, f"Forbidden: {reason}")
+            return None
+        return request
+
+    async def _refuse(self, send: Send, status: int, text: str, allow: bytes | None = None) -> None:
+        self.context.metrics.inc(self.protocol, "rejected")
+        logger.warning("%s SMS webhook answered %d: %s", self.provider, status, text)
+        headers = [(b"allow", allow)] if allow else []
+        await respond(send, Answer(status, f"{text}\n".encode(), TEXT), headers)
+
+    async def _status(self, update: StatusUpdate) -> None:
+        try:
+            await self.store.update_status(update.sid, update.status, update.error)
+        except Exception:
+            logger.exception("Could not update the status of SMS %s.", update.sid)
+
+    # One inbound message.
+
+    async def _inbound(self, part: InboundSms) -> list[str]:
+        """Dedup, assembly, keywords, then the application, answered within the deadline."""
+        if not await self._first_time(part):
+            logger.info("SMS %s was already received; not handled again.", part.message_id)
+            self.context.metrics.inc(self.protocol, "rejected")
+            return []
+        message = await self.assemble(part)
+        if message is None:
+            return []
+        scope = dict(
+            build_sms_scope(
+                provider=self.provider,
+                adapter=self.context.name,
+                from_=message.from_,
+                to=message.to,
+                message_id=message.message_id,
+                media=message.media,
+                country=message.country,
+                extra=message.extra,
+                state=self.context.state,
+            )
+        )
+        action = keyword_action(message.body)
+        if action is not None:
+            return await self._keyword(action, scope)
+        return await self._run_within_deadline(_Exchange(scope, message.body))
+
+    async def _first_time(self, part: InboundSms) -> bool:
+        if part.message_id in self._seen:
+            return False
+        self._seen[part.message_id] = None
+        if len(self._seen) > 10_000:
+            self._seen.popitem(last=False)
+        record = SmsRecord(
+            "inbound", part.message_id, part.from_, part.to, part.body, "received", part.media
+        )
+        try:
+            return await self.store.record(record)
+        except Exception:
+            # The store is down: handle the message anyway; in-process dedup still holds.
+            logger.exception("Could not store inbound SMS %s.", part.message_id)
+            return True
+
+    async def _keyword(self, action: str, scope: dict[str, Any]) -> list[str]:
+        sender = str(scope["from"])
+        if action == "help":
+            text = self.values["HELP_TEXT"]
+            if text and not self.replies_in_answer:
+                self._spawn(self._send_replies(scope, [str(text)]))
+            return [str(text)] if text and self.replies_in_answer else []
+        await self.store.set_opted_out(sender, action == "opt_out")
+        logger.info("%s opted %s.", sender, "out" if action == "opt_out" else "back in")
+        return []
+
+    async def _run_within_deadline(self, exchange: _Exchange) -> list[str]:
+        task = self._spawn(self._run(exchange))
+        await asyncio.wait({task}, timeout=self.deadline)
+        if not task.done():
+            logger.warning(
+                "SMS %s: past the %.1fs deadline, answering now.",
+                exchange.scope["message_id"],
+                self.deadline,
+            )
+        exchange.answered.set()
+        return exchange.in_answer
+
+    def _spawn(self, work: Any) -> asyncio.Task[None]:
+        task: asyncio.Task[None] = asyncio.create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
+
+    async def _run(self, exchange: _Exchange) -> None:
+        assert self.dispatcher is not None
+        scope = exchange.scope
+        try:
+            outcome = await self.dispatcher.run(
+                scope["from"],
+                lambda: self._call_app(exchange),
+                scope=scope,
+                payload=exchange.body.encode(),
+            )
+        except DispatcherClosed as exc:
+            await self._mark_failed(scope["message_id"], repr(exc))
+            return
+        if not outcome.handled:
+            if not exchange.answered.is_set():
+                exchange.in_answer.clear()  # a failed message is answered without replies
+            await self._mark_failed(scope["message_id"], repr(outcome.error))
+            return
+        await exchange.answered.wait()
+        await self._send_replies(scope, exchange.later)
+
+    async def _mark_failed(self, sid: str, error: str) -> None:
+        try:
+            await self.store.mark_failed(sid, error)
+        except Exception:
+            logger.exception("Could not mark SMS %s as failed.", sid)
+
+    async def _call_app(self, exchange: _Exchange) -> None:
+        exchange.in_answer.clear()  # a retried attempt starts over
+        exchange.later.clear()
+
+        async def sent(message: Message) -> None:
+            if message.get("type") == "sms.reply":
+                in_answer = self.replies_in_answer and not exchange.answered.is_set()
+                (exchange.in_answer if in_answer else exchange.later).append(str(message["body"]))
+                return
+            await self.sender.send(
+                message["to"],
+                message["body"],
+                media_urls=message.get("media_urls", ()),
+                from_=message.get("from"),
+            )
+
+        await run_sms_app(
+            self.context.app, exchange.scope, exchange.body, sent, stopped=self._stopped
+        )
+
+    async def _send_replies(self, scope: Mapping[str, Any], replies: list[str]) -> None:
+        """Replies the answer did not carry, through the provider's REST API."""
+        for body in replies:
+            try:
+                await self.sender.send(str(scope["from"]), body, from_=str(scope["to"]))
+            except SmsSendError:
+                logger.exception("SMS %s: a reply could not be sent.", scope["message_id"])
