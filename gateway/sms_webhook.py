@@ -105,7 +105,8 @@ class SmsWebhookAdapter(ProtocolAdapter):
 
     @abc.abstractmethod
     def verify(self, request: WebhookRequest) -> str | None:
-        """None when the provider signed the request, else why not (answered 403)."""
+        """None when the provider signed the request, else why not (answered 403); raises
+        Malformed for a body it cannot read (answered 400)."""
 
     @abc.abstractmethod
     def parse(self, request: WebhookRequest) -> InboundSms | StatusUpdate | None:
@@ -210,7 +211,11 @@ class SmsWebhookAdapter(ProtocolAdapter):
         request = read_request(
             scope, body, self.values["PUBLIC_URL"], self.values["TRUST_FORWARDED_HEADERS"]
         )
-        reason = self.verify(request)
+        try:
+            reason = self.verify(request)
+        except Malformed as exc:  # a body that cannot even be read for its signature
+            await self._refuse(send, 400, f"Bad Request: {exc}")
+            return None
         if reason is not None:
             await self._refuse(send, 403, f"Forbidden: {reason}")
             return None
@@ -237,8 +242,11 @@ class SmsWebhookAdapter(ProtocolAdapter):
             self.context.metrics.inc(self.protocol, "rejected")
             return []
         message = await self.assemble(part)
-        if message is None:
-            return []
+        return [] if message is None else await self.deliver(message)
+
+    async def deliver(self, message: InboundSms) -> list[str]:
+        """Keywords, then the application; the replies for the answer. A provider's adapter
+        calls it itself for a message it completes outside a webhook (a multi-part timeout)."""
         scope = dict(
             build_sms_scope(
                 provider=self.provider,
