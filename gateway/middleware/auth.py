@@ -79,11 +79,11 @@ class AuthMiddleware(BaseMiddleware):
         if isinstance(user, UserLazyObject) and user._wrapped is empty:
             user._wrapped = await get_user(scope)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> Any:
         scope = dict(scope)
         self.populate_scope(scope)
         await self.resolve_scope(scope)
-        await super().__call__(scope, receive, send)
+        return await super().__call__(scope, receive, send)
 
 
 def AuthMiddlewareStack(inner: ASGIApp) -> ASGIApp:  # the Channels name

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from gateway.types import ASGIApp, Receive, Scope, Send
+from typing import Any
+
+from gateway.types import AnyASGIApp, Receive, Scope, Send
 
 
 class BaseMiddleware:
@@ -12,10 +14,10 @@ class BaseMiddleware:
     scope, never on ``self``.
     """
 
-    def __init__(self, inner: ASGIApp) -> None:
+    def __init__(self, inner: AnyASGIApp) -> None:
         self.inner = inner
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> Any:
         # A copy, so what this layer adds never leaks upstream to the caller's scope.
         scope = dict(scope)
-        await self.inner(scope, receive, send)
+        return await self.inner(scope, receive, send)

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from django.http.cookie import parse_cookie
 
-from gateway.types import ASGIApp, Message, Receive, Scope, Send
+from gateway.types import AnyASGIApp, Message, Receive, Scope, Send
 
 
 class InvalidSameSite(ValueError, AssertionError):
@@ -22,17 +22,17 @@ class InvalidSameSite(ValueError, AssertionError):
 class CookieMiddleware:
     """Puts the request's cookies in ``scope["cookies"]``, shaped like ``request.COOKIES``."""
 
-    def __init__(self, inner: ASGIApp) -> None:
+    def __init__(self, inner: AnyASGIApp) -> None:
         self.inner = inner
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> Any:
         if "headers" not in scope:
             raise ValueError(
                 "CookieMiddleware was given a scope without headers; wrap only HTTP or "
                 "WebSocket applications with it."
             )
         cookies = parse_cookie(_cookie_header(scope["headers"]))
-        await self.inner(dict(scope, cookies=cookies), receive, send)
+        return await self.inner(dict(scope, cookies=cookies), receive, send)
 
     @classmethod
     def set_cookie(

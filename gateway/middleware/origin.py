@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from typing import Any
 from urllib.parse import ParseResult, urlparse
 
 from django.utils.http import is_same_domain
 
 from gateway.metrics import registry
-from gateway.types import ASGIApp, Receive, Scope, Send
+from gateway.types import AnyASGIApp, Receive, Scope, Send
 
 logger = logging.getLogger("gateway.security")
 
@@ -27,20 +28,18 @@ class OriginValidator:
     (``https://.example.com:8443``), which must all match. Other scope types pass through.
     """
 
-    def __init__(self, application: ASGIApp, allowed_origins: Iterable[str]) -> None:
+    def __init__(self, application: AnyASGIApp, allowed_origins: Iterable[str]) -> None:
         self.application = application
         self.allowed_origins = list(allowed_origins)
         for pattern in self.allowed_origins:
             _check_pattern(pattern)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> Any:
         if scope["type"] != "websocket":
-            await self.application(scope, receive, send)
-            return
+            return await self.application(scope, receive, send)
         origin = _origin_header(scope)
         if self.valid_origin(_parse_origin(origin)):
-            await self.application(scope, receive, send)
-            return
+            return await self.application(scope, receive, send)
         logger.warning(
             "Refused WebSocket connection to %s from %s: origin %r is not allowed",
             scope.get("path", "?"),
@@ -48,7 +47,7 @@ class OriginValidator:
             origin,
         )
         registry.inc("websocket", "rejected")
-        await _deny(receive, send)
+        return await _deny(receive, send)
 
     def get_allowed_origins(self) -> list[str]:
         """The patterns in force for this connection."""
@@ -84,7 +83,7 @@ class OriginValidator:
 class AllowedHostsOriginValidator(OriginValidator):
     """An ``OriginValidator`` allowing ``settings.ALLOWED_HOSTS``, read at each handshake."""
 
-    def __init__(self, application: ASGIApp) -> None:
+    def __init__(self, application: AnyASGIApp) -> None:
         super().__init__(application, ())
 
     def get_allowed_origins(self) -> list[str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import partial
 from importlib import import_module
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from django.contrib.sessions.exceptions import SessionInterrupted
 from django.core.exceptions import SuspiciousOperation
@@ -12,7 +12,7 @@ from django.utils.functional import SimpleLazyObject, empty
 
 from gateway.db import database_sync_to_async
 from gateway.middleware.cookies import CookieMiddleware
-from gateway.types import ASGIApp, Message, Receive, Scope, Send
+from gateway.types import AnyASGIApp, ASGIApp, Message, Receive, Scope, Send
 
 if TYPE_CHECKING:
     from django.contrib.sessions.backends.base import SessionBase
@@ -33,21 +33,20 @@ class SessionMiddleware:
     Django's own SessionMiddleware does. Other scope types save the session themselves.
     """
 
-    def __init__(self, inner: ASGIApp) -> None:
+    def __init__(self, inner: AnyASGIApp) -> None:
         self.inner = inner
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> Any:
         if "session" in scope:
             # A session middleware further out owns this session and its saving.
-            await self.inner(dict(scope), receive, send)
-            return
+            return await self.inner(dict(scope), receive, send)
         if "cookies" not in scope:
             raise ValueError(
                 "No cookies in scope: SessionMiddleware must run inside CookieMiddleware "
                 "(use SessionMiddlewareStack)."
             )
         scope = dict(scope, session=_lazy_session(scope["cookies"]))
-        await self.inner(scope, receive, partial(_send_with_session, scope, send))
+        return await self.inner(scope, receive, partial(_send_with_session, scope, send))
 
 
 def SessionMiddlewareStack(inner: ASGIApp) -> ASGIApp:  # the Channels name
