@@ -70,6 +70,7 @@ class _Exchange:
     body: str
     in_answer: list[str] = field(default_factory=list)
     later: list[str] = field(default_factory=list)
+    finished: asyncio.Event = field(default_factory=asyncio.Event)
     answered: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -294,8 +295,10 @@ class SmsWebhookAdapter(ProtocolAdapter):
 
     async def _run_within_deadline(self, exchange: _Exchange) -> list[str]:
         task = self._spawn(self._run(exchange))
-        await asyncio.wait({task}, timeout=self.deadline)
-        if not task.done():
+        finished = asyncio.create_task(exchange.finished.wait())
+        await asyncio.wait({task, finished}, timeout=self.deadline, return_when="FIRST_COMPLETED")
+        finished.cancel()
+        if not (task.done() or exchange.finished.is_set()):
             logger.warning(
                 "SMS %s: past the %.1fs deadline, answering now.",
                 exchange.scope["message_id"],
@@ -323,6 +326,8 @@ class SmsWebhookAdapter(ProtocolAdapter):
         except DispatcherClosed as exc:
             await self._mark_failed(scope["message_id"], repr(exc))
             return
+        finally:
+            exchange.finished.set()
         if not outcome.handled:
             if not exchange.answered.is_set():
                 exchange.in_answer.clear()  # a failed message is answered without replies
