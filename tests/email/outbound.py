@@ -24,14 +24,18 @@ SMTP_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
 
 @dataclass
 class Relay:
-    """The outbound server's handler: answers 451 to the first `fail_next` DATA commands."""
+    """The outbound server's handler: answers 451 to the first `fail_next` DATA commands,
+    and to those whose number (1-based) is in `refuse`."""
 
     fail_next: int = 0
+    refuse: frozenset[int] = frozenset()
     attempts: int = 0
     received: list[EmailMessage] = field(default_factory=list)
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         self.attempts += 1
+        if self.attempts in self.refuse:
+            return "451 4.3.0 Relay busy, try again later"
         if self.fail_next > 0:
             self.fail_next -= 1
             return "451 4.3.0 Relay busy, try again later"
@@ -45,9 +49,11 @@ class Relay:
 
 
 @contextmanager
-def running_relay(fail_next: int = 0) -> Iterator[tuple[Relay, int]]:
+def running_relay(
+    fail_next: int = 0, refuse: frozenset[int] = frozenset()
+) -> Iterator[tuple[Relay, int]]:
     """A real SMTP server on 127.0.0.1 (its own thread); yields its handler and port."""
-    relay = Relay(fail_next=fail_next)
+    relay = Relay(fail_next=fail_next, refuse=refuse)
     port = free_port()
     controller = Controller(relay, hostname="127.0.0.1", port=port)
     controller.start()

@@ -178,6 +178,34 @@ async def test_imap_retry_sends_only_the_unsent_reply(dovecot: Dovecot, settings
     assert running.dead == []
 
 
+@pytest.mark.integration
+async def test_imap_retry_does_not_resend_the_mail_that_went_out(
+    dovecot: Dovecot, settings: Any
+) -> None:
+    class TwoMails(AsyncEmailConsumer):
+        reply_limiter = None
+
+        async def receive(self, message: EmailMessage) -> None:
+            await self.reply("First: we got it.")
+            await self.send_mail(
+                {
+                    "type": "email.send",
+                    "to": ["ops@example.com"],
+                    "subject": "New",
+                    "body": "Second.",
+                }
+            )
+
+    with running_relay(refuse=frozenset({2})) as (relay, relay_port):  # the second mail, once
+        send_replies_to(settings, relay_port)
+        async with running_adapter(TwoMails.as_asgi(), [account(dovecot)]) as running:
+            await asyncio.to_thread(dovecot.append, imap_message("printer"))
+            await eventually(lambda: _all_seen(dovecot), "the mail seen")
+    assert relay.attempts == 3
+    assert relay.bodies() == ["First: we got it.", "Second."]
+    assert running.dead == []
+
+
 async def _all_seen(dovecot: Dovecot) -> bool:
     found = await seen_flags(dovecot)
     return bool(found) and all(found.values())
