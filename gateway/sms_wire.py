@@ -29,6 +29,7 @@ __all__ = [
     "Malformed",
     "StatusUpdate",
     "WebhookRequest",
+    "international",
     "read_body",
     "read_request",
     "respond",
@@ -138,6 +139,12 @@ def webhook_options(provider: str, *, deadline: float, max_deadline: float) -> O
         retry_option("SEND_RETRY", attempts=3, initial=0.5, maximum=5.0),
         Option("SEND_TIMEOUT", 10.0, positive_number),
     )
+
+
+def international(number: str) -> str:
+    """A number some providers write without its ``+`` (``447700900123``), with it; a short
+    code or an alphanumeric sender id as it is."""
+    return f"+{number}" if number.isdigit() and 8 <= len(number) <= 15 else number
 
 
 # --- HTTP ------------------------------------------------------------------------------------

@@ -34,6 +34,7 @@ from gateway.sms_webhook import (
     WebhookRequest,
     webhook_options,
 )
+from gateway.sms_wire import international
 
 __all__ = ["VONAGE_OPTIONS", "VonageSender", "VonageSmsAdapter"]
 
@@ -67,11 +68,6 @@ VONAGE_OPTIONS: Final = OptionSet(
     Option("CONCAT_TIMEOUT", 300.0, positive_number),
 )
 """Every OPTIONS key of `VonageSmsAdapter`, with its default and check (docs/sms.md)."""
-
-
-def e164(number: str) -> str:
-    """Vonage writes international numbers without the ``+``; short codes stay as they are."""
-    return f"+{number}" if number.isdigit() and 8 <= len(number) <= 15 else number
 
 
 def raw_fields(request: WebhookRequest) -> dict[str, Any]:
@@ -143,8 +139,8 @@ class VonageSmsAdapter(SmsWebhookAdapter):
             raise Malformed(f"missing {', '.join(missing)}")
         return InboundSms(
             message_id=fields["messageId"],
-            from_=e164(fields["msisdn"]),
-            to=e164(fields["to"]),
+            from_=international(fields["msisdn"]),
+            to=international(fields["to"]),
             body=fields.get("text", ""),
             extra={key: value for key, value in fields.items() if key not in _SCOPE_FIELDS},
         )
