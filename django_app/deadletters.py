@@ -1,8 +1,8 @@
 """Dead letters in the database: the hook that stores them, and replay through the application.
 
-`store_dead_letter` is the default ``GATEWAY["DEAD_LETTER_HANDLER"]``: it logs the letter as
-`log_dead_letter` does and saves a `DeadLetter` row; if the database fails, the whole letter
-is logged instead, and the hook never raises. `replay` / `areplay` run a stored event through
+`store_dead_letter` is the default ``GATEWAY["DEAD_LETTER_HANDLER"]``: it saves a `DeadLetter`
+row (the traceback with it) and logs one line; if the database fails, the whole letter is
+logged instead, and the hook never raises. `replay` / `areplay` run a stored event through
 the root application again (``settings.ASGI_APPLICATION`` unless one is given).
 """
 
@@ -19,7 +19,6 @@ from asgiref.sync import async_to_sync
 from django.core.exceptions import ImproperlyConfigured
 
 from gateway.db import database_sync_to_async
-from gateway.pipeline import log_dead_letter
 from gateway.replies import failure_policy, logs_failure, reply_failures
 
 if TYPE_CHECKING:
@@ -66,10 +65,18 @@ def _save(letter: Letter) -> None:
 
 
 async def store_dead_letter(letter: Letter) -> None:
-    """Log the letter and store it as a `DeadLetter` row; never raises."""
-    await log_dead_letter(letter)
+    """Store the letter as a `DeadLetter` row and log one line of it; never raises."""
     try:
         await database_sync_to_async(_save)(letter)
+        # The row keeps the traceback (the admin shows it): the log gets its first line.
+        logger.error(
+            "dead letter: protocol=%s key=%r attempts=%d error=%s (stored, the traceback"
+            " is in the admin)",
+            letter.protocol,
+            letter.key,
+            letter.attempts,
+            letter.error.partition("\n")[0],
+        )
     except Exception:
         # The letter must not vanish with the database: log all of it, payload included.
         logger.exception(

@@ -106,6 +106,9 @@ class SmsSendError(GatewayError):
 class SmsOptedOut(SmsSendError):
     """The recipient opted out (STOP); nothing was sent to it."""
 
+    #: Only the recipient can opt in again (START): a retry would be refused the same way.
+    retryable = False
+
 
 class StopConsumer(Exception):
     """Raised in a consumer to stop it cleanly."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 from datetime import UTC, datetime
@@ -90,6 +91,19 @@ async def test_store_dead_letter_saves_a_row(caplog: pytest.LogCaptureFixture) -
     assert row.error == "RuntimeError('boom')"
     assert (row.replayed_at, row.replay_count) == (None, 0)
     assert "dead letter: protocol=mqtt key='devices/d1/reading'" in caplog.text
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_stored_letter_is_logged_in_one_line(caplog: pytest.LogCaptureFixture) -> None:
+    error = "RouteNotFound('no route')\nTraceback (most recent call last):\n  ...\n"
+    with caplog.at_level(logging.INFO, logger="gateway.deadletter"):
+        await store_dead_letter(dataclasses.replace(letter(), error=error))
+    assert (await DeadLetter.objects.aget()).error == error  # the row keeps the traceback
+    [record] = caplog.records
+    assert record.exc_info is None
+    assert record.getMessage().endswith(
+        "error=RouteNotFound('no route') (stored, the traceback is in the admin)"
+    )
 
 
 async def test_store_dead_letter_logs_everything_when_the_database_fails(

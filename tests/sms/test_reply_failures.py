@@ -160,3 +160,21 @@ async def test_a_consumer_may_choose_to_only_log_a_failed_send(
 async def _until(check: Any) -> None:
     while not check():
         await asyncio.sleep(0.02)
+
+
+async def test_a_send_to_a_number_that_opted_out_is_dead_lettered_without_retries() -> None:
+    class Forward(AsyncSmsConsumer):
+        async def receive(self, body: str) -> None:
+            if body != "STOP":
+                await self.send(SENDER, "ping")  # the sender itself, who opted out
+
+    app = ProtocolTypeRouter({"sms": Forward.as_asgi()})
+    retries = {"ATTEMPTS": 3, "INITIAL_BACKOFF": 0.01, "MAX_BACKOFF": 0.05}
+    async with twilio_stub() as stub, running_gateway(app, stub.options(RETRY=retries)) as gw:
+        await gw.post(inbound(SENDER, body="STOP"))
+        await gw.post(inbound(SENDER, body="hello"))
+        await asyncio.wait_for(_until(lambda: gw.dead_letters), WAIT)
+    [letter] = gw.dead_letters
+    assert letter.attempts == 1  # only the recipient can opt in again: no retry helps
+    assert "SmsOptedOut" in letter.error
+    assert stub.requests == []
