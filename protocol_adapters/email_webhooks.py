@@ -149,6 +149,10 @@ class EmailWebhookAdapter(ProtocolAdapter):
             )
             await _respond(send, refused.status, f"{refused.reason}\n".encode(), refused.headers)
             return
+        except Exception:  # a bug of ours or a store that is down: the provider keeps the mail
+            logger.exception("%s webhook failed; answering 500.", self.provider.name)
+            await _respond(send, 500, b"Internal Server Error\n")
+            return
         await _respond(send, status, b"OK\n" if status < 300 else b"Try again later\n")
 
     async def _events(self, scope: Scope, receive: Receive) -> list[Any]:
@@ -169,7 +173,9 @@ class EmailWebhookAdapter(ProtocolAdapter):
             ) from exc
         except AnymailWebhookValidationFailure as exc:
             raise _Refused(403, f"Forbidden: {exc}") from exc
-        except (ImproperlyConfigured, RequestDataTooBig, TooManyFieldsSent) as exc:
+        except (RequestDataTooBig, TooManyFieldsSent) as exc:  # Django's DATA_UPLOAD_MAX_*
+            raise _Refused(413, f"Request Entity Too Large: {exc}") from exc
+        except ImproperlyConfigured as exc:  # anymail: another webhook's post sent here
             raise _Refused(400, f"Bad Request: {exc}") from exc
         except Exception as exc:  # anything else the provider's format parser raised
             raise _Refused(

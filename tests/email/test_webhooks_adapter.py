@@ -24,6 +24,7 @@ from tests.email.webhook_support import (
     sign_brevo,
     sign_mailgun,
     sign_postmark,
+    sign_sendgrid,
 )
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -189,6 +190,16 @@ async def test_a_body_over_the_limit_gets_413() -> None:
     async with running_webhooks(make_app(inbox), adapters) as hooks:
         response = await hooks.post(sign_postmark(mail()))
     assert response.status_code == 413
+    assert inbox.seen == []
+
+
+async def test_a_form_over_djangos_upload_limit_gets_413() -> None:
+    inbox = Inbox()
+    async with running_webhooks(make_app(inbox), {"sg": provider_options("sendgrid")}) as hooks:
+        with override_settings(DATA_UPLOAD_MAX_MEMORY_SIZE=500):
+            response = await hooks.post(sign_sendgrid(mail()))
+    assert response.status_code == 413
+    assert "DATA_UPLOAD_MAX_MEMORY_SIZE" in response.text
     assert inbox.seen == []
 
 
