@@ -52,7 +52,7 @@ class Block:
     def appends(self) -> bool:
         """True when the block is to be added at the end of an existing file."""
         match = _FILE_HEADER.match(self.text.partition("\n")[0])
-        return bool(match) and "add at the end" in match["rest"]
+        return match is not None and "add at the end" in match["rest"]
 
     def commands(self) -> list[str]:
         """The shell commands of a ``bash`` block, continuation lines joined."""
@@ -67,6 +67,18 @@ def section_blocks(markdown: Path, heading: str | None = None) -> list[Block]:
         end = text.find("\n## ", start + 1)
         text = text[start : end if end != -1 else len(text)]
     return [Block(match[1], match[2]) for match in _FENCE.finditer(text)]
+
+
+def pip_install(markdown: Path, heading: str | None = None) -> str:
+    """The one ``pip install`` command of `markdown` (of its ``## heading`` section)."""
+    [command] = [
+        command
+        for block in section_blocks(markdown, heading)
+        if block.language == "bash"
+        for command in block.commands()
+        if command.startswith("pip install")
+    ]
+    return command
 
 
 def user_env(tmp_path: Path) -> dict[str, str]:

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import shlex
 import signal
 import subprocess
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,8 +22,14 @@ import websockets
 from twilio.request_validator import RequestValidator
 from websockets.typing import Origin
 
-from tests.quickstart.project import TWILIO_AUTH_TOKEN, Quickstart, with_ports
-from tests.server.process import GatewayProcess, spawn, wait_ready
+from tests.quickstart.project import (
+    README,
+    TWILIO_AUTH_TOKEN,
+    Quickstart,
+    pip_install,
+    with_ports,
+)
+from tests.server.process import ROOT, GatewayProcess, spawn, wait_ready
 
 pytestmark = pytest.mark.e2e
 
@@ -135,3 +143,12 @@ def test_manage_py_rungateway_serves_the_same(quickstart: Quickstart, tmp_path: 
 def test_gateway_routes_tells_which_route_takes_an_address(quickstart: Quickstart) -> None:
     output = gateway_routes(quickstart, "--email", "Support@Example.com")
     assert output.startswith("Support@Example.com: support@example\\.com -> myapp.consumers.")
+
+
+def test_the_extras_it_installs_exist() -> None:
+    install = pip_install(README, "Quickstart")
+    requirement = shlex.split(install, comments=True)[2]
+    named = re.findall(r"\[([\w,-]+)\]", requirement)[0].split(",")
+    named += [extra.strip() for extra in install.partition("pick extras:")[2].split(",")]
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert set(named) <= set(project["optional-dependencies"]), named

@@ -16,6 +16,7 @@ import pytest
 from tests.quickstart.project import (
     TESTING_DOCS,
     Quickstart,
+    pip_install,
     section_blocks,
     write_file_blocks,
 )
@@ -26,14 +27,7 @@ SESSION_TIMEOUT = 120.0
 
 
 def test_the_page_names_the_packages_it_needs() -> None:
-    [install] = [
-        command
-        for block in section_blocks(TESTING_DOCS)
-        if block.language == "bash"
-        for command in block.commands()
-        if command.startswith("pip install")
-    ]
-    packages = shlex.split(install, comments=True)[2:]
+    packages = shlex.split(pip_install(TESTING_DOCS), comments=True)[2:]
     assert set(packages) >= {"pytest", "pytest-asyncio", "pytest-django"}
     for package in packages:
         assert metadata.version(package)
