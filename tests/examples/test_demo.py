@@ -27,6 +27,7 @@ from tests.mqtt.embedded_support import mosquitto_pub
 
 DEMO = Path(__file__).resolve().parents[2] / "examples" / "demo"
 TWILIO_TOKEN = "demo-test-twilio-token"
+POSTMARK_AUTH = ("postmark", "demo-test-webhook-password")
 BROWSER_WAIT_MS = 15_000
 
 
@@ -51,6 +52,7 @@ def demo_listeners(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[st
         "DEMO_SMTP_PORT": "0",
         "DEMO_SENT_MAIL": str(SENT_MAIL_DIR(tmp_path_factory)),
         "DEMO_TWILIO_AUTH_TOKEN": TWILIO_TOKEN,
+        "DEMO_POSTMARK_WEBHOOK_SECRET": ":".join(POSTMARK_AUTH),
     }
     env.pop("PYTHONPATH", None)
     subprocess.run(
@@ -249,3 +251,26 @@ async def test_a_text_message_is_routed_by_country_and_answered(demo: str) -> No
     assert forged.status_code == 403
     assert text["region"] == "UK"
     assert text["body"] == "STATUS sensor-1"
+
+
+async def test_a_postmark_webhook_opens_a_ticket(demo: str) -> None:
+    url = demo + "/email/postmark/"
+    inbound = {  # the fields of Postmark's inbound JSON the README's curl sends
+        "FromFull": {"Email": "grace@customer.example", "Name": "Grace"},
+        "ToFull": [{"Email": "support@demo.example"}],
+        "OriginalRecipient": "support@demo.example",
+        "Subject": "Sensor 2 is silent",
+        "TextBody": "No readings since noon.",
+        "MessageID": "demo-postmark-1",
+    }
+    ws_url = demo.replace("http://", "ws://") + "/ws/dashboard/"
+    async with connect(ws_url, additional_headers={"Origin": demo}) as ws:
+        async with httpx.AsyncClient() as client:
+            answer = await client.post(url, json=inbound, auth=POSTMARK_AUTH)
+            forged = await client.post(url, json=inbound, auth=("postmark", "guess"))
+            anonymous = await client.post(url, json=inbound)
+        ticket = await _next_of_kind(ws, "ticket")
+    assert answer.status_code == 200
+    assert (forged.status_code, anonymous.status_code) == (403, 401)
+    assert ticket["from"] == "grace@customer.example"
+    assert ticket["subject"] == "Sensor 2 is silent"

@@ -89,6 +89,10 @@ DEVICE_PASSWORD = os.environ.get("DEMO_DEVICE_PASSWORD", "demo-device-password")
 SMTP_PORT = int(os.environ.get("DEMO_SMTP_PORT", free_or(2525)))
 # Twilio signs its webhooks with the account's auth token; the demo's is made up.
 TWILIO_AUTH_TOKEN = os.environ.get("DEMO_TWILIO_AUTH_TOKEN", "demo-twilio-auth-token")
+# Postmark posts inbound mail to a URL with this user:password in it (HTTP basic auth).
+POSTMARK_WEBHOOK_SECRET = os.environ.get(
+    "DEMO_POSTMARK_WEBHOOK_SECRET", "postmark:demo-webhook-password"
+)
 # Receipts for support mail are written as files instead of being sent.
 EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
 EMAIL_FILE_PATH = os.environ.get("DEMO_SENT_MAIL", str(BASE_DIR / "sent-mail"))
@@ -111,6 +115,12 @@ GATEWAY = {
         "sms": {
             "BACKEND": "protocol_adapters.twilio_sms.TwilioSmsAdapter",
             "OPTIONS": {"AUTH_TOKEN": TWILIO_AUTH_TOKEN},
+        },
+        # Postmark's inbound webhook, served by the gateway itself at POST /email/postmark/:
+        # the same support address, the same consumer as mail over SMTP.
+        "postmark": {
+            "BACKEND": "protocol_adapters.email_webhooks.EmailWebhookAdapter",
+            "OPTIONS": {"PROVIDER": "postmark", "WEBHOOK_SECRET": POSTMARK_WEBHOOK_SECRET},
         },
         # Started after the broker: real MQTT clients, one per simulated device.
         "simulator": {
