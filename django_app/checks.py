@@ -92,14 +92,15 @@ def _check_layer(alias: Any, entry: Any) -> list[checks.CheckMessage]:
 
 
 def _check_backend(name: str, backend: str) -> list[checks.CheckMessage]:
-    from gateway.layers import BACKEND_ALIASES, BaseChannelLayer
+    from gateway.layers import BACKEND_ALIASES, LAYER_METHODS, is_channel_layer
 
     try:
         layer_class = import_string(BACKEND_ALIASES.get(backend, backend))
     except ImportError as exc:
         return [_error("E007", f"{name} {backend!r} cannot be imported: {exc}")]
-    if not (isinstance(layer_class, type) and issubclass(layer_class, BaseChannelLayer)):
-        hint = "A channel layer subclasses gateway.layers.BaseChannelLayer."
+    if not (isinstance(layer_class, type) and is_channel_layer(layer_class)):
+        hint = f"A channel layer is a class with {', '.join(LAYER_METHODS)}, such as"
+        hint += " a subclass of gateway.layers.BaseChannelLayer."
         return [_error("E007", f"{name} {backend!r} is not a channel layer", hint)]
     return []
 

@@ -5,7 +5,7 @@ Importing this package reads no settings; `get_channel_layer()` does, on first c
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.core.signals import setting_changed
@@ -33,6 +33,16 @@ BACKEND_ALIASES: dict[str, str] = {
     "channels_redis.core.RedisChannelLayer": "gateway.layers.redis.RedisChannelLayer",
     "channels_redis.pubsub.RedisPubSubChannelLayer": "gateway.layers.redis.RedisChannelLayer",
 }
+
+
+#: What makes a channel layer: ours subclass BaseChannelLayer, third-party ones (on Channels'
+#: base class) are taken as they are, as Channels takes them.
+LAYER_METHODS = ("send", "receive", "new_channel")
+
+
+def is_channel_layer(candidate: object) -> bool:
+    """Whether a layer class or instance has the channel layer API."""
+    return all(callable(getattr(candidate, method, None)) for method in LAYER_METHODS)
 
 
 class ChannelLayerManager:
@@ -82,17 +92,21 @@ class ChannelLayerManager:
             raise InvalidChannelLayerError(
                 f"cannot import BACKEND {path!r} of CHANNEL_LAYERS[{name!r}]: {exc}"
             ) from exc
-        if not (isinstance(backend, type) and issubclass(backend, BaseChannelLayer)):
-            raise InvalidChannelLayerError(
-                f"BACKEND {path!r} of CHANNEL_LAYERS[{name!r}] is not a channel layer"
-                " (a subclass of gateway.layers.BaseChannelLayer)"
-            )
+        not_a_layer = InvalidChannelLayerError(
+            f"BACKEND {path!r} of CHANNEL_LAYERS[{name!r}] is not a channel layer"
+            f" (a class with {', '.join(LAYER_METHODS)})"
+        )
+        if not isinstance(backend, type):
+            raise not_a_layer
         try:
-            return backend(**config)
+            layer = backend(**config)  # what the backend raises itself is its own to tell
         except TypeError as exc:
             raise InvalidChannelLayerError(
                 f"CONFIG of CHANNEL_LAYERS[{name!r}] does not suit {path}: {exc}"
             ) from exc
+        if not is_channel_layer(layer):
+            raise not_a_layer
+        return cast(BaseChannelLayer, layer)
 
     def __getitem__(self, name: str) -> BaseChannelLayer:
         if name not in self.backends:

@@ -6,8 +6,10 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+from django.core.checks import run_checks
 from django.test import override_settings
 
 from gateway.exceptions import ImproperlyConfiguredGateway, InvalidChannelLayerError
@@ -161,3 +163,40 @@ def test_importing_the_package_reads_no_settings() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "default"
+
+
+class LayerOnAnotherBase:
+    """A third-party layer that does not subclass ours (e.g. built on Channels' base class)."""
+
+    def __init__(self, **config: Any) -> None:
+        self.config = config
+
+    async def send(self, channel: str, message: dict[str, Any]) -> None:
+        return None
+
+    async def receive(self, channel: str) -> dict[str, Any]:
+        return {}
+
+    async def new_channel(self, prefix: str = "specific.") -> str:
+        return prefix + "x"
+
+
+class BreaksOnConstruction:
+    def __init__(self, **config: Any) -> None:
+        raise KeyError("from inside the backend")
+
+
+def test_a_layer_with_the_api_is_taken_whatever_its_base_class() -> None:
+    path = f"{__name__}.LayerOnAnotherBase"
+    layers = {"default": {"BACKEND": path, "CONFIG": {"hosts": ["x"]}}}
+    with override_settings(CHANNEL_LAYERS=layers):
+        layer: object = get_channel_layer()
+        assert isinstance(layer, LayerOnAnotherBase)
+        assert layer.config == {"hosts": ["x"]}
+        assert run_checks(tags=["gateway"]) == []
+
+
+def test_what_a_backend_raises_while_built_is_not_hidden() -> None:
+    layers = {"default": {"BACKEND": f"{__name__}.BreaksOnConstruction"}}
+    with override_settings(CHANNEL_LAYERS=layers), pytest.raises(KeyError, match="inside"):
+        get_channel_layer()
