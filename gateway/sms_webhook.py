@@ -364,6 +364,14 @@ class SmsWebhookAdapter(ProtocolAdapter):
 
     async def _send_replies(self, scope: Mapping[str, Any], replies: list[str]) -> None:
         """Replies the answer did not carry, through the provider's REST API."""
+        if replies and not self.sender.configured:
+            logger.error(
+                "SMS %s: %d reply(ies) dropped: %s's REST credentials are not set.",
+                scope["message_id"],
+                len(replies),
+                self.sender.provider,
+            )
+            return
         for body in replies:
             try:
                 await self.sender.send(str(scope["from"]), body, from_=str(scope["to"]))
