@@ -345,3 +345,21 @@ async def test_the_communicator_builds_a_vonage_scope() -> None:
     result = await communicator.receive_result()
     assert result.replies == ["uk: hi"]
     assert (seen.calls[0][1]["provider"], seen.calls[0][1]["adapter"]) == ("vonage", "vonage")
+
+
+async def test_without_rest_credentials_a_reply_is_dropped_with_one_log_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    seen = Seen()
+    async with vonage(routed_app(seen), API_SECRET=None) as (gw, stub):
+        response = await post(gw, sign(inbound("447700900123")))
+        assert response.status_code == 204
+        for _ in range(100):
+            if "dropped" in caplog.text:
+                break
+            await asyncio.sleep(0.02)
+    assert seen.names() == ["uk"]
+    assert stub.requests == []
+    [record] = [r for r in caplog.records if "dropped" in r.getMessage()]
+    assert "Vonage's REST credentials are not set" in record.getMessage()
+    assert record.exc_info is None
