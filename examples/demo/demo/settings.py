@@ -89,6 +89,11 @@ DEVICE_PASSWORD = os.environ.get("DEMO_DEVICE_PASSWORD", "demo-device-password")
 SMTP_PORT = int(os.environ.get("DEMO_SMTP_PORT", free_or(2525)))
 # Twilio signs its webhooks with the account's auth token; the demo's is made up.
 TWILIO_AUTH_TOKEN = os.environ.get("DEMO_TWILIO_AUTH_TOKEN", "demo-twilio-auth-token")
+# Vonage signs its webhooks with the account's signature secret; the demo's is made up.
+VONAGE_API_KEY = os.environ.get("DEMO_VONAGE_API_KEY", "demo-vonage-key")
+VONAGE_SIGNATURE_SECRET = os.environ.get(
+    "DEMO_VONAGE_SIGNATURE_SECRET", "demo-vonage-signature-secret"
+)
 # Postmark posts inbound mail to a URL with this user:password in it (HTTP basic auth).
 POSTMARK_WEBHOOK_SECRET = os.environ.get(
     "DEMO_POSTMARK_WEBHOOK_SECRET", "postmark:demo-webhook-password"
@@ -115,6 +120,16 @@ GATEWAY = {
         "sms": {
             "BACKEND": "protocol_adapters.twilio_sms.TwilioSmsAdapter",
             "OPTIONS": {"AUTH_TOKEN": TWILIO_AUTH_TOKEN},
+        },
+        # Vonage's signed inbound-SMS webhook, at GET or POST /sms/vonage/. Its replies go out
+        # through Vonage's SMS API, which needs API_SECRET: without one they are logged only.
+        "vonage": {
+            "BACKEND": "protocol_adapters.vonage_sms.VonageSmsAdapter",
+            "OPTIONS": {
+                "API_KEY": VONAGE_API_KEY,
+                "API_SECRET": os.environ.get("DEMO_VONAGE_API_SECRET"),
+                "SIGNATURE_SECRET": VONAGE_SIGNATURE_SECRET,
+            },
         },
         # Postmark's inbound webhook, served by the gateway itself at POST /email/postmark/:
         # the same support address, the same consumer as mail over SMTP.
