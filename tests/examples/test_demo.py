@@ -11,6 +11,7 @@ import smtplib
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 from email.message import EmailMessage
 from pathlib import Path
@@ -20,6 +21,7 @@ import httpx
 import pytest
 from playwright.async_api import Page, async_playwright, expect
 from twilio.request_validator import RequestValidator
+from vonage import Auth
 from websockets.asyncio.client import ClientConnection, connect
 
 from tests.integration.support import not_installed
@@ -27,6 +29,7 @@ from tests.mqtt.embedded_support import mosquitto_pub
 
 DEMO = Path(__file__).resolve().parents[2] / "examples" / "demo"
 TWILIO_TOKEN = "demo-test-twilio-token"
+VONAGE_SECRET = "demo-test-vonage-secret"
 POSTMARK_AUTH = ("postmark", "demo-test-webhook-password")
 BROWSER_WAIT_MS = 15_000
 
@@ -52,6 +55,7 @@ def demo_listeners(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[st
         "DEMO_SMTP_PORT": "0",
         "DEMO_SENT_MAIL": str(SENT_MAIL_DIR(tmp_path_factory)),
         "DEMO_TWILIO_AUTH_TOKEN": TWILIO_TOKEN,
+        "DEMO_VONAGE_SIGNATURE_SECRET": VONAGE_SECRET,
         "DEMO_POSTMARK_WEBHOOK_SECRET": ":".join(POSTMARK_AUTH),
     }
     env.pop("PYTHONPATH", None)
@@ -251,6 +255,26 @@ async def test_a_text_message_is_routed_by_country_and_answered(demo: str) -> No
     assert forged.status_code == 403
     assert text["region"] == "UK"
     assert text["body"] == "STATUS sensor-1"
+
+
+async def test_a_vonage_text_message_is_routed_by_country(demo: str) -> None:
+    url = demo + "/sms/vonage/"
+    fields = {"msisdn": "447700900123", "to": "447700900001", "messageId": "V-demo-1",
+              "text": "STATUS sensor-1", "timestamp": str(int(time.time()))}  # fmt: skip
+    auth = Auth(
+        api_key="demo-vonage-key", signature_secret=VONAGE_SECRET, signature_method="sha256"
+    )
+    signed = {**fields, "sig": auth.sign_params(dict(fields))}
+    ws_url = demo.replace("http://", "ws://") + "/ws/dashboard/"
+    async with connect(ws_url, additional_headers={"Origin": demo}) as ws:
+        async with httpx.AsyncClient() as client:
+            answer = await client.get(url, params=signed)
+            forged = await client.get(url, params={**signed, "text": "REBOOT sensor-1"})
+        text = await _next_of_kind(ws, "sms")
+    assert (answer.status_code, forged.status_code) == (204, 403)
+    assert text["region"] == "UK"
+    assert text["body"] == "STATUS sensor-1"
+    assert text["reply"].startswith("sensor-1: online")
 
 
 async def test_a_postmark_webhook_opens_a_ticket(demo: str) -> None:
