@@ -9,7 +9,8 @@ dead letters), the deadline, status callbacks.
 
 Replies (``sms.reply``): a provider with a reply format of its own (``replies_in_answer``) gets
 those sent before the deadline in the webhook's answer; every other reply goes out through the
-provider's REST API once the application returned, after the webhook was answered.
+provider's REST API after the webhook was answered (`gateway.sms_replies`), and one that
+cannot be sent fails the message as a consumer error would (gateway.replies).
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from gateway.adapters import AdapterHealth, DeployRisk, Listener, ProtocolAdapter
@@ -34,6 +34,7 @@ from gateway.sms import (
     load_store,
     run_sms_app,
 )
+from gateway.sms_replies import Exchange, RestReplies
 from gateway.sms_rest import RestSmsSender
 from gateway.sms_wire import (
     TEXT,
@@ -62,18 +63,6 @@ __all__ = [
 logger = logging.getLogger("gateway.sms")
 
 
-@dataclass
-class _Exchange:
-    """One inbound message in flight: its scope, body, and the replies collected so far."""
-
-    scope: dict[str, Any]
-    body: str
-    in_answer: list[str] = field(default_factory=list)
-    later: list[str] = field(default_factory=list)
-    finished: asyncio.Event = field(default_factory=asyncio.Event)
-    answered: asyncio.Event = field(default_factory=asyncio.Event)
-
-
 class SmsWebhookAdapter(ProtocolAdapter):
     """Serves one SMS provider's webhook (and status callbacks) on the gateway's HTTP server."""
 
@@ -92,6 +81,7 @@ class SmsWebhookAdapter(ProtocolAdapter):
         self.deadline = float(values["DEADLINE"])
         self.store: SmsStore = load_store(values["STORE"])
         self.sender = self.sms_sender(self.context.options, self.store)
+        self.replies = RestReplies(self.sender, self.store)
         self.dispatcher: KeyedDispatcher | None = None
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._background: set[asyncio.Task[None]] = set()
@@ -264,7 +254,7 @@ class SmsWebhookAdapter(ProtocolAdapter):
         action = keyword_action(message.body)
         if action is not None:
             return await self._keyword(action, scope)
-        return await self._run_within_deadline(_Exchange(scope, message.body))
+        return await self._run_within_deadline(Exchange(scope, message.body))
 
     async def _first_time(self, part: InboundSms) -> bool:
         if part.message_id in self._seen:
@@ -287,25 +277,34 @@ class SmsWebhookAdapter(ProtocolAdapter):
         if action == "help":
             text = self.values["HELP_TEXT"]
             if text and not self.replies_in_answer:
-                self._spawn(self._send_replies(scope, [str(text)]))
+                self._spawn(self._send_help(scope, str(text)))
             return [str(text)] if text and self.replies_in_answer else []
         await self.store.set_opted_out(sender, action == "opt_out")
         logger.info("%s opted %s.", sender, "out" if action == "opt_out" else "back in")
         return []
 
-    async def _run_within_deadline(self, exchange: _Exchange) -> list[str]:
+    async def _send_help(self, scope: Mapping[str, Any], text: str) -> None:
+        try:
+            await self.replies.send(scope, {"type": "sms.reply", "body": text})
+        except SmsSendError:
+            logger.exception("SMS %s: the HELP answer could not be sent.", scope["message_id"])
+
+    async def _run_within_deadline(self, exchange: Exchange) -> list[str]:
         task = self._spawn(self._run(exchange))
-        finished = asyncio.create_task(exchange.finished.wait())
-        await asyncio.wait({task, finished}, timeout=self.deadline, return_when="FIRST_COMPLETED")
-        finished.cancel()
-        if not (task.done() or exchange.finished.is_set()):
+        waits = {
+            asyncio.create_task(event.wait()) for event in (exchange.returned, exchange.finished)
+        }
+        await asyncio.wait({task, *waits}, timeout=self.deadline, return_when="FIRST_COMPLETED")
+        for wait in waits:
+            wait.cancel()
+        if not (task.done() or exchange.returned.is_set() or exchange.finished.is_set()):
             logger.warning(
                 "SMS %s: past the %.1fs deadline, answering now.",
                 exchange.scope["message_id"],
                 self.deadline,
             )
         exchange.answered.set()
-        return exchange.in_answer
+        return [str(message["body"]) for message in exchange.in_answer]
 
     def _spawn(self, work: Any) -> asyncio.Task[None]:
         task: asyncio.Task[None] = asyncio.create_task(work)
@@ -313,7 +312,7 @@ class SmsWebhookAdapter(ProtocolAdapter):
         task.add_done_callback(self._background.discard)
         return task
 
-    async def _run(self, exchange: _Exchange) -> None:
+    async def _run(self, exchange: Exchange) -> None:
         assert self.dispatcher is not None
         scope = exchange.scope
         try:
@@ -332,9 +331,6 @@ class SmsWebhookAdapter(ProtocolAdapter):
             if not exchange.answered.is_set():
                 exchange.in_answer.clear()  # a failed message is answered without replies
             await self._mark_failed(scope["message_id"], repr(outcome.error))
-            return
-        await exchange.answered.wait()
-        await self._send_replies(scope, exchange.later)
 
     async def _mark_failed(self, sid: str, error: str) -> None:
         try:
@@ -342,14 +338,16 @@ class SmsWebhookAdapter(ProtocolAdapter):
         except Exception:
             logger.exception("Could not mark SMS %s as failed.", sid)
 
-    async def _call_app(self, exchange: _Exchange) -> None:
+    async def _call_app(self, exchange: Exchange) -> None:
+        """The application, then the replies it left for after the answer (an attempt whose
+        replies cannot be sent fails like a consumer error: gateway.replies)."""
         exchange.in_answer.clear()  # a retried attempt starts over
         exchange.later.clear()
+        exchange.returned.clear()
 
         async def sent(message: Message) -> None:
             if message.get("type") == "sms.reply":
-                in_answer = self.replies_in_answer and not exchange.answered.is_set()
-                (exchange.in_answer if in_answer else exchange.later).append(str(message["body"]))
+                await self._reply(exchange, message)
                 return
             await self.sender.send(
                 message["to"],
@@ -361,19 +359,17 @@ class SmsWebhookAdapter(ProtocolAdapter):
         await run_sms_app(
             self.context.app, exchange.scope, exchange.body, sent, stopped=self._stopped
         )
+        exchange.returned.set()  # the webhook may be answered now
+        if exchange.later:
+            await exchange.answered.wait()
+            await self.replies.send_later(exchange)
 
-    async def _send_replies(self, scope: Mapping[str, Any], replies: list[str]) -> None:
-        """Replies the answer did not carry, through the provider's REST API."""
-        if replies and not self.sender.configured:
-            logger.error(
-                "SMS %s: %d reply(ies) dropped: %s's REST credentials are not set.",
-                scope["message_id"],
-                len(replies),
-                self.sender.provider,
-            )
+    async def _reply(self, exchange: Exchange, message: Message) -> None:
+        """In the answer while it is open (a provider with a reply format), else over REST:
+        after the answer once the application returned, or at once when it was given."""
+        if await self.replies.opted_out(exchange.scope):
             return
-        for body in replies:
-            try:
-                await self.sender.send(str(scope["from"]), body, from_=str(scope["to"]))
-            except SmsSendError:
-                logger.exception("SMS %s: a reply could not be sent.", scope["message_id"])
+        if not exchange.answered.is_set():
+            (exchange.in_answer if self.replies_in_answer else exchange.later).append(message)
+            return
+        await self.replies.send(exchange.scope, message)  # a failure raises in the consumer

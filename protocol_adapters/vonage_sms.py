@@ -200,9 +200,7 @@ class VonageSmsAdapter(SmsWebhookAdapter):
         self._spawn(self._deliver_late(message))
 
     async def _deliver_late(self, message: InboundSms) -> None:
-        replies = await self.deliver(message)
-        scope = {"from": message.from_, "to": message.to, "message_id": message.message_id}
-        await self._send_replies(scope, replies)
+        await self.deliver(message)  # no answer to carry replies: they go over the SMS API
 
 
 class VonageSender(RestSmsSender):

@@ -347,19 +347,42 @@ async def test_the_communicator_builds_a_vonage_scope() -> None:
     assert (seen.calls[0][1]["provider"], seen.calls[0][1]["adapter"]) == ("vonage", "vonage")
 
 
-async def test_without_rest_credentials_a_reply_is_dropped_with_one_log_line(
+async def test_a_reply_that_cannot_be_sent_fails_the_message_unless_logged_only(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    seen = Seen()
-    async with vonage(routed_app(seen), API_SECRET=None) as (gw, stub):
-        response = await post(gw, sign(inbound("447700900123")))
-        assert response.status_code == 204
+    class Replier(AsyncSmsConsumer):
+        async def receive(self, body: str) -> None:
+            await self.reply(f"re: {body}", on_failure="log" if body == "log it" else None)
+
+    app = ProtocolTypeRouter({"sms": Replier.as_asgi()})
+    async with vonage(app, API_SECRET=None) as (gw, stub):
+        failing, logged = inbound("447700900123", "fail it"), inbound("447700900124", "log it")
+        assert (await post(gw, sign(failing))).status_code == 204
+        assert (await post(gw, sign(logged))).status_code == 204
         for _ in range(100):
-            if "dropped" in caplog.text:
+            if gw.dead_letters and "Reply not sent" in caplog.text:
                 break
             await asyncio.sleep(0.02)
-    assert seen.names() == ["uk"]
+        store = gw.adapter.store
+        assert store.messages[failing["messageId"]].status == "failed"
+        assert store.messages[logged["messageId"]].status == "received"
+    [letter] = gw.dead_letters
+    assert "credentials are not set" in letter.error
+    assert 'Unsent reply: {"body": "re: fail it"' in letter.error
     assert stub.requests == []
-    [record] = [r for r in caplog.records if "dropped" in r.getMessage()]
-    assert "Vonage's REST credentials are not set" in record.getMessage()
-    assert record.exc_info is None
+    assert "re: log it" in caplog.text
+
+
+async def test_nothing_is_replied_to_a_number_that_opted_out() -> None:
+    class Replier(AsyncSmsConsumer):
+        async def receive(self, body: str) -> None:
+            await self.reply("still here")
+
+    app = ProtocolTypeRouter({"sms": Replier.as_asgi()})
+    async with vonage(app) as (gw, stub):
+        await post(gw, sign(inbound("447700900123", "STOP")))
+        assert (await post(gw, sign(inbound("447700900123", "hello?")))).status_code == 204
+        await post(gw, sign(inbound("12125550123", "hello?")))
+        await stub.wait_for(1)
+    assert gw.dead_letters == []
+    assert [r["to"] for r in stub.requests] == ["12125550123"]
