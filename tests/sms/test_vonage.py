@@ -386,3 +386,34 @@ async def test_nothing_is_replied_to_a_number_that_opted_out() -> None:
         await stub.wait_for(1)
     assert gw.dead_letters == []
     assert [r["to"] for r in stub.requests] == ["12125550123"]
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_dead_letter_replays_and_its_reply_goes_out_through_vonage() -> None:
+    from django_app.deadletters import areplay, store_dead_letter
+    from django_app.models.deadletters import DeadLetter
+
+    broken = {"now": True}
+    seen: list[str] = []
+
+    class Flaky(AsyncSmsConsumer):
+        async def receive(self, body: str) -> None:
+            if broken["now"]:
+                raise RuntimeError("device registry down")
+            seen.append(body)
+            await self.reply(f"got {body}")
+
+    app = ProtocolTypeRouter({"sms": Flaky.as_asgi()})
+    async with vonage(app) as (gw, stub):
+        assert (await post(gw, sign(inbound("447700900123", "STATUS")))).status_code == 204
+        [letter] = gw.dead_letters
+        options = {"API_KEY": API_KEY, "API_SECRET": "s", "API_BASE_URL": stub.url}
+        gateway = {"ADAPTERS": {"sms": {"BACKEND": BACKEND, "OPTIONS": options}}}
+        with override_settings(GATEWAY=gateway):
+            await store_dead_letter(letter)
+            dead = await DeadLetter.objects.aget(protocol="sms")
+            broken["now"] = False
+            await areplay(dead, app=app)
+    assert seen == ["STATUS"]
+    [request] = stub.requests
+    assert (request["to"], request["from"], request["text"]) == ("447700900123", OURS, "got STATUS")
