@@ -4,7 +4,9 @@ Vonage's SMS API calls the inbound webhook with GET, POST (form) or POST-JSON, w
 dashboard says, with ``msisdn``, ``to``, ``messageId``, ``text``, and, for a message sent in
 parts, ``concat-ref`` / ``concat-total`` / ``concat-part`` on each part. With signed webhooks on,
 every request carries ``sig``, ``timestamp`` and ``nonce``; this module checks them with the
-``vonage`` SDK's ``Auth.check_signature`` (HMAC with the account's signature secret). Vonage
+``vonage`` SDK's ``Auth.check_signature`` (HMAC with the account's signature secret). The
+Messages API's webhooks (JSON, ``message_uuid``) come with a JWT instead, checked with the
+SDK's ``verify_signature`` (HS256, the same secret) and its ``payload_hash`` claim. Vonage
 wants a 200 or 204 quickly and retries otherwise; a retried delivery is dropped by message id.
 Vonage has no reply format in the answer: replies go out through the SMS API afterwards.
 This is the only module that imports ``vonage``. See docs/sms.md.
@@ -13,6 +15,7 @@ This is the only module that imports ``vonage``. See docs/sms.md.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 from collections.abc import Mapping, Sequence
@@ -20,7 +23,9 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 import httpx
+import jwt
 from vonage import Auth
+from vonage_jwt import VonageVerifyJwtError, verify_signature
 
 from gateway.exceptions import SmsSendError
 from gateway.options import Option, OptionSet, one_of, positive_number
@@ -51,6 +56,14 @@ _STATUSES: Final = {
     "expired": "undelivered",
     "failed": "failed",
     "rejected": "failed",
+}
+
+
+# Messages API statuses in the store's words.
+_MESSAGES_STATUSES: Final = {
+    "submitted": "sent",
+    "rejected": "failed",
+    "undeliverable": "undelivered",
 }
 
 
@@ -88,6 +101,43 @@ def params(request: WebhookRequest) -> dict[str, str]:
     return {str(key): str(value) for key, value in raw_fields(request).items()}
 
 
+def _bearer(request: WebhookRequest) -> str | None:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else None
+
+
+def _messages_api_event(data: Mapping[str, Any]) -> InboundSms | StatusUpdate | None:
+    """A Messages API webhook: an inbound SMS (joined already) or a message status."""
+    if data.get("channel", "sms") != "sms":
+        return None
+    if data.get("status"):
+        if not data.get("message_uuid"):
+            raise Malformed("missing message_uuid")
+        status = str(data["status"])
+        error = data.get("error") if isinstance(data.get("error"), dict) else {}
+        return StatusUpdate(
+            str(data["message_uuid"]),
+            _MESSAGES_STATUSES.get(status, status),
+            str(error.get("title", "")) if error else "",
+        )
+    missing = [name for name in ("message_uuid", "from", "to") if not data.get(name)]
+    if missing:
+        raise Malformed(f"missing {', '.join(missing)}")
+    extra: dict[str, str] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            extra.update({f"{key}.{inner}": str(item) for inner, item in value.items()})
+        elif key not in ("message_uuid", "from", "to", "text"):
+            extra[key] = str(value)
+    return InboundSms(
+        message_id=str(data["message_uuid"]),
+        from_=international(str(data["from"])),
+        to=international(str(data["to"])),
+        body=str(data.get("text") or ""),
+        extra=extra,
+    )
+
+
 @dataclass
 class _Parts:
     """The parts of one multi-part message received so far."""
@@ -123,6 +173,9 @@ class VonageSmsAdapter(SmsWebhookAdapter):
         return VonageSender(VONAGE_OPTIONS.parse(options), store)
 
     def verify(self, request: WebhookRequest) -> str | None:
+        token = _bearer(request)
+        if token is not None:
+            return self._verify_jwt(token, request.body)
         fields = raw_fields(request)
         if "sig" not in fields:
             return "unsigned request (no sig)"
@@ -130,7 +183,21 @@ class VonageSmsAdapter(SmsWebhookAdapter):
         # check_signature pops "sig" and adds "timestamp" when missing: give it a copy.
         return None if self.auth.check_signature(dict(fields)) else "invalid sig"
 
+    def _verify_jwt(self, token: str, body: bytes) -> str | None:
+        """The Messages API's signed webhooks: an HS256 JWT whose payload_hash is the body's."""
+        try:
+            if not verify_signature(token, self.values["SIGNATURE_SECRET"]):
+                return "invalid JWT signature"
+        except VonageVerifyJwtError as exc:
+            return f"invalid JWT ({exc})"
+        claims = jwt.decode(token, options={"verify_signature": False})
+        if claims.get("payload_hash") != hashlib.sha256(body).hexdigest():
+            return "the JWT's payload_hash does not match the body"
+        return None
+
     def parse(self, request: WebhookRequest) -> InboundSms | StatusUpdate | None:
+        if _bearer(request) is not None:
+            return _messages_api_event(raw_fields(request))
         fields = params(request)
         if request.path == self.values["STATUS_PATH"]:
             return self._receipt(fields)

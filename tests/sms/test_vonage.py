@@ -4,6 +4,8 @@ Vonage's SMS API on 127.0.0.1."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
 import time
 import uuid
@@ -11,6 +13,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
+import jwt
 import pytest
 from django.test import override_settings
 from vonage import Auth
@@ -33,7 +36,7 @@ from tests.sms.providers import (
 
 BACKEND = "protocol_adapters.vonage_sms.VonageSmsAdapter"
 API_KEY = "abcd1234"
-SECRET = "signature-secret-for-tests"
+SECRET = "signature-secret-for-the-vonage-tests"
 OURS = "447700900001"  # our Vonage number, as Vonage writes it
 
 
@@ -417,3 +420,71 @@ async def test_a_dead_letter_replays_and_its_reply_goes_out_through_vonage() -> 
     assert seen == ["STATUS"]
     [request] = stub.requests
     assert (request["to"], request["from"], request["text"]) == ("447700900123", OURS, "got STATUS")
+
+
+def messages_api(from_: str, text: str = "hi") -> bytes:
+    """A Messages API inbound-SMS webhook body with a fresh message_uuid."""
+    body = {
+        "channel": "sms",
+        "message_uuid": str(uuid.uuid4()),
+        "to": OURS,
+        "from": from_,
+        "timestamp": "2026-12-03T06:00:00Z",
+        "text": text,
+        "message_type": "text",
+        "sms": {"num_messages": "1", "keyword": text.split()[0].upper()},
+    }
+    return json.dumps(body).encode()
+
+
+def jwt_headers(body: bytes, secret: str = SECRET, **claims: Any) -> dict[str, str]:
+    """The Authorization header Vonage signs Messages API webhooks with: HS256, payload_hash."""
+    now = int(time.time())
+    token = jwt.encode(
+        {
+            "iat": now,
+            "exp": now + 300,
+            "jti": str(uuid.uuid4()),
+            "iss": "Vonage",
+            "api_key": API_KEY,
+            "application_id": str(uuid.uuid4()),
+            "payload_hash": hashlib.sha256(body).hexdigest(),
+            **claims,
+        },
+        secret,
+        algorithm="HS256",
+    )
+    return {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+
+
+async def test_messages_api_webhooks_are_checked_by_their_jwt() -> None:
+    seen = Seen()
+    async with vonage(routed_app(seen)) as (gw, stub):
+        url = gw.url + "/sms/vonage/"
+        body = messages_api("447700900123", "hello there")
+        ok = await gw.client.post(url, content=body, headers=jwt_headers(body))
+        assert ok.status_code == 204, ok.text
+        tampered = body.replace(b"hello there", b"hello THERE")
+        refused = [
+            await gw.client.post(url, content=tampered, headers=jwt_headers(body)),
+            await gw.client.post(
+                url,
+                content=body,
+                headers=jwt_headers(body, "another-secret-of-thirty-two-bytes-or-more"),
+            ),
+            await gw.client.post(url, content=body, headers=jwt_headers(body, exp=1)),
+            await gw.client.post(url, content=body, headers={"Authorization": "Bearer x.y.z"}),
+        ]
+        assert [response.status_code for response in refused] == [403, 403, 403, 403]
+        assert "payload_hash" in refused[0].text
+        replay = await gw.client.post(url, content=body, headers=jwt_headers(body))
+        assert replay.status_code == 204
+        status = json.dumps({"message_uuid": "unknown", "status": "delivered", "channel": "sms"})
+        receipt = await gw.client.post(url, content=status, headers=jwt_headers(status.encode()))
+        assert receipt.status_code == 204
+        await stub.wait_for(1)
+    assert seen.names() == ["uk"]
+    _, scope, text = seen.calls[0]
+    assert (scope["from"], text) == ("+447700900123", "hello there")
+    assert scope["extra"]["sms.num_messages"] == "1"
+    assert [(r["to"], r["text"]) for r in stub.requests] == [("447700900123", "uk: hello there")]
