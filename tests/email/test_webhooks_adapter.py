@@ -13,18 +13,20 @@ from gateway.testing import EmailCommunicator
 from protocol_adapters.email_webhooks import EmailWebhookAdapter
 from protocol_adapters.email_webhooks_options import PROVIDERS
 from tests.email.support import Inbox, make_app
-from tests.email.webhook_support import (
+from tests.email.webhook_signers import (
     BACKEND,
     BASIC,
     mail,
-    provider_api,
-    provider_options,
-    running_webhooks,
     sign_amazon_ses,
     sign_brevo,
     sign_mailgun,
     sign_postmark,
     sign_sendgrid,
+)
+from tests.email.webhook_support import (
+    provider_api,
+    provider_options,
+    running_webhooks,
 )
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -21,23 +21,25 @@ from django_app.models import InboundEmail
 from gateway.email import parse_message
 from protocol_adapters.email_webhooks_options import PROVIDERS
 from tests.email.support import Inbox, make_app
-from tests.email.webhook_support import (
+from tests.email.webhook_signers import (
     FETCHING,
     MANDRILL_URL,
     PDF,
     SIGNERS,
     SIGNING_KEY,
     Post,
-    ProviderApi,
-    Webhooks,
     mail,
     mailgun_signature,
     mandrill_signature,
     postal_signature,
+    svix_signature,
+)
+from tests.email.webhook_support import (
+    ProviderApi,
+    Webhooks,
     provider_api,
     provider_options,
     running_webhooks,
-    svix_signature,
 )
 
 pytestmark = pytest.mark.django_db(transaction=True)
