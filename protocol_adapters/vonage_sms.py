@@ -256,6 +256,16 @@ class VonageSmsAdapter(SmsWebhookAdapter):
         body = "".join(part.body for part in parts)
         return InboundSms(first.message_id, first.from_, first.to, body, extra=extra)
 
+    async def stop(self, timeout: float) -> None:
+        """Parts still waiting for the rest are handled as they are, before the pipeline stops."""
+        waiting = [self._whole(key) for key in list(self._pending)]
+        for message in waiting:
+            logger.warning(
+                "SMS %s: stopping; handled without its missing parts.", message.message_id
+            )
+        await asyncio.gather(*(self.deliver(message) for message in waiting))
+        await super().stop(timeout)
+
     def _expire(self, key: tuple[str, str]) -> None:
         """Parts missing past CONCAT_TIMEOUT: the application gets what arrived, marked so."""
         message = self._whole(key)

@@ -244,6 +244,17 @@ async def test_parts_missing_past_the_timeout_deliver_what_arrived() -> None:
     assert stub.requests[0]["text"] == "uk: half of it"
 
 
+async def test_parts_still_missing_at_shutdown_are_handled_before_it() -> None:
+    seen = Seen()
+    concat = {"concat": "true", "concat-ref": "78", "concat-total": "3"}
+    part = inbound("447700900123", "a third", **concat, **{"concat-part": "2"})
+    async with vonage(routed_app(seen)) as (gw, _):
+        assert (await post(gw, sign(part))).status_code == 204
+        assert seen.calls == []
+    _, scope, body = seen.calls[0]
+    assert (body, scope["extra"]["concat-missing"]) == ("a third", "2")
+
+
 async def test_delivery_receipts_only_move_forward() -> None:
     class Sender(AsyncSmsConsumer):
         async def receive(self, body: str) -> None:
