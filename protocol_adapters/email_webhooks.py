@@ -48,6 +48,11 @@ from protocol_adapters.email_webhooks_options import (
     Provider,
     check_webhook_options,
 )
+from protocol_adapters.email_webhooks_sns import (
+    SnsCertificateUnavailable,
+    SnsSignatureError,
+    SnsVerifier,
+)
 
 __all__ = ["EmailWebhookAdapter"]
 
@@ -80,6 +85,8 @@ class EmailWebhookAdapter(ProtocolAdapter):
         choice = self.values["ON_APP_ERROR"]
         self.retries = self.provider.retry_status is not None and choice != "dead_letter"
         self.view = _anymail_view(self.provider, self.values)
+        sns = self.provider.name == "amazon_ses" and self.values["SNS_SIGNATURE"]
+        self.sns = SnsVerifier(self.values["SNS_CERT_URL"]) if sns else None
         self._intake: EmailIntake | None = None
         self._handled: OrderedDict[str, None] = OrderedDict()
 
@@ -162,6 +169,8 @@ class EmailWebhookAdapter(ProtocolAdapter):
         body = await _read_body(receive, self.values["MAX_BODY_BYTES"])
         request = ASGIRequest(scope, io.BytesIO(body))
         self._validate(request)
+        if self.sns is not None:
+            await self._verify_sns(body)
         parse = self.view.parse_events
         try:
             found = await (
@@ -198,6 +207,15 @@ class EmailWebhookAdapter(ProtocolAdapter):
             raise _Refused(413, f"Request Entity Too Large: {exc}") from exc
         except Exception as exc:  # a body the signature check could not even read
             raise _Refused(400, f"Bad Request: {type(exc).__name__}: {exc}"[:500]) from exc
+
+    async def _verify_sns(self, body: bytes) -> None:
+        assert self.sns is not None
+        try:
+            await self.sns.verify(body)
+        except SnsSignatureError as exc:
+            raise _Refused(403, f"Forbidden: {exc}") from exc
+        except SnsCertificateUnavailable as exc:
+            raise _Refused(503, f"Service Unavailable: {exc}") from exc
 
     async def _deliver_all(self, events: Sequence[Any], scope: Scope) -> int:
         """Run the application on every event of the request; the status to answer."""

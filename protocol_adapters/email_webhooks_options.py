@@ -10,6 +10,7 @@ success answer. This module imports no anymail: the adapter module does.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
@@ -18,7 +19,18 @@ from urllib.parse import urlsplit
 from gateway.email_store import mail_store_problems
 from gateway.options import Option, OptionSet, one_of, positive_int, positive_number, retry_option
 
-__all__ = ["EMAIL_WEBHOOK_OPTIONS", "PROVIDERS", "Provider", "check_webhook_options"]
+__all__ = [
+    "AMAZON_CERT_URL",
+    "EMAIL_WEBHOOK_OPTIONS",
+    "PROVIDERS",
+    "Provider",
+    "check_webhook_options",
+]
+
+#: Where Amazon SNS publishes the certificates it signs messages with.
+AMAZON_CERT_URL: Final = (
+    r"https://sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/SimpleNotificationService-[0-9a-f]+\.pem"
+)
 
 Secret = Literal["WEBHOOK_SECRET", "SIGNING_KEY"]
 
@@ -118,6 +130,20 @@ def _kwargs(value: object) -> str | None:
     return "a dict of anymail settings for this provider's view"
 
 
+def _flag(value: object) -> str | None:
+    return None if isinstance(value, bool) else "True or False"
+
+
+def _pattern(value: object) -> str | None:
+    if not isinstance(value, str):
+        return "a regular expression (str)"
+    try:
+        re.compile(value)
+    except re.error as exc:
+        return f"a valid regular expression ({exc})"
+    return None
+
+
 def _store(value: object) -> list[str]:
     # Asked with an empty name, the sentences read " must be ..." or ": cannot import ...".
     return [problem.lstrip(": ") for problem in mail_store_problems(value, "")]
@@ -134,6 +160,9 @@ EMAIL_WEBHOOK_OPTIONS: Final = OptionSet(
     Option("WEBHOOK_URL", None, _http_url),
     Option("ANYMAIL", {}, _kwargs),
     Option("ON_APP_ERROR", None, one_of(None, "retry", "dead_letter")),
+    # Amazon SES only: check SNS's own signature too (anymail checks only the basic auth).
+    Option("SNS_SIGNATURE", True, _flag),
+    Option("SNS_CERT_URL", AMAZON_CERT_URL, _pattern),
     Option("MAX_BODY_BYTES", 40 * 1024 * 1024, positive_int),
     Option("MAX_IN_FLIGHT", 100, positive_int),
     Option("APP_TIMEOUT", 25.0, positive_number),

@@ -22,6 +22,7 @@ from tests.email.webhook_signers import (
     sign_mailgun,
     sign_postmark,
     sign_sendgrid,
+    sns_sign,
 )
 from tests.email.webhook_support import (
     provider_api,
@@ -97,14 +98,51 @@ def test_the_system_check_reports_them_under_the_adapter() -> None:
 
 async def test_amazon_sns_without_credentials_gets_a_basic_auth_challenge() -> None:
     inbox = Inbox()
-    adapters = {"ses": provider_options("amazon_ses")}
-    async with running_webhooks(make_app(inbox), adapters) as hooks:
-        response = await hooks.post(sign_amazon_ses(mail()), auth=None)
-        answered = await hooks.post(sign_amazon_ses(mail()))
+    async with provider_api() as api:
+        adapters = {"ses": provider_options("amazon_ses", api.url)}
+        async with running_webhooks(make_app(inbox), adapters) as hooks:
+            response = await hooks.post(sign_amazon_ses(mail(), api=api), auth=None)
+            answered = await hooks.post(sign_amazon_ses(mail(), api=api))
     assert response.status_code == 401
     assert response.headers["www-authenticate"].startswith("Basic realm=")
     assert answered.status_code == 200
     assert len(inbox.seen) == 1
+
+
+async def test_an_sns_message_must_carry_amazons_signature() -> None:
+    inbox = Inbox()
+    async with provider_api() as api:
+        adapters = {"ses": provider_options("amazon_ses", api.url)}
+        async with running_webhooks(make_app(inbox), adapters) as hooks:
+            tampered = sign_amazon_ses(mail(), api=api)
+            sns = json.loads(tampered.content or b"")
+            sns["Message"] = sns["Message"].replace("PASS", "FAIL")  # after signing
+            tampered.content = json.dumps(sns).encode()
+            elsewhere = sign_amazon_ses(mail(), api=api)
+            moved = json.loads(elsewhere.content or b"")
+            moved["SigningCertURL"] = "https://attacker.example/SimpleNotificationService-1.pem"
+            elsewhere.content = json.dumps(moved).encode()
+            responses = [await hooks.post(tampered), await hooks.post(elsewhere)]
+    assert [r.status_code for r in responses] == [403, 403]
+    assert "does not match" in responses[0].text
+    assert "not an allowed SNS certificate" in responses[1].text
+    assert api.certificate_fetches == 1  # once, for the first; never from another host
+    assert inbox.seen == []
+
+
+async def test_the_sns_certificate_unavailable_gets_503_then_it_is_fetched_once() -> None:
+    inbox = Inbox()
+    async with provider_api() as api:
+        adapters = {"ses": provider_options("amazon_ses", api.url)}
+        async with running_webhooks(make_app(inbox), adapters) as hooks:
+            post = sign_amazon_ses(mail(), api=api)
+            api.fail_next = 1
+            failed = await hooks.post(post)
+            retried = await hooks.post(post)
+            other = await hooks.post(sign_amazon_ses(mail(), api=api))
+    assert (failed.status_code, retried.status_code, other.status_code) == (503, 200, 200)
+    assert api.certificate_fetches == 2  # the failed fetch, then once for good
+    assert len(inbox.seen) == 2
 
 
 async def test_an_unrouted_message_is_kept_as_a_dead_letter_and_answered_200() -> None:
@@ -122,20 +160,20 @@ async def test_an_unrouted_message_is_kept_as_a_dead_letter_and_answered_200() -
 
 async def test_every_routed_recipient_of_a_message_gets_it_once() -> None:
     inbox = Inbox()
-    message = mail()
-    post = sign_amazon_ses(message)
-    assert post.content is not None
-    sns = json.loads(post.content)
-    notification = json.loads(sns["Message"])
-    notification["receipt"]["recipients"] = [
-        "support@example.com",
-        "sensor-7@devices.example.com",
-        "stranger@elsewhere.test",
-    ]
-    sns["Message"] = json.dumps(notification)
-    post.content = json.dumps(sns).encode()
-    async with running_webhooks(make_app(inbox), {"ses": provider_options("amazon_ses")}) as h:
-        response = await h.post(post)
+    async with provider_api() as api:
+        post = sign_amazon_ses(mail(), api=api)
+        sns = json.loads(post.content or b"")
+        notification = json.loads(sns["Message"])
+        notification["receipt"]["recipients"] = [
+            "support@example.com",
+            "sensor-7@devices.example.com",
+            "stranger@elsewhere.test",
+        ]
+        sns["Message"] = json.dumps(notification)
+        post.content = json.dumps(sns_sign(sns)).encode()
+        adapters = {"ses": provider_options("amazon_ses", api.url)}
+        async with running_webhooks(make_app(inbox), adapters) as hooks:
+            response = await hooks.post(post)
     assert response.status_code == 200
     assert sorted(seen["recipient"] for seen in inbox.seen) == [
         "sensor-7@devices.example.com",

@@ -22,8 +22,8 @@ from gateway.email import parse_message
 from protocol_adapters.email_webhooks_options import PROVIDERS
 from tests.email.support import Inbox, make_app
 from tests.email.webhook_signers import (
-    FETCHING,
     MANDRILL_URL,
+    NEEDS_API,
     PDF,
     SIGNERS,
     SIGNING_KEY,
@@ -63,7 +63,7 @@ class Context:
 
     def sign(self, message: Any, event_id: str | None = None) -> Post:
         signer = SIGNERS[self.provider]
-        if self.provider in FETCHING:
+        if self.provider in NEEDS_API:
             return signer(message, event_id, api=self.api)  # type: ignore[no-any-return]
         return signer(message, event_id)  # type: ignore[no-any-return]
 

@@ -2,9 +2,11 @@
 
 Every `sign_<provider>` builds the request that provider posts for one message, authenticated
 the way its documentation (and anymail) says: basic auth in the URL for Postmark, SendGrid,
-Mailjet, SparkPost, Brevo and Amazon SES (SNS); Mailgun's HMAC-SHA256 of timestamp + token;
-MailerSend's and Mailtrap's HMAC-SHA256 of the body; Svix's signature (with the svix package)
-for Resend; Postal's RSA-SHA1; Mandrill's HMAC-SHA1 of URL and sorted fields.
+Mailjet, SparkPost, Brevo and Amazon SES, whose SNS messages are also signed as SNS signs
+them (RSA SHA-256, the certificate served from 127.0.0.1); Mailgun's HMAC-SHA256 of
+timestamp + token; MailerSend's and Mailtrap's HMAC-SHA256 of the body; Svix's signature
+(with the svix package) for Resend; Postal's RSA-SHA1; Mandrill's HMAC-SHA1 of the URL and
+the sorted fields.
 """
 
 from __future__ import annotations
@@ -17,12 +19,14 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from typing import TYPE_CHECKING, Any
 
+from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.x509.oid import NameOID
 from svix.webhooks import Webhook
 
 if TYPE_CHECKING:
@@ -41,6 +45,27 @@ POSTAL_PUBLIC_KEY = "".join(
     .decode()
     .splitlines()[1:-1]
 )
+
+
+SNS_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+SNS_CERT_PATH = "/sns/SimpleNotificationService-0123456789abcdef.pem"
+
+
+def sns_certificate() -> bytes:
+    """A self-signed certificate for `SNS_KEY`, served in place of Amazon's."""
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sns.us-east-1.amazonaws.com")])
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(SNS_KEY.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=1))
+        .sign(SNS_KEY, hashes.SHA256())
+    )
+    return certificate.public_bytes(serialization.Encoding.PEM)
 
 
 def postal_signature(body: bytes) -> str:
@@ -158,7 +183,18 @@ def sign_mailgun(message: EmailMessage, event_id: str | None = None) -> Post:
     return Post("/email/mailgun/", data=data, files=files or None)
 
 
-def sign_amazon_ses(message: EmailMessage, event_id: str | None = None) -> Post:
+def sns_sign(sns: dict[str, str]) -> dict[str, str]:
+    """`sns` signed as Amazon SNS signs (SignatureVersion 2: RSA SHA-256 over the fields)."""
+    fields = ("Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type")
+    signed = "".join(f"{name}\n{sns[name]}\n" for name in fields if name in sns).encode()
+    signature = SNS_KEY.sign(signed, padding.PKCS1v15(), hashes.SHA256())
+    return {**sns, "SignatureVersion": "2", "Signature": base64.b64encode(signature).decode()}
+
+
+def sign_amazon_ses(
+    message: EmailMessage, event_id: str | None = None, api: ProviderApi | None = None
+) -> Post:
+    assert api is not None  # serves the SNS signing certificate
     notification = {
         "notificationType": "Received",
         "mail": {
@@ -175,17 +211,16 @@ def sign_amazon_ses(message: EmailMessage, event_id: str | None = None) -> Post:
         "content": base64.b64encode(message.as_bytes()).decode(),
     }
     sns_id = str(uuid.uuid4())
-    return _json(
-        "/email/amazon_ses/",
-        {
-            "Type": "Notification",
-            "MessageId": sns_id,
-            "TopicArn": "arn:aws:sns:us-east-1:123456789012:inbound",
-            "Message": json.dumps(notification),
-            "Timestamp": "2026-12-03T06:00:00.000Z",
-        },
-        **{"x-amz-sns-message-type": "Notification", "x-amz-sns-message-id": sns_id},
-    )
+    sns = {
+        "Type": "Notification",
+        "MessageId": sns_id,
+        "TopicArn": "arn:aws:sns:us-east-1:123456789012:inbound",
+        "Message": json.dumps(notification),
+        "Timestamp": "2026-12-03T06:00:00.000Z",
+        "SigningCertURL": api.url + SNS_CERT_PATH,
+    }
+    headers = {"x-amz-sns-message-type": "Notification", "x-amz-sns-message-id": sns_id}
+    return _json("/email/amazon_ses/", sns_sign(sns), **headers)
 
 
 def sign_sendgrid(message: EmailMessage, event_id: str | None = None) -> Post:
@@ -382,3 +417,5 @@ SIGNERS: dict[str, Any] = {
     "sparkpost": sign_sparkpost,
 }
 FETCHING = frozenset({"brevo", "resend", "mailtrap"})
+#: The signers that need the `ProviderApi` (content to fetch, or SNS's certificate).
+NEEDS_API = FETCHING | {"amazon_ses"}

@@ -8,6 +8,7 @@ receiver fetch content from. The signed requests are in `tests.email.webhook_sig
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -29,8 +30,10 @@ from tests.email.webhook_signers import (
     MANDRILL_URL,
     POSTAL_PUBLIC_KEY,
     SIGNING_KEY,
+    SNS_CERT_PATH,
     SVIX_SECRET,
     Post,
+    sns_certificate,
 )
 
 START_TIMEOUT = 30.0
@@ -51,6 +54,7 @@ def provider_options(provider: str, api_url: str = "", **extra: Any) -> dict[str
         options["WEBHOOK_URL"] = MANDRILL_URL
     if provider == "amazon_ses":
         options["ANYMAIL"] = {"AUTO_CONFIRM_SNS_SUBSCRIPTIONS": False}
+        options["SNS_CERT_URL"] = re.escape(api_url + SNS_CERT_PATH)
     if provider in FETCHING:
         options["API_KEY"] = API_KEY
         suffix = {"brevo": "/v3/", "resend": "/", "mailtrap": "/api/"}[provider]
@@ -68,6 +72,7 @@ class ProviderApi:
     files: dict[str, tuple[bytes, str]] = field(default_factory=dict)
     emails: dict[str, bytes] = field(default_factory=dict)
     fail_next: int = 0
+    certificate_fetches: int = 0
     url: str = ""
     _runner: web.AppRunner | None = None
 
@@ -87,6 +92,7 @@ class ProviderApi:
         app.router.add_get("/emails/receiving/{id}", self.resend_email)
         app.router.add_get("/api/inbound/inboxes/{inbox}/messages/{id}", self.mailtrap_email)
         app.router.add_get("/raw/{id}", self.raw)
+        app.router.add_get(SNS_CERT_PATH, self.sns_certificate)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -123,6 +129,12 @@ class ProviderApi:
             return web.Response(status=503)
         email_id = request.match_info["id"]
         return web.json_response({"id": email_id, "raw_message_url": f"{self.url}/raw/{email_id}"})
+
+    async def sns_certificate(self, request: web.Request) -> web.Response:
+        self.certificate_fetches += 1
+        if self._failing():
+            return web.Response(status=503)
+        return web.Response(body=sns_certificate(), content_type="application/x-pem-file")
 
     async def raw(self, request: web.Request) -> web.Response:
         return web.Response(
