@@ -194,6 +194,9 @@ def check_webhook_options(options: Mapping[str, Any]) -> list[str]:
             f'OPTIONS["SIGNING_KEY"] is not used by {provider.name}: its webhook is '
             'authenticated by OPTIONS["WEBHOOK_SECRET"] (basic auth)'
         )
+    for key in ("SNS_SIGNATURE", "SNS_CERT_URL"):
+        if key in options and provider.name != "amazon_ses":
+            errors.append(f'OPTIONS["{key}"] is for amazon_ses only, not {provider.name}')
     if options.get("ON_APP_ERROR") == "retry" and provider.retry_status is None:
         errors.append(
             f'OPTIONS["ON_APP_ERROR"] cannot be "retry": {provider.name} documents '

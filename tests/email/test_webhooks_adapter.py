@@ -77,6 +77,10 @@ def test_what_each_provider_needs_is_required() -> None:
     ]
     either = EmailWebhookAdapter.check_options({"PROVIDER": "resend", "API_KEY": "k"})
     assert either[0].startswith('OPTIONS["SIGNING_KEY"] or OPTIONS["WEBHOOK_SECRET"] is required')
+    sns = {"PROVIDER": "postmark", "WEBHOOK_SECRET": BASIC, "SNS_SIGNATURE": False}
+    assert EmailWebhookAdapter.check_options(sns) == [
+        'OPTIONS["SNS_SIGNATURE"] is for amazon_ses only, not postmark'
+    ]
     retry = {"PROVIDER": "mailjet", "WEBHOOK_SECRET": BASIC, "ON_APP_ERROR": "retry"}
     assert EmailWebhookAdapter.check_options(retry) == [
         'OPTIONS["ON_APP_ERROR"] cannot be "retry": mailjet documents no retry of inbound '
