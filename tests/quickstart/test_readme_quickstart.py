@@ -80,7 +80,7 @@ async def test_a_device_reading_reaches_the_dashboard(
         mqtt_port = port_of(gateway.listeners["mqtt"])
         await asyncio.to_thread(try_command, quickstart, "mosquitto_pub", {"-p": mqtt_port})
         reading = json.loads(await asyncio.wait_for(dashboard.recv(), WAIT))
-    assert reading == {"device": "sensor-1", "temperature": 21.5}
+    assert reading == {"device": "sensor-1", "temperature": 21.5}, gateway.stderr()
 
 
 def test_a_support_mail_is_answered(quickstart: Quickstart, gateway: GatewayProcess) -> None:
