@@ -49,7 +49,8 @@ __all__ = [
 
 logger = logging.getLogger("gateway.email")
 
-Source = Literal["smtp", "imap"]
+Source = str
+"""Where the mail came from: "smtp", "imap", or a provider's name (webhook intakes)."""
 Status = Literal["handled", "duplicate", "rejected", "failed", "busy"]
 
 

@@ -29,7 +29,7 @@ import warnings
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, Final, cast
+from typing import Any, Final
 
 from anymail.exceptions import AnymailWebhookValidationFailure
 from anymail.signals import AnymailInboundEvent
@@ -115,8 +115,7 @@ class EmailWebhookAdapter(ProtocolAdapter):
         self._intake = EmailIntake(
             self.context.app,
             adapter=self.context.name,
-            # EmailIntake's Source names only its first two intakes; the scope takes any str.
-            source=cast(Any, self.provider.name),
+            source=self.provider.name,
             dispatcher=dispatcher,
             store=load_mail_store(values["STORE"]),
             app_timeout=float(values["APP_TIMEOUT"]),
@@ -260,7 +259,7 @@ class EmailWebhookAdapter(ProtocolAdapter):
         )
         email_scope = scope_from_raw(
             raw,
-            source=cast(Any, self.provider.name),
+            source=self.provider.name,
             adapter=self.context.name,
             sender=from_,
             recipient=first,
