@@ -3,7 +3,7 @@
 gateway.W101  DEBUG is on while a listener is on a public address
 gateway.W102  PROXY_HEADERS without FORWARDED_ALLOW_IPS naming the proxies (or with "*")
 gateway.W103  an SMTP port on a public address accepts messages over 25 MiB
-gateway.W104  the Twilio webhook has no AUTH_TOKEN (it refuses every request)
+gateway.W104  an SMS webhook has no secret to check signatures with (it refuses every request)
 gateway.W105  the embedded MQTT broker lets anyone in (AUTH "anonymous") on a public address
 gateway.W106  SMTP AUTH on a public address without AUTH_REQUIRE_TLS (passwords in clear)
 
