@@ -1,7 +1,12 @@
-"""Async helpers the embedded MQTT broker uses: device login, presence and state."""
+"""Async helpers the embedded MQTT broker uses: device login, presence and state.
+
+Consumers keep a device's latest state with `update_state`, or with `record_reading`, which
+also keeps its last readings (bounded) for charts and the admin's device page.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.contrib.auth.hashers import make_password
@@ -12,15 +17,24 @@ from django_app.models.devices import Device, DeviceCredential
 from gateway.db import database_sync_to_async
 
 __all__ = [
+    "READINGS_KEPT",
+    "READINGS_KEY",
     "DatabaseDeviceStore",
     "authenticate",
     "exists",
+    "last_readings",
     "mark_offline",
     "mark_online",
+    "record_reading",
     "topics_for",
     "touch",
     "update_state",
 ]
+
+READINGS_KEY = "readings"
+"""The key of `Device.state` under which `record_reading` keeps a device's last readings."""
+READINGS_KEPT = 30
+"""How many readings `record_reading` keeps per device unless told otherwise."""
 
 
 def _authenticate(device_id: str, password: str) -> Device | None:
@@ -77,7 +91,52 @@ def touch(device_id: str) -> int:
 @database_sync_to_async
 def update_state(device_id: str, state: dict[str, Any], *, create: bool = False) -> Device | None:
     """Merge `state` into the device's state and mark it seen; creates the row if asked."""
-    # The row stays locked from read to write: a concurrent merge waits, then merges into
+    return _change_state(device_id, lambda old: {**old, **state}, create=create)
+
+
+@database_sync_to_async
+def record_reading(
+    device_id: str, reading: dict[str, Any], *, keep: int = READINGS_KEPT
+) -> Device | None:
+    """Merge `reading` into the device's state and keep it among its last `keep` readings.
+
+    The readings are under ``state["readings"]``, oldest first, each as
+    ``{"received": "<ISO 8601 time>", "reading": {...}}``; `last_readings` reads them back.
+    """
+    if keep < 1:
+        raise ValueError(f"keep must be at least 1, not {keep}")
+    entry = {"received": timezone.now().isoformat(), "reading": reading}
+
+    def change(old: dict[str, Any]) -> dict[str, Any]:
+        kept = [*_readings_in(old), entry][-keep:]
+        return {**old, **reading, READINGS_KEY: kept}
+
+    return _change_state(device_id, change, create=False)
+
+
+def last_readings(device: Device) -> list[dict[str, Any]]:
+    """The readings `record_reading` kept for `device`, oldest first."""
+    return _readings_in(device.state)
+
+
+def _readings_in(state: Any) -> list[dict[str, Any]]:
+    # State is JSON anyone may edit in the admin: keep only entries of the documented shape.
+    kept = state.get(READINGS_KEY) if isinstance(state, dict) else None
+    if not isinstance(kept, list):
+        return []
+    return [entry for entry in kept if _is_kept_reading(entry)]
+
+
+def _is_kept_reading(entry: Any) -> bool:
+    if not isinstance(entry, dict):
+        return False
+    return isinstance(entry.get("reading"), dict) and "received" in entry
+
+
+def _change_state(
+    device_id: str, change: Callable[[dict[str, Any]], dict[str, Any]], *, create: bool
+) -> Device | None:
+    # The row stays locked from read to write: a concurrent change waits, then applies to
     # this one's result instead of overwriting it.
     with transaction.atomic():
         devices = Device.objects.select_for_update()
@@ -88,7 +147,8 @@ def update_state(device_id: str, state: dict[str, Any], *, create: bool = False)
             if found is None:
                 return None
             device = found
-        device.state = {**(device.state or {}), **state}
+        old = device.state if isinstance(device.state, dict) else {}
+        device.state = change(old)
         device.last_seen = timezone.now()
         device.save(update_fields=["state", "last_seen"])
     return device

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from django import forms
@@ -11,7 +12,10 @@ from django.contrib.admin import helpers
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
 
+from django_app import devices
 from django_app.models.devices import Device, DeviceCredential
 from gateway import mqtt
 
@@ -92,14 +96,36 @@ class DeviceAdmin(_DeviceModelAdmin):
     list_display = ["device_id", "name", "online", "last_seen", "state_summary"]
     list_filter = ["online"]
     search_fields = ["device_id", "name"]
-    readonly_fields = ["online", "last_seen", "created"]
+    readonly_fields = ["online", "last_seen", "created", "last_readings"]
     inlines = [DeviceCredentialInline]
     actions = ["send_command"]
 
     @admin.display(description="state")
     def state_summary(self, device: Device) -> str:
-        text = json.dumps(device.state, sort_keys=True)
+        latest = device.state
+        if isinstance(latest, dict):  # the readings kept have their own section
+            latest = {k: v for k, v in latest.items() if k != devices.READINGS_KEY}
+        text = json.dumps(latest, sort_keys=True)
         return text if len(text) <= 80 else text[:77] + "..."
+
+    @admin.display(description="Last readings")
+    def last_readings(self, device: Device) -> str:
+        """The readings `devices.record_reading` kept, newest first."""
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td><code>{}</code></td></tr>",
+            (
+                (_when(entry["received"]), json.dumps(entry["reading"], sort_keys=True))
+                for entry in reversed(devices.last_readings(device))
+            ),
+        )
+        if not rows:
+            return "No readings yet."
+        return format_html(
+            '<table class="last-readings"><thead><tr><th>received</th><th>reading</th>'
+            "</tr></thead><tbody>{}</tbody></table>",
+            rows,
+        )
 
     @admin.action(description="Send a command to the selected devices")
     def send_command(self, request: HttpRequest, queryset: QuerySet[Device]) -> HttpResponse | None:
@@ -128,3 +154,14 @@ class DeviceAdmin(_DeviceModelAdmin):
                 continue
             sent += 1
         self.message_user(request, f"Command sent to {sent} device(s).", messages.SUCCESS)
+
+
+def _when(received: Any) -> str:
+    """A reading's ISO 8601 receipt time in the admin's time zone, to the second."""
+    try:
+        moment = datetime.fromisoformat(str(received))
+    except ValueError:
+        return str(received)
+    if timezone.is_aware(moment):
+        moment = timezone.localtime(moment)
+    return moment.strftime("%Y-%m-%d %H:%M:%S")
