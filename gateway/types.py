@@ -140,6 +140,36 @@ class MqttPublishEvent(TypedDict):
     properties: NotRequired[MqttProperties]
 
 
+class MqttRequestEvent(TypedDict):
+    """A command for a device, sent on the channel layer channel ``gateway.mqtt.request``."""
+
+    type: Literal["mqtt.request"]
+    request_id: str
+    device_id: str
+    command: str
+    payload: bytes
+    qos: Literal[0, 1, 2]
+    timeout: float
+    reply_channel: str
+
+
+class MqttResponseEvent(TypedDict):
+    """The device's answer to a request, sent to the request's reply channel."""
+
+    type: Literal["mqtt.response"]
+    request_id: str
+    payload: bytes
+    properties: MqttProperties
+
+
+class MqttRequestTimeoutEvent(TypedDict):
+    """No answer came within the request's timeout; sent to its reply channel."""
+
+    type: Literal["mqtt.request.timeout"]
+    request_id: str
+    timeout: float
+
+
 # --- sms (docs/specs/sms.md) ----------------------------------------------------------------
 
 

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from gateway.consumers.base import AsyncConsumer, SyncConsumer
-from gateway.mqtt import InvalidPayload, make_publish_event
+from gateway.mqtt import InvalidPayload, MqttPublishError, make_publish_event
 from gateway.replies import ReplyFailure, failure_policy, mark, reply_failures
 from gateway.types import Message, MqttPublishEvent, Scope
 
@@ -36,6 +36,25 @@ def _publish_event(
     topic: str, payload: object, qos: int, retain: bool, properties: Mapping[str, Any] | None
 ) -> MqttPublishEvent:
     return make_publish_event(topic, payload, qos, retain, properties=properties)
+
+
+def _reply_event(
+    scope: Scope, payload: object, qos: int | None, properties: Mapping[str, Any] | None
+) -> MqttPublishEvent:
+    """The answer to an MQTT 5 request: to its response topic, with its correlation data."""
+    request: Mapping[str, Any] = scope.get("properties") or {}
+    topic = request.get("response_topic")
+    if not topic:
+        raise MqttPublishError(
+            f"the message on {scope.get('topic')!r} has no response topic to reply to "
+            "(only an MQTT 5 request carries one)"
+        )
+    answer = dict(properties or {})
+    if "correlation_data" in request:
+        answer["correlation_data"] = request["correlation_data"]
+    return make_publish_event(
+        topic, payload, scope["qos"] if qos is None else qos, properties=answer
+    )
 
 
 class _MqttScopeAttributes:
@@ -74,6 +93,11 @@ class _MqttScopeAttributes:
         return device_id
 
     @property
+    def properties(self) -> dict[str, Any]:
+        """The message's MQTT 5 properties; ``{}`` over MQTT 3.1.1."""
+        return dict(self.scope.get("properties") or {})
+
+    @property
     def client_id(self) -> str | None:
         """The publisher's MQTT client id, when known."""
         client_id: str | None = self.scope.get("client_id")
@@ -108,6 +132,23 @@ class AsyncMqttConsumer(_MqttScopeAttributes, AsyncConsumer):
         ``on_reply_failure``) is ``"log"``.
         """
         event = _publish_event(topic, payload, qos, retain, properties)
+        message, policy = self._outgoing(event, on_failure)
+        with reply_failures(message, policy):
+            await self.send(message)
+
+    async def reply(
+        self,
+        payload: object,
+        qos: int | None = None,
+        *,
+        properties: Mapping[str, Any] | None = None,
+        on_failure: ReplyFailure | None = None,
+    ) -> None:
+        """Answer an MQTT 5 request on its response topic, with its correlation data.
+
+        QoS defaults to the request's; MqttPublishError when the message has no response topic.
+        """
+        event = _reply_event(self.scope, payload, qos, properties)
         message, policy = self._outgoing(event, on_failure)
         with reply_failures(message, policy):
             await self.send(message)
@@ -152,6 +193,23 @@ class MqttConsumer(_MqttScopeAttributes, SyncConsumer):
         ``on_reply_failure``) is ``"log"``.
         """
         event = _publish_event(topic, payload, qos, retain, properties)
+        message, policy = self._outgoing(event, on_failure)
+        with reply_failures(message, policy):
+            self.send(message)
+
+    def reply(
+        self,
+        payload: object,
+        qos: int | None = None,
+        *,
+        properties: Mapping[str, Any] | None = None,
+        on_failure: ReplyFailure | None = None,
+    ) -> None:
+        """Answer an MQTT 5 request on its response topic, with its correlation data.
+
+        QoS defaults to the request's; MqttPublishError when the message has no response topic.
+        """
+        event = _reply_event(self.scope, payload, qos, properties)
         message, policy = self._outgoing(event, on_failure)
         with reply_failures(message, policy):
             self.send(message)
