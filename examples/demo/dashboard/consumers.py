@@ -57,12 +57,12 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
 
 
 class TelemetryConsumer(AsyncJsonMqttConsumer):
-    """devices/<id>/telemetry: keep the latest reading in Device.state, show it live."""
+    """devices/<id>/telemetry: record the reading (Device.state keeps the last ones), show it."""
 
     async def receive_json(self, data: Any) -> None:
         device_id = self.scope["url_route"]["kwargs"]["device_id"]
         reading = data if isinstance(data, dict) else {"value": data}
-        await devices.update_state(device_id, reading)
+        await devices.record_reading(device_id, reading)
         await to_dashboards(
             self, {"type": "device.reading", "reading": {**reading, "device": device_id}}
         )

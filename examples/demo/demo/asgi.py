@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "demo.settings")
-django_asgi_app = get_asgi_application()
+# The page's script (dashboard/static/) is served by Django's staticfiles handler, as DEBUG is on.
+django_asgi_app = ASGIStaticFilesHandler(get_asgi_application())
 
 from dashboard.consumers import (  # noqa: E402
     DashboardConsumer,
