@@ -14,7 +14,8 @@ class GatewayConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        """Register the GATEWAY and CHANNEL_LAYERS system checks."""
-        from django_app import checks
+        """Register the system checks; push device changes to broker-access adapters."""
+        from django_app import broker_access, checks
 
         checks.register()
+        broker_access.connect_signals()

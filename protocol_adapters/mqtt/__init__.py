@@ -9,14 +9,16 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["EmbeddedBroker", "ExternalBroker"]
+__all__ = ["EmbeddedBroker", "ExternalBroker", "MosquittoDynsec"]
 
 _EXPORTS: dict[str, str] = {
     "EmbeddedBroker": "protocol_adapters.mqtt.embedded",
     "ExternalBroker": "protocol_adapters.mqtt.external",
+    "MosquittoDynsec": "protocol_adapters.mqtt.dynsec",
 }
 
 if TYPE_CHECKING:
+    from protocol_adapters.mqtt.dynsec import MosquittoDynsec
     from protocol_adapters.mqtt.embedded import EmbeddedBroker
     from protocol_adapters.mqtt.external import ExternalBroker
 

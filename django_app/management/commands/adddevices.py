@@ -10,6 +10,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.core.validators import validate_slug
 from django.db import transaction
 
+from django_app.broker_access import set_password
 from django_app.models import Device, DeviceCredential
 
 
@@ -46,7 +47,7 @@ class Command(BaseCommand):
                 device, new = Device.objects.get_or_create(device_id=device_id)
                 credential = DeviceCredential.objects.filter(device=device).first()
                 credential = credential or DeviceCredential(device=device)
-                credential.set_password(options["password"])
+                set_password(credential, options["password"])  # also reaches the broker
                 credential.save()
                 created += new
         self.stdout.write(f"{created} device(s) created, {len(ids)} password(s) set")
