@@ -25,20 +25,53 @@ class AdapterReport(TypedDict):
     detail: str
 
 
+class LayerReport(TypedDict):
+    """The channel layer as `/-/health` shows it (gateway.layer_health probes it)."""
+
+    backend: str
+    status: Literal["ok", "degraded"]
+    detail: str
+
+
 class HealthReport(TypedDict):
-    """The body of `/-/health`."""
+    """The body of `/-/health` and of its `/ready` path.
+
+    `live` (what `/-/health` answers 200 for) is true unless `status` is `down`; `ready` (what
+    `/-/health/ready` answers 200 for) only when `status` is `ok`.
+    """
 
     status: HealthStatus
+    live: bool
+    ready: bool
     adapters: dict[str, AdapterReport]
+    channel_layer: LayerReport | None
     http: str
 
 
-def overall_status(adapters: dict[str, AdapterReport], stopping: bool) -> HealthStatus:
-    """Down when stopping or any adapter is down or stopped; degraded when any is not yet ok."""
+def overall_status(
+    adapters: dict[str, AdapterReport], stopping: bool, layer: str = "ok"
+) -> HealthStatus:
+    """Down when stopping or any adapter is down or stopped; degraded when any is not yet ok,
+    or the channel layer is unreachable."""
     statuses = {report["status"] for report in adapters.values()}
     if stopping or statuses & {"down", "stopped"}:
         return "down"
-    return "degraded" if statuses - {"ok"} else "ok"
+    return "degraded" if statuses - {"ok"} or layer != "ok" else "ok"
+
+
+def is_live(status: HealthStatus) -> bool:
+    """Whether the process serves: a restart would not help while it is merely degraded."""
+    return status != "down"
+
+
+def is_ready(status: HealthStatus) -> bool:
+    """Whether the process should get new connections and events."""
+    return status == "ok"
+
+
+def ready_path(health_path: str | None) -> str | None:
+    """The readiness path, under the health path: `/-/health/ready` by default."""
+    return None if health_path is None else f"{health_path.rstrip('/')}/ready"
 
 
 class HealthEndpoints:
@@ -56,26 +89,28 @@ class HealthEndpoints:
         self.app = app
         self.report = report
         self.health_path = health_path
+        self.ready_path = ready_path(health_path)
         self.metrics_path = metrics_path
         self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = _app_path(scope) if scope["type"] == "http" else None
-        if path is None or path not in (self.health_path, self.metrics_path):
+        if path is None or path not in (self.health_path, self.ready_path, self.metrics_path):
             await self.app(scope, receive, send)
         elif scope["method"] not in ("GET", "HEAD"):
             await _respond(
                 send, 405, b"text/plain; charset=utf-8", b"Method Not Allowed\n", allow=True
             )
-        elif path == self.health_path:
-            await self._health(send)
-        else:
+        elif path == self.metrics_path:
             await _respond(send, 200, METRICS_CONTENT_TYPE, self.metrics.render().encode())
+        else:
+            await self._health(send, readiness=path == self.ready_path)
 
-    async def _health(self, send: Send) -> None:
+    async def _health(self, send: Send, readiness: bool) -> None:
         report = self.report()
-        status = 503 if report["status"] == "down" else 200
-        await _respond(send, status, b"application/json", json.dumps(report).encode())
+        passed = (is_ready if readiness else is_live)(report["status"])
+        body = json.dumps(report).encode()
+        await _respond(send, 200 if passed else 503, b"application/json", body)
 
 
 def _app_path(scope: Scope) -> str:

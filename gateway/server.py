@@ -29,8 +29,13 @@ from gateway.health import (
     EventCounter,
     HealthEndpoints,
     HealthReport,
+    LayerReport,
+    is_live,
+    is_ready,
     overall_status,
+    ready_path,
 )
+from gateway.layer_health import LayerProbe
 from gateway.layers import DEFAULT_CHANNEL_LAYER, channel_layers
 from gateway.layers.memory import InMemoryChannelLayer
 from gateway.lifespan import Lifespan
@@ -92,6 +97,7 @@ class Gateway:
         self._stopping = False
         self._forced = False
         self._draining: list[asyncio.Task[bool]] = []
+        self._layer_probe: LayerProbe | None = None
 
     def run(self) -> int:
         """Run in a new event loop (uvloop when installed and LOOP allows); return the exit code."""
@@ -166,6 +172,9 @@ class Gateway:
         for entry in self.settings.adapters:
             if entry.enabled:
                 await self._start_adapter(entry)
+        self._layer_probe = LayerProbe.for_default_layer()
+        if self._layer_probe is not None:
+            await self._layer_probe.start()
 
     async def _start_http(self) -> None:
         http = self.settings.http
@@ -202,7 +211,8 @@ class Gateway:
             if routes and self._web is None:
                 raise ValueError(f"Adapter {name!r} serves HTTP paths but HTTP is disabled.")
             for path, app in routes.items():
-                if path in (self.settings.health_path, self.settings.metrics_path):
+                own = self.settings.health_path, ready_path(self.settings.health_path)
+                if path in (*own, self.settings.metrics_path):
                     raise ValueError(f"Adapter {name!r}: HTTP path {path!r} is the gateway's own.")
                 self._routes.mount(path, app, name)
         except Exception as exc:
@@ -230,7 +240,7 @@ class Gateway:
         )
 
     def health(self) -> HealthReport:
-        """What `/-/health` answers: overall status, every adapter, the HTTP listener."""
+        """What `/-/health` answers: overall status, every adapter, the channel layer, HTTP."""
         adapters: dict[str, AdapterReport] = {}
         for running in self._adapters:
             health = running.health()
@@ -239,9 +249,16 @@ class Gateway:
                 "status": health.status,
                 "detail": health.detail,
             }
+        layer: LayerReport | None = None
+        if self._layer_probe is not None:
+            layer = self._layer_probe.report()
+        status = overall_status(adapters, self._stopping, layer["status"] if layer else "ok")
         return {
-            "status": overall_status(adapters, self._stopping),
+            "status": status,
+            "live": is_live(status),
+            "ready": is_ready(status),
             "adapters": adapters,
+            "channel_layer": layer,
             "http": "stopping" if self._stopping else "ok",
         }
 
@@ -259,6 +276,8 @@ class Gateway:
     async def _drain(self) -> bool:
         """Stop every component concurrently, bounded by SHUTDOWN_TIMEOUT; True when clean."""
         self._stopping = True
+        if self._layer_probe is not None:
+            await self._layer_probe.stop()
         timeout = self.settings.shutdown_timeout
         logger.info("Stopping: draining for up to %.1f seconds.", timeout)
         stops = [asyncio.create_task(self._stop_adapter(a, timeout)) for a in self._adapters]

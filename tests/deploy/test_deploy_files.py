@@ -57,7 +57,7 @@ def test_the_manifests_cover_the_topology() -> None:
     for name in ("redis", "mqtt-broker", "postgres"):
         assert by_kind[("Service", name)]["spec"]["type"] == "ExternalName"
     container = pod["spec"]["containers"][0]
-    assert container["readinessProbe"]["httpGet"]["path"] == "/-/health"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/-/health/ready"
     assert container["livenessProbe"]["httpGet"]["path"] == "/-/health"
     # The grace period covers preStop, the drain and the lifespan shutdown (10 s each, default).
     assert pod["spec"]["terminationGracePeriodSeconds"] > 5 + 10 + 10

@@ -101,7 +101,14 @@ async def test_health_and_metrics_follow_traffic(gateway_process: GatewayProcess
     assert health.status_code == 200
     assert health.json() == {
         "status": "ok",
+        "live": True,
+        "ready": True,
         "adapters": {"lines": {"protocol": "line", "status": "ok", "detail": "0 client(s)"}},
+        "channel_layer": {
+            "backend": "gateway.layers.memory.InMemoryChannelLayer",
+            "status": "ok",
+            "detail": "not probed",
+        },
         "http": "ok",
     }
     assert metric(after, "handled", "http") > metric(before, "handled", "http")

@@ -6,7 +6,15 @@ from typing import Any
 import pytest
 from asgiref.testing import ApplicationCommunicator
 
-from gateway.health import EventCounter, HealthEndpoints, HealthReport, overall_status
+from gateway.health import (
+    EventCounter,
+    HealthEndpoints,
+    HealthReport,
+    overall_status,
+    ready_path,
+)
+from gateway.layer_health import LayerProbe
+from gateway.layers.memory import InMemoryChannelLayer
 from gateway.metrics import MetricsRegistry
 from gateway.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -57,6 +65,35 @@ async def test_health_is_503_when_down() -> None:
     assert json.loads(body)["status"] == "down"
 
 
+@pytest.mark.parametrize(
+    ("status", "live", "ready"), [("ok", 200, 200), ("degraded", 200, 503), ("down", 503, 503)]
+)
+async def test_liveness_fails_when_down_and_readiness_unless_ok(
+    status: str, live: int, ready: int
+) -> None:
+    assert (await get(endpoints(status), http_scope("/-/health")))[0] == live
+    code, _, body = await get(endpoints(status), http_scope("/-/health/ready"))
+    assert code == ready
+    assert json.loads(body)["status"] == status
+
+
+async def test_readiness_lives_under_the_health_path() -> None:
+    assert ready_path("/-/health") == "/-/health/ready"
+    assert ready_path("/healthz/") == "/healthz/ready"
+    assert ready_path(None) is None
+    status, _, _ = await get(endpoints(), http_scope("/api/-/health/ready", root_path="/api"))
+    assert status == 200
+
+
+def test_an_in_memory_layer_is_not_probed() -> None:
+    report = LayerProbe(InMemoryChannelLayer()).report()
+    assert report == {
+        "backend": "gateway.layers.memory.InMemoryChannelLayer",
+        "status": "ok",
+        "detail": "not probed",
+    }
+
+
 async def test_metrics_answers_prometheus_text() -> None:
     metrics = MetricsRegistry()
     metrics.inc("mqtt", "handled", 3)
@@ -97,6 +134,9 @@ def test_overall_status() -> None:
     assert overall_status(adapters("ok", "down"), stopping=False) == "down"
     assert overall_status(adapters("stopped"), stopping=False) == "down"
     assert overall_status(adapters("ok"), stopping=True) == "down"
+    assert overall_status(adapters("ok"), stopping=False, layer="degraded") == "degraded"
+    assert overall_status(adapters(), stopping=False, layer="degraded") == "degraded"
+    assert overall_status(adapters("down"), stopping=False, layer="degraded") == "down"
 
 
 async def test_http_events_are_counted() -> None:
