@@ -80,6 +80,11 @@ async def test_a_device_chart_grows_with_each_reading_and_the_admin_lists_them(
     await expect(chart.locator(".latest")).to_have_text("23.75 °C")
     first, second = _ys(await chart.locator("polyline").get_attribute("points"))
     assert second < first  # the warmer reading is drawn higher
+    # A reading with only some of the simulator's fields shows those, timed by the page.
+    cells = page.locator("#device-chart-1 td")
+    await expect(cells).to_have_text(["chart-1", "online", "23.75", "", re.compile(r"\d:\d\d"), ""])
+    logged = page.locator("#messages li", has_text="chart-1: ").first  # the newest
+    await expect(logged).to_have_text("chart-1: 23.75 °C")
     shot = Path(os.environ.get("GATEWAY_SCREENSHOT_DIR", tmp_path)) / "demo-charts.png"
     await page.locator("#charts").screenshot(path=shot)
 
