@@ -98,6 +98,7 @@ async def test_a_device_chart_grows_with_each_reading_and_the_admin_lists_them(
     await expect(rows).to_have_count(2)
     await expect(rows.first).to_contain_text('{"temperature": 23.75}')  # newest first
     await expect(rows.last).to_contain_text('"temperature": 21.5}')
+    await page.screenshot(path=shot.with_name("demo-admin-readings.png"), full_page=True)
 
 
 async def test_the_simulated_devices_charts_move_live(demo: str, chromium_page: Page) -> None:
