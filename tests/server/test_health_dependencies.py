@@ -1,6 +1,7 @@
 """`/-/health` follows the channel layer's Redis and the external broker: real servers, stopped
 and started again by the test. Liveness (`/-/health`) stays 200 throughout; readiness
-(`/-/health/ready`) is 503 while either is away, and 200 again once it is back."""
+(`/-/health/ready`) is 503 while either is away, and 200 again once it is back. And readiness
+turns false as soon as a drain begins."""
 
 from __future__ import annotations
 
@@ -16,10 +17,12 @@ from django.test import override_settings
 
 from gateway.conf import GatewaySettings
 from gateway.layers import DEFAULT_CHANNEL_LAYER, channel_layers
+from gateway.server import Gateway
+from gateway.types import Receive, Scope, Send
 from tests.integration.mosquitto import Mosquitto, running_mosquitto
 from tests.integration.redis import RedisServer, own_redis_server  # noqa: F401
 from tests.mqtt.external_support import running_gateway, settings_for
-from tests.server.test_gateway import App, http_url
+from tests.server.test_gateway import App, http_url, start
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -130,3 +133,49 @@ async def test_a_lost_broker_connection_makes_health_degraded_and_not_ready(
         await asyncio.to_thread(broker.start)
         await until(client, "ok")
         assert await probe_codes(client) == (200, 200)
+
+
+class SlowApp(App):
+    """Holds every HTTP request until `release` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self.run_lifespan(receive, send)
+            return
+        self.started.set()
+        await self.release.wait()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"slow"})
+
+
+async def ready_code(client: httpx.AsyncClient) -> int | None:
+    """The readiness path's HTTP status, or None when the connection is refused or dropped."""
+    try:
+        return (await client.get("/-/health/ready")).status_code
+    except httpx.TransportError:
+        return None
+
+
+async def test_readiness_turns_false_while_draining() -> None:
+    app = SlowApp()
+    gateway = Gateway(app, settings=GatewaySettings({"HTTP": {"PORT": 0}, "SHUTDOWN_TIMEOUT": 5}))
+    task = await start(gateway)
+    url = http_url(gateway.listeners)
+    async with httpx.AsyncClient(base_url=url) as client, httpx.AsyncClient(base_url=url) as probe:
+        assert await ready_code(probe) == 200
+        slow = asyncio.create_task(client.get("/slow"))
+        await asyncio.wait_for(app.started.wait(), WAIT)
+        gateway.stop()
+        await asyncio.sleep(0.2)  # the drain has begun; the slow request is still in flight
+        assert not slow.done()
+        report = gateway.health()
+        assert (report["status"], report["live"], report["ready"]) == ("down", False, False)
+        assert await ready_code(probe) in (503, None)  # answered 503, or no longer accepted
+        app.release.set()
+        assert (await slow).text == "slow"  # what was in flight is still served
+    assert await asyncio.wait_for(task, WAIT) == 0
