@@ -83,12 +83,19 @@ def test_the_systemd_unit_verifies(tmp_path: Path) -> None:
     assert checks.systemd_unit(DEPLOY / "systemd/gateway.service", tmp_path) == []
 
 
+def test_the_systemd_unit_waits_for_the_drain_and_the_lifespan_shutdown() -> None:
+    unit = (DEPLOY / "systemd/gateway.service").read_text()
+    options = dict(line.split("=", 1) for line in unit.splitlines() if "=" in line)
+    assert options["KillSignal"] == "SIGTERM"
+    assert int(options["TimeoutStopSec"]) > 2 * 10  # SHUTDOWN_TIMEOUT's default, twice
+
+
 @pytest.mark.parametrize(
     ("old", "new"),
     [
         ("Restart=on-failure", "Restart=sometimes"),
         ("KillSignal=SIGTERM", "KillSignal=SIGTERN"),
-        ("TimeoutStopSec=20", "TimeoutStopSecs=20"),
+        ("TimeoutStopSec=30", "TimeoutStopSecs=30"),
     ],
 )
 def test_the_systemd_check_fails_on_a_broken_unit(tmp_path: Path, old: str, new: str) -> None:
