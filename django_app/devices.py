@@ -6,7 +6,8 @@ also keeps its last readings (bounded) for charts and the admin's device page.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
+from datetime import datetime
 from typing import Any
 
 from django.contrib.auth.hashers import make_password
@@ -22,9 +23,11 @@ __all__ = [
     "DatabaseDeviceStore",
     "authenticate",
     "exists",
+    "expire_silent",
     "last_readings",
     "mark_offline",
     "mark_online",
+    "record_presence",
     "record_reading",
     "topics_for",
     "touch",
@@ -80,6 +83,25 @@ def mark_online(device_id: str) -> int:
 def mark_offline(device_id: str) -> int:
     """Mark a device disconnected, seen now."""
     return Device.objects.filter(device_id=device_id).update(online=False, last_seen=timezone.now())
+
+
+@database_sync_to_async
+def record_presence(device_id: str, online: bool, seen: bool) -> int:
+    """Set a device's presence; `seen` also stamps last_seen now."""
+    fields: dict[str, Any] = {"online": online}
+    if seen:
+        fields["last_seen"] = timezone.now()
+    return Device.objects.filter(device_id=device_id).update(**fields)
+
+
+@database_sync_to_async
+def expire_silent(before: datetime, keep: Collection[str]) -> list[str]:
+    """Mark offline the online devices silent since `before` (all but `keep`); their ids."""
+    with transaction.atomic():
+        silent = Device.objects.select_for_update().filter(online=True, last_seen__lt=before)
+        ids = [i for i in silent.values_list("device_id", flat=True) if i not in keep]
+        Device.objects.filter(device_id__in=ids).update(online=False)
+    return ids
 
 
 @database_sync_to_async
@@ -174,3 +196,9 @@ class DatabaseDeviceStore:
 
     async def mark_offline(self, device_id: str) -> None:
         await mark_offline(device_id)
+
+    async def record_presence(self, device_id: str, online: bool, *, seen: bool) -> None:
+        await record_presence(device_id, online, seen)
+
+    async def expire_silent(self, before: datetime, keep: Collection[str]) -> list[str]:
+        return await expire_silent(before, keep)

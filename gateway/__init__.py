@@ -81,6 +81,7 @@ _EXPORTS: dict[str, str] = {
     "RequestAborted": "gateway.exceptions",
     "SmsSendError": "gateway.exceptions",
     "SmsOptedOut": "gateway.exceptions",
+    "CommandTimeout": "gateway.exceptions",
     # the process
     "Gateway": "gateway.server",
     "ProtocolAdapter": "gateway.adapters",
@@ -108,6 +109,7 @@ __all__ = [
     "ChannelLayerManager",
     "ChannelLayerUnavailable",
     "ChannelNameRouter",
+    "CommandTimeout",
     "CookieMiddleware",
     "DenyConnection",
     "EmailConsumer",
@@ -183,6 +185,7 @@ if TYPE_CHECKING:
         ChannelFull,
         ChannelLayerError,
         ChannelLayerUnavailable,
+        CommandTimeout,
         DenyConnection,
         GatewayError,
         ImproperlyConfiguredGateway,

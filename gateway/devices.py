@@ -1,12 +1,16 @@
 """The devices an MQTT broker authenticates: the store protocol adapters use.
 
 The embedded broker logs devices in, reads their topic filters and records their presence
-through a `DeviceStore`; `django_app.devices.DatabaseDeviceStore` (the default) keeps them
-in the database, and the broker's ``DEVICE_STORE`` option may name another class.
+through a `DeviceStore`; an adapter's ``PRESENCE`` option records the presence devices
+announce on their status topic through the same store (`record_presence`, `expire_silent`).
+`django_app.devices.DatabaseDeviceStore` (the default) keeps them in the database, and the
+broker's ``DEVICE_STORE`` option (``PRESENCE["STORE"]``) may name another class.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
+from datetime import datetime
 from typing import Any, Protocol
 
 from django.utils.module_loading import import_string
@@ -35,6 +39,15 @@ class DeviceStore(Protocol):
 
     async def mark_offline(self, device_id: str) -> None:
         """The device's last connection ended."""
+
+    async def record_presence(self, device_id: str, online: bool, *, seen: bool) -> None:
+        """The device is online or offline; with `seen`, it was heard from just now."""
+
+    async def expire_silent(self, before: datetime, keep: Collection[str]) -> list[str]:
+        """Mark offline the online devices not heard from since `before`, but those in `keep`.
+
+        Returns their ids.
+        """
 
 
 def load_device_store(setting: Any) -> DeviceStore:

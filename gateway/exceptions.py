@@ -12,8 +12,9 @@ GatewayError
 ├── RouteNotFound                 no route matched (a ValueError, as in Channels)
 ├── UnknownProtocol               no application for the scope type (a ValueError)
 ├── UnknownMessageType            a consumer has no handler for a message type (a ValueError)
-└── SmsSendError                  the SMS provider refused an outbound message or was unreachable
-    └── SmsOptedOut               the recipient opted out (STOP); nothing was sent
+├── SmsSendError                  the SMS provider refused an outbound message or was unreachable
+│   └── SmsOptedOut               the recipient opted out (STOP); nothing was sent
+└── CommandTimeout                a device did not answer a command in time (a TimeoutError)
 
 StopConsumer, AcceptConnection, DenyConnection, RequestAborted: control flow raised
 inside consumers, as in Channels.
@@ -26,6 +27,7 @@ __all__ = [
     "ChannelFull",
     "ChannelLayerError",
     "ChannelLayerUnavailable",
+    "CommandTimeout",
     "DenyConnection",
     "GatewayError",
     "ImproperlyConfiguredGateway",
@@ -108,6 +110,17 @@ class SmsOptedOut(SmsSendError):
 
     #: Only the recipient can opt in again (START): a retry would be refused the same way.
     retryable = False
+
+
+class CommandTimeout(GatewayError, TimeoutError):
+    """A device did not answer a command (`gateway.mqtt.request`) within its timeout.
+
+    The command stays in the history; an answer that comes later is recorded there.
+    """
+
+    def __init__(self, message: str, *, request_id: str) -> None:
+        super().__init__(message)
+        self.request_id = request_id
 
 
 class StopConsumer(Exception):

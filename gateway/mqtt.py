@@ -3,7 +3,8 @@
 `publish()` (sync) and `apublish()` (async) validate a message in the caller, then send it as
 an ``mqtt.publish`` message on the channel layer channel `PUBLISH_CHANNEL`; the process that
 holds the broker (or the broker connection) serves that channel and publishes. Importing this
-module imports no protocol library and reads no settings.
+module imports no protocol library and reads no settings. `request()` / `arequest()`
+(commands that wait for the device's answer) come from `gateway.mqtt_requests`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final, Literal, cast
 
-from gateway.exceptions import GatewayError, ImproperlyConfiguredGateway
+from gateway.exceptions import CommandTimeout, GatewayError, ImproperlyConfiguredGateway
 from gateway.run_event import run_one_event
 from gateway.types import ASGIApp, Message, MqttProperties, MqttPublishEvent, MqttScope
 
@@ -25,17 +26,21 @@ __all__ = [
     "PUBLISH_CHANNEL",
     "SPEC_VERSION",
     "BrokerKind",
+    "CommandResponse",
+    "CommandTimeout",
     "InboundMessage",
     "InvalidPayload",
     "MqttPublishError",
     "PublishFunc",
     "apublish",
+    "arequest",
     "build_mqtt_scope",
     "encode_payload",
     "filter_covers",
     "make_publish_event",
     "match_subscription",
     "publish",
+    "request",
     "run_mqtt_app",
     "split_shared_subscription",
     "topic_matches",
@@ -50,7 +55,6 @@ MAX_PAYLOAD: Final = 262144
 """Default largest payload, in bytes (256 KiB); adapters take theirs from OPTIONS."""
 MAX_TOPIC_BYTES: Final = 65535
 """MQTT's limit on a topic's UTF-8 length."""
-_PROTOCOL_MAX_PAYLOAD: Final = 268435455  # the largest remaining length MQTT can encode
 _PROPERTY_KEYS: Final = frozenset(MqttProperties.__annotations__)
 SPEC_VERSION: Final = "1.0"
 """The version of docs/specs/mqtt.md the scopes follow."""
@@ -307,15 +311,8 @@ def publish(
         )
     from asgiref.sync import async_to_sync
 
-    async_to_sync(apublish)(
-        topic,
-        payload,
-        qos,
-        retain,
-        properties=properties,
-        alias=alias,
-        max_payload=max_payload,
-    )
+    send = async_to_sync(apublish)
+    send(topic, payload, qos, retain, properties=properties, alias=alias, max_payload=max_payload)
 
 
 # --- inbound messages and their scopes (docs/specs/mqtt.md) ----------------------------------
@@ -398,3 +395,6 @@ async def run_mqtt_app(
 
     message: Message = {"type": "mqtt.message", "payload": payload}
     await run_one_event(app, scope, message, send, stopped=stopped)
+
+
+from gateway.mqtt_requests import CommandResponse, arequest, request  # noqa: E402

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django_app.models.commands import DeviceCommand as DeviceCommand
 from django_app.models.deadletters import DeadLetter as DeadLetter
 from django_app.models.devices import Device as Device
 from django_app.models.devices import DeviceCredential as DeviceCredential

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 from gateway.mqtt import (
@@ -59,6 +59,7 @@ __all__ = [
     "build_mqtt_scope",
     "check_common_options",
     "match_subscription",
+    "receive_until",
     "run_mqtt_app",
     "serve_publish_channel",
     "subscriptions_for",
@@ -201,8 +202,8 @@ def subscriptions_for(app: object, options: MqttOptions | None = None) -> list[s
 # --- serving gateway.mqtt.publish ------------------------------------------------------------
 
 
-async def _receive_or_stop(layer: Any, stop: asyncio.Event) -> Message | None:
-    receiving = asyncio.ensure_future(layer.receive(PUBLISH_CHANNEL))
+async def _receive_or_stop(layer: Any, channel: str, stop: asyncio.Event) -> Message | None:
+    receiving = asyncio.ensure_future(layer.receive(channel))
     stopping = asyncio.ensure_future(stop.wait())
     try:
         await asyncio.wait({receiving, stopping}, return_when=asyncio.FIRST_COMPLETED)
@@ -215,6 +216,24 @@ async def _receive_or_stop(layer: Any, stop: asyncio.Event) -> Message | None:
         message: Message = receiving.result()  # raises the layer's error, if any
         return message
     return None
+
+
+async def receive_until(
+    layer: Any, channel: str, stop: asyncio.Event, max_backoff: float = 5.0
+) -> AsyncIterator[Message]:
+    """Every message sent to `channel` until `stop` is set; layer errors are logged, retried."""
+    backoff = 0.0
+    while not stop.is_set():
+        try:
+            message = await _receive_or_stop(layer, channel, stop)
+        except Exception:
+            backoff = min(max_backoff, backoff * 2 or 0.05)
+            logger.exception("receiving from %s failed; retrying in %.2fs", channel, backoff)
+            await _sleep_or_stop(backoff, stop)
+            continue
+        backoff = 0.0
+        if message is not None:
+            yield message
 
 
 async def _publish_one(publish: PublishFunc, message: Message, max_payload: int) -> None:
@@ -248,20 +267,8 @@ async def serve_publish_channel(
     if layer is None:
         logger.warning("no channel layer %r: gateway.mqtt.publish() will not reach MQTT", alias)
         return
-    backoff = 0.0
-    while not stop.is_set():
-        try:
-            message = await _receive_or_stop(layer, stop)
-        except Exception:
-            backoff = min(max_backoff, backoff * 2 or 0.05)
-            logger.exception(
-                "receiving from %s failed; retrying in %.2fs", PUBLISH_CHANNEL, backoff
-            )
-            await _sleep_or_stop(backoff, stop)
-            continue
-        backoff = 0.0
-        if message is not None:
-            await _publish_one(publish, message, max_payload)
+    async for message in receive_until(layer, PUBLISH_CHANNEL, stop, max_backoff):
+        await _publish_one(publish, message, max_payload)
 
 
 async def _sleep_or_stop(delay: float, stop: asyncio.Event) -> None:

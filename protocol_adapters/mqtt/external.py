@@ -39,6 +39,7 @@ from gateway.types import MqttPublishEvent
 from protocol_adapters.mqtt._compat_gmqtt import OUTBOUND_PROPERTIES, check_version
 from protocol_adapters.mqtt._compat_gmqtt import Client as _Client
 from protocol_adapters.mqtt.common import MqttIntake, serve_publish_channel, subscriptions_for
+from protocol_adapters.mqtt.device_link import DeviceLink
 from protocol_adapters.mqtt.external_inbound import InboundFlow
 from protocol_adapters.mqtt.external_options import Backoff, ExternalOptions, check_external_options
 
@@ -64,6 +65,7 @@ class ExternalBroker(ProtocolAdapter):
         super().__init__(*args, **kwargs)
         self.options = ExternalOptions.from_options(self.context.options)
         self._filters: list[str] = []
+        self._link: DeviceLink | None = None
         self._intake: MqttIntake | None = None
         self._client: _Client | None = None
         self._connected = asyncio.Event()
@@ -86,7 +88,16 @@ class ExternalBroker(ProtocolAdapter):
         self._intake = MqttIntake(
             self.context, broker="external", options=common, publish=self._publish
         )
-        self._inbound = InboundFlow(self._intake, self._filters, self._stopping)
+        self._link = DeviceLink.build(
+            self._filters,
+            self.options.commands,
+            self.options.presence,
+            publish=self._publish,
+            mqtt5=self.options.protocol == 5,
+            alias=common.layer_alias,
+            max_payload=common.max_payload,
+        )
+        self._inbound = InboundFlow(self._intake, self._filters, self._stopping, self._link)
         first: _Client | None = None
         try:
             first = await self._open()
@@ -107,6 +118,10 @@ class ExternalBroker(ProtocolAdapter):
                 max_payload=common.max_payload,
             )
             self._tasks.append(asyncio.create_task(serve, name=f"mqtt-publish:{self.context.name}"))
+        for service in self._link.services(self._stopping) if self._link else []:
+            self._tasks.append(
+                asyncio.create_task(service, name=f"mqtt-devices:{self.context.name}")
+            )
         return [Listener("mqtt", f"{self.options.address} (client {self.options.client_id})")]
 
     async def stop(self, timeout: float) -> None:
@@ -123,6 +138,8 @@ class ExternalBroker(ProtocolAdapter):
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if self._link is not None:
+            await self._link.aclose()
         if self._client is not None:
             await self._client.close()
         self._status, self._detail = "down", "stopped"
@@ -238,19 +255,22 @@ class ExternalBroker(ProtocolAdapter):
 
     async def _subscribe(self, client: _Client) -> None:
         self._refused = []
-        if not self._filters:
+        own = self._link.filters if self._link is not None else []
+        if not self._filters and not own:
             return
         # retain_handling 1: retained messages for a new subscription, not on each resubscribe.
+        # The adapter's own (status topics) always get them: they are the devices' state.
         retain_handling = 1 if self.options.protocol == 5 else 0
+        qos = self.options.common.qos
         subs = [
-            Subscription(f, qos=self.options.common.qos, retain_handling_options=retain_handling)
-            for f in self._filters
+            Subscription(f, qos=qos, retain_handling_options=retain_handling) for f in self._filters
         ]
+        subs += [Subscription(f, qos=max(qos, 1), retain_handling_options=0) for f in own]
         waiter: asyncio.Future[tuple[int, ...]] = asyncio.get_running_loop().create_future()
         mid = client.subscribe(subs)
         client.subacks[mid] = waiter
         codes = await waiter
-        for topic_filter, code in zip(self._filters, codes, strict=False):
+        for topic_filter, code in zip([*self._filters, *own], codes, strict=False):
             if code >= 0x80:
                 self._refused.append(f"{topic_filter} (0x{code:02x})")
                 logger.error(

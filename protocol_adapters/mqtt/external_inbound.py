@@ -16,6 +16,7 @@ from gateway.pipeline import DispatcherClosed, OnDone, Outcome
 from protocol_adapters.mqtt._compat_gmqtt import Client as _Client
 from protocol_adapters.mqtt._compat_gmqtt import scope_properties
 from protocol_adapters.mqtt.common import InboundMessage, MqttIntake, match_subscription
+from protocol_adapters.mqtt.device_link import DeviceLink
 
 __all__ = ["InboundFlow"]
 
@@ -23,10 +24,17 @@ __all__ = ["InboundFlow"]
 class InboundFlow:
     """gmqtt's delivery callbacks: PUBLISHes into the intake, parked while it is full."""
 
-    def __init__(self, intake: MqttIntake, filters: list[str], stopping: asyncio.Event) -> None:
+    def __init__(
+        self,
+        intake: MqttIntake,
+        filters: list[str],
+        stopping: asyncio.Event,
+        link: DeviceLink | None = None,
+    ) -> None:
         self.intake = intake
         self.filters = filters
         self.stopping = stopping
+        self.link = link
         # Messages read while the intake was full, in arrival order, and the drainer for them.
         self.parked: deque[tuple[_Client, InboundMessage, OnDone | None]] = deque()
         self.drainer: asyncio.Task[None] | None = None
@@ -53,6 +61,12 @@ class InboundFlow:
         if intake.closed or self.stopping.is_set() or client.lost.is_set():
             return  # not acknowledged: the broker keeps it for the next session
         message = self._message(topic, payload, qos, mid, properties)
+        if self.link is not None:
+            own = self.link.take(topic, payload, message.retain, message.properties)
+            if own is not None:  # the gateway's own (an answer, a status): not the app's
+                done = None if mid is None else partial(client.acknowledge, qos, mid)
+                self.link.spawn(own, done)
+                return
         on_done = None if mid is None else partial(_acknowledge, client, qos, mid)
         if not self.parked and intake.try_submit(message, on_done):
             return

@@ -24,6 +24,12 @@ from gateway.options import (
     reconnect_option,
     tls_option,
 )
+from protocol_adapters.mqtt.device_options import (
+    COMMANDS_OPTION,
+    PRESENCE_OPTION,
+    CommandsOptions,
+    PresenceOptions,
+)
 from protocol_adapters.mqtt.options import COMMON_OPTION_KEYS, COMMON_OPTIONS, MqttOptions
 
 __all__ = [
@@ -87,6 +93,8 @@ EXTERNAL_OPTIONS: Final = OptionSet(
     Option("USERNAME", None, _rule(lambda v: v is None or isinstance(v, str), "a str or None")),
     Option("PASSWORD", None, _rule(lambda v: v is None or isinstance(v, str), "a str or None")),
     tls_option("CA_FILE", "CERT_FILE", "KEY_FILE", "INSECURE"),
+    COMMANDS_OPTION,
+    PRESENCE_OPTION,
 )  # fmt: skip
 """Every OPTIONS key of `ExternalBroker`, with its default and check (docs/mqtt.md)."""
 
@@ -115,6 +123,8 @@ class ExternalOptions:
     reconnect_initial: float
     reconnect_max: float
     connect_timeout: float
+    commands: CommandsOptions | None = None
+    presence: PresenceOptions | None = None
 
     @property
     def address(self) -> str:
@@ -159,6 +169,8 @@ class ExternalOptions:
             reconnect_initial=reconnect.initial,
             reconnect_max=reconnect.maximum,
             connect_timeout=float(merged["CONNECT_TIMEOUT"]),
+            commands=merged["COMMANDS"],
+            presence=merged["PRESENCE"],
         )
 
 

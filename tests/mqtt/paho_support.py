@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import queue
 import threading
 from dataclasses import dataclass, field
@@ -112,3 +113,48 @@ class PahoClient:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+
+
+class AnsweringDevice(PahoClient):
+    """A device that answers every command on ``devices/<id>/commands/#`` after `delay` seconds.
+
+    MQTT 5: to the command's response topic with its correlation data. MQTT 3.1.1: to
+    ``devices/<id>/responses/<request id>``, the id being the command topic's last level.
+    The answer is ``{"device": id, "command": ..., "got": <the command's payload>}``.
+    """
+
+    def __init__(
+        self, broker: Mosquitto, device_id: str, *, delay: float = 0.0, **options: Any
+    ) -> None:
+        self.device_id = device_id
+        self.delay = delay
+        self.commands: queue.Queue[Received] = queue.Queue()
+        super().__init__(broker, options.pop("client_id", device_id), **options)
+        self.subscribe(f"devices/{device_id}/commands/#")
+
+    def _on_message(self, client: Any, userdata: Any, message: paho.MQTTMessage) -> None:
+        # Set before connecting: a resumed session's queued commands come at once.
+        levels = message.topic.split("/")
+        properties = message.properties
+        response_topic = getattr(properties, "ResponseTopic", None) if properties else None
+        answer_properties = None
+        if self.mqtt5 and response_topic:
+            command = "/".join(levels[3:])
+            answer_properties = publish_properties(
+                CorrelationData=properties.CorrelationData  # type: ignore[union-attr]
+            )
+        else:
+            command = "/".join(levels[3:-1])
+            response_topic = f"devices/{self.device_id}/responses/{levels[-1]}"
+        self.commands.put(Received(message.topic, message.payload, message.qos, message.retain))
+        body = json.dumps(
+            {"device": self.device_id, "command": command, "got": message.payload.decode()}
+        )
+
+        def send() -> None:
+            client.publish(response_topic, body, 1, properties=answer_properties)
+
+        if self.delay:
+            threading.Timer(self.delay, send).start()
+        else:
+            send()

@@ -1,0 +1,194 @@
+"""Commands that wait for the device: `request()` / `arequest()` and the store of their history.
+
+The caller sends an ``mqtt.request`` event (docs/specs/mqtt.md, *Requests to devices*) on the
+channel layer channel `REQUEST_CHANNEL` with a channel of its own to answer on; the process
+holding the broker connection publishes the command with a correlation id, records it through
+a `CommandStore`, and sends back the device's answer or its timeout. Importing this module
+imports no protocol library and reads no settings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final, Protocol, cast
+
+from django.utils.module_loading import import_string
+
+from gateway.exceptions import CommandTimeout, ImproperlyConfiguredGateway
+from gateway.types import MqttProperties, MqttRequestEvent
+
+__all__ = [
+    "DEFAULT_COMMAND_STORE",
+    "GRACE",
+    "REQUEST_CHANNEL",
+    "CommandResponse",
+    "CommandStore",
+    "arequest",
+    "device_id_of",
+    "load_command_store",
+    "make_request_event",
+    "request",
+]
+
+REQUEST_CHANNEL: Final = "gateway.mqtt.request"
+"""The channel layer channel the process holding the broker connection serves requests on."""
+GRACE: Final = 5.0
+"""Seconds past the timeout a caller waits for the outcome before it gives up on its own."""
+DEFAULT_COMMAND_STORE: Final = "django_app.commands.DatabaseCommandStore"
+
+
+@dataclass(frozen=True)
+class CommandResponse:
+    """A device's answer to a command."""
+
+    request_id: str
+    payload: bytes
+    properties: MqttProperties = field(default_factory=lambda: MqttProperties())
+
+    @property
+    def text(self) -> str:
+        """The payload as UTF-8 text (undecodable bytes replaced)."""
+        return self.payload.decode("utf-8", errors="replace")
+
+    def json(self) -> Any:
+        """The payload as JSON; ValueError when it is not."""
+        return json.loads(self.payload)
+
+
+class CommandStore(Protocol):
+    """The history of commands (docs/specs/mqtt.md); every method is async."""
+
+    async def record_sent(
+        self,
+        request_id: str,
+        device_id: str,
+        command: str,
+        topic: str,
+        payload: bytes,
+        timeout: float,
+    ) -> bool:
+        """A command is about to be published; False when the device is unknown (not kept)."""
+
+    async def record_answer(self, request_id: str, payload: bytes, *, in_time: bool) -> bool:
+        """The device answered (in time, or late); False when the id is unknown."""
+
+    async def record_timeout(self, request_id: str) -> None:
+        """No answer came in time (a command already answered stays answered)."""
+
+
+def load_command_store(setting: Any) -> CommandStore:
+    """The store a ``STORE`` option names (a dotted path to a class), or the default."""
+    path = DEFAULT_COMMAND_STORE if setting is None else setting
+    if not isinstance(path, str):
+        raise ImproperlyConfiguredGateway(f"COMMANDS['STORE'] must be a dotted path: {setting!r}")
+    store: CommandStore = import_string(path)()
+    return store
+
+
+def device_id_of(device: object) -> str:
+    """A device's id: a `Device` (anything with ``device_id``) or the id itself."""
+    device_id = getattr(device, "device_id", device)
+    if not isinstance(device_id, str) or not device_id:
+        raise ValueError(f"a device or a device id is needed, got {device!r}")
+    return device_id
+
+
+def make_request_event(
+    device: object,
+    command: str,
+    payload: object,
+    timeout: float,
+    *,
+    qos: int = 1,
+    reply_channel: str,
+    max_payload: int | None = None,
+) -> MqttRequestEvent:
+    """Validate a command and return it as an ``mqtt.request``; MqttPublishError if bad."""
+    from gateway.mqtt import MAX_PAYLOAD, make_publish_event
+
+    device_id = device_id_of(device)
+    limit = MAX_PAYLOAD if max_payload is None else max_payload
+    # The command topic's own checks: its levels, its payload, its QoS.
+    event = make_publish_event(f"{device_id}/{command}", payload, qos, max_payload=limit)
+    if not isinstance(timeout, int | float) or isinstance(timeout, bool) or timeout <= 0:
+        raise ValueError(f"the timeout must be a positive number of seconds, got {timeout!r}")
+    return {
+        "type": "mqtt.request",
+        "request_id": uuid.uuid4().hex,
+        "device_id": device_id,
+        "command": command,
+        "payload": event["payload"],
+        "qos": event.get("qos", 1),
+        "timeout": float(timeout),
+        "reply_channel": reply_channel,
+    }
+
+
+async def arequest(
+    device: object,
+    command: str,
+    payload: object = b"",
+    timeout: float = 10.0,
+    *,
+    qos: int = 1,
+    alias: str = "default",
+) -> CommandResponse:
+    """Send `command` to a device and return its answer; CommandTimeout when none comes."""
+    from gateway.layers import get_channel_layer
+
+    layer = get_channel_layer(alias)
+    if layer is None:
+        raise ImproperlyConfiguredGateway(
+            f"gateway.mqtt.request needs a channel layer, but CHANNEL_LAYERS has no {alias!r}"
+        )
+    reply_channel = await layer.new_channel("mqtt-request.")
+    event = make_request_event(
+        device, command, payload, timeout, qos=qos, reply_channel=reply_channel
+    )
+    await layer.send(REQUEST_CHANNEL, dict(event))
+    try:
+        async with asyncio.timeout(event["timeout"] + GRACE):
+            outcome: Mapping[str, Any] = await layer.receive(reply_channel)
+    except TimeoutError:
+        raise CommandTimeout(
+            f"no outcome for {command!r} to {event['device_id']} within {timeout}s "
+            f"(+{GRACE}s): is a gateway with COMMANDS serving {REQUEST_CHANNEL}?",
+            request_id=event["request_id"],
+        ) from None
+    if outcome.get("type") == "mqtt.request.failed":
+        raise ConnectionError(f"{command!r} to {event['device_id']}: {outcome.get('error')}")
+    if outcome.get("type") != "mqtt.response":
+        raise CommandTimeout(
+            f"{event['device_id']} did not answer {command!r} within {timeout}s",
+            request_id=event["request_id"],
+        )
+    properties = cast(MqttProperties, outcome.get("properties") or {})
+    return CommandResponse(event["request_id"], bytes(outcome["payload"]), properties)
+
+
+def request(
+    device: object,
+    command: str,
+    payload: object = b"",
+    timeout: float = 10.0,
+    *,
+    qos: int = 1,
+    alias: str = "default",
+) -> CommandResponse:
+    """`arequest` from sync code (a view, an admin action, a management command)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        raise RuntimeError(
+            "gateway.mqtt.request() was called from a running event loop; "
+            "use 'await gateway.mqtt.arequest(...)' in async code"
+        )
+    from asgiref.sync import async_to_sync
+
+    return async_to_sync(arequest)(device, command, payload, timeout, qos=qos, alias=alias)

@@ -1,0 +1,195 @@
+"""Commands that wait for the device, through a real Mosquitto, with paho devices that answer."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from asgiref.sync import sync_to_async
+
+from django_app.models.commands import DeviceCommand
+from django_app.models.devices import Device
+from gateway import AsyncMqttConsumer, MqttTopicRouter, ProtocolTypeRouter
+from gateway.db import database_sync_to_async
+from gateway.exceptions import CommandTimeout
+from gateway.mqtt import arequest, request
+from gateway.types import ASGIApp
+from routers import topic
+from tests.integration.mosquitto import Mosquitto, running_mosquitto
+from tests.mqtt.external_support import eventually, running_gateway, settings_for
+from tests.mqtt.paho_support import AnsweringDevice, PahoClient
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def broker() -> Iterator[Mosquitto]:
+    with running_mosquitto() as started:
+        yield started
+
+
+class Telemetry(AsyncMqttConsumer):
+    seen: list[str] | None = None
+
+    async def receive(self, payload: bytes) -> None:
+        if self.seen is not None:
+            self.seen.append(self.topic)
+
+
+def app(seen: list[str] | None = None) -> ASGIApp:
+    routes = [topic("devices/{device_id}/telemetry", Telemetry.as_asgi(seen=seen))]
+    return ProtocolTypeRouter({"mqtt": MqttTopicRouter(routes)})
+
+
+@database_sync_to_async
+def add_device(device_id: str) -> Device:
+    return Device.objects.create(device_id=device_id)
+
+
+@database_sync_to_async
+def history(device_id: str) -> list[DeviceCommand]:
+    return list(DeviceCommand.objects.filter(device__device_id=device_id).order_by("sent_at"))
+
+
+async def device(broker: Mosquitto, device_id: str, **options: Any) -> AnsweringDevice:
+    return await asyncio.to_thread(AnsweringDevice, broker, device_id, **options)
+
+
+@pytest.mark.parametrize("protocol", [5, "3.1.1"])
+async def test_a_request_returns_the_device_s_answer(broker: Mosquitto, protocol: object) -> None:
+    await add_device("pump-7")
+    settings = settings_for(broker, COMMANDS=True, PROTOCOL=protocol)
+    async with running_gateway(app(), settings):
+        pump = await device(broker, "pump-7", mqtt5=protocol == 5)
+        try:
+            answer = await arequest("pump-7", "reboot", {"now": True}, timeout=5)
+            command = pump.commands.get_nowait()
+        finally:
+            pump.close()
+    assert answer.json() == {"device": "pump-7", "command": "reboot", "got": '{"now":true}'}
+    [row] = await history("pump-7")
+    assert (row.status, row.command, bytes(row.payload)) == ("answered", "reboot", b'{"now":true}')
+    assert bytes(row.response or b"") == answer.payload
+    assert row.answered_at is not None
+    assert command.qos == 1
+    if protocol == 5:
+        assert command.topic == "devices/pump-7/commands/reboot"
+        assert answer.properties["correlation_data"] == answer.request_id.encode()
+    else:  # the id is the topic's last level; nothing made up in the answer's properties
+        assert command.topic == f"devices/pump-7/commands/reboot/{answer.request_id}"
+        assert answer.properties == {}
+
+
+async def test_the_sync_request_works_from_a_worker_thread(broker: Mosquitto) -> None:
+    await add_device("pump-1")
+    async with running_gateway(app(), settings_for(broker, COMMANDS=True)):
+        pump = await device(broker, "pump-1")
+        try:
+            answer = await sync_to_async(request)("pump-1", "status/read", "?", 5)
+        finally:
+            pump.close()
+    assert answer.json()["command"] == "status/read"
+    with pytest.raises(RuntimeError, match="arequest"):
+        request("pump-1", "x", timeout=1)
+
+
+async def test_many_requests_at_once_each_get_their_own_answer(broker: Mosquitto) -> None:
+    ids = [f"dev-{n}" for n in range(5)]
+    for device_id in ids:
+        await add_device(device_id)
+    async with running_gateway(app(), settings_for(broker, COMMANDS=True)):
+        devices = [await device(broker, device_id) for device_id in ids]
+        try:
+            answers = await asyncio.gather(
+                *(arequest(d, "ping", str(n), timeout=5) for d in ids for n in range(4))
+            )
+        finally:
+            for each in devices:
+                each.close()
+    got = sorted((a.json()["device"], a.json()["got"]) for a in answers)
+    assert got == sorted((d, str(n)) for d in ids for n in range(4))
+
+
+async def test_a_device_that_does_not_answer_times_out(broker: Mosquitto) -> None:
+    await add_device("mute")
+    async with running_gateway(app(), settings_for(broker, COMMANDS=True)):
+        silent = await asyncio.to_thread(PahoClient, broker, "mute")
+        try:
+            await asyncio.to_thread(silent.subscribe, "devices/mute/commands/#")
+            with pytest.raises(CommandTimeout, match="did not answer") as raised:
+                await arequest("mute", "reboot", b"", timeout=0.3)
+            assert (await silent.next()).topic == "devices/mute/commands/reboot"
+        finally:
+            silent.close()
+    [row] = await history("mute")
+    assert row.status == "timed_out"
+    assert row.request_id == raised.value.request_id
+    assert isinstance(raised.value, TimeoutError)
+
+
+async def test_an_answer_after_the_timeout_is_recorded_not_raised(broker: Mosquitto) -> None:
+    await add_device("slow")
+    async with running_gateway(app(), settings_for(broker, COMMANDS=True)):
+        slow = await device(broker, "slow", delay=0.8)
+        try:
+            with pytest.raises(CommandTimeout):
+                await arequest("slow", "reboot", "now", timeout=0.2)
+            rows: list[DeviceCommand] = []
+
+            async def answered() -> bool:
+                rows[:] = await history("slow")
+                return rows[0].status == "answered_late"
+
+            await eventually_async(answered, "the late answer to be recorded")
+        finally:
+            slow.close()
+    assert b'"got": "now"' in bytes(rows[0].response or b"")
+
+
+async def test_a_command_to_an_offline_device_is_queued_and_its_answer_recorded_later(
+    broker: Mosquitto,
+) -> None:
+    await add_device("sleepy")
+    away = await device(broker, "sleepy", clean=False)  # a persistent session, QoS 1
+    away.close()
+    async with running_gateway(app(), settings_for(broker, COMMANDS=True)):
+        with pytest.raises(CommandTimeout):
+            await arequest("sleepy", "wake", "up", timeout=0.3)
+        assert [r.status for r in await history("sleepy")] == ["timed_out"]
+        back = await device(broker, "sleepy", clean=False)
+        try:
+
+            async def answered() -> bool:
+                return [r.status for r in await history("sleepy")] == ["answered_late"]
+
+            await eventually_async(answered, "the queued command's answer")
+        finally:
+            back.close()
+
+
+async def test_answers_never_reach_the_application(broker: Mosquitto) -> None:
+    await add_device("pump-2")
+    seen: list[str] = []
+    async with running_gateway(app(seen), settings_for(broker, COMMANDS=True)):
+        pump = await device(broker, "pump-2")
+        try:
+            await arequest("pump-2", "reboot", timeout=5)
+            await asyncio.to_thread(pump.publish, "devices/pump-2/telemetry", b"{}")
+            await eventually(lambda: bool(seen), "the telemetry")
+            # An answer nobody asked for is dropped (and logged), not handed to the app.
+            await asyncio.to_thread(pump.publish, "devices/pump-2/responses/nope", b"{}")
+            await asyncio.to_thread(pump.publish, "devices/pump-2/telemetry", b"{}")
+            await eventually(lambda: len(seen) == 2, "the second telemetry")
+        finally:
+            pump.close()
+    assert seen == ["devices/pump-2/telemetry"] * 2
+
+
+async def eventually_async(check: Any, what: str) -> None:
+    for _ in range(500):
+        if await check():
+            return
+        await asyncio.sleep(0.04)
+    raise AssertionError(f"timed out waiting for {what}")
