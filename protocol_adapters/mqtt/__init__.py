@@ -9,17 +9,19 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["EmbeddedBroker", "ExternalBroker", "MosquittoDynsec"]
+__all__ = ["EmbeddedBroker", "EmqxAuth", "ExternalBroker", "MosquittoDynsec"]
 
 _EXPORTS: dict[str, str] = {
     "EmbeddedBroker": "protocol_adapters.mqtt.embedded",
     "ExternalBroker": "protocol_adapters.mqtt.external",
     "MosquittoDynsec": "protocol_adapters.mqtt.dynsec",
+    "EmqxAuth": "protocol_adapters.mqtt.emqx_auth",
 }
 
 if TYPE_CHECKING:
     from protocol_adapters.mqtt.dynsec import MosquittoDynsec
     from protocol_adapters.mqtt.embedded import EmbeddedBroker
+    from protocol_adapters.mqtt.emqx_auth import EmqxAuth
     from protocol_adapters.mqtt.external import ExternalBroker
 
 
