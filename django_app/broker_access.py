@@ -75,6 +75,8 @@ def _push(device_id: str, password: str | None) -> None:
         async_to_sync(broker_access.push)([access])
     except OSError as exc:  # the broker is down: the next resync catches up
         logger.error("device %s not pushed to the broker: %s", device_id, exc)
+    except Exception:  # the change is committed: the save must not fail for the broker
+        logger.exception("device %s not pushed to the broker", device_id)
 
 
 def _device_changed(sender: Any, instance: Device, **kwargs: Any) -> None:

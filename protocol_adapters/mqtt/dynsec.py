@@ -17,8 +17,10 @@ from urllib.parse import unquote, urlsplit
 
 from gateway.adapters import AdapterHealth, Listener, ProtocolAdapter
 from gateway.broker_access import DeviceAccess, SyncReport, load_device_source
+from gateway.exceptions import ImproperlyConfiguredGateway
 from gateway.mqtt import MqttPublishError, validate_topic_filter
 from gateway.options import Option, OptionSet, positive_number
+from protocol_adapters.mqtt._compat_gmqtt import check_version
 from protocol_adapters.mqtt.dynsec_client import DynsecConnection, DynsecError, Target, control
 from protocol_adapters.mqtt.dynsec_plan import BrokerClient, Plan, acls_from_json, plan
 from protocol_adapters.mqtt.embedded_acl import DEFAULT_ACL
@@ -172,6 +174,10 @@ class MosquittoDynsec(ProtocolAdapter):
 
     @classmethod
     def check_options(cls, options: Mapping[str, Any]) -> list[str]:
+        try:
+            check_version()  # the admin connection is a gmqtt client
+        except ImproperlyConfiguredGateway as exc:
+            return [str(exc)]
         return DYNSEC_OPTIONS.check(options)
 
     @classmethod

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from django_app.checks import check_gateway_setting
 from gateway.broker_access import DeviceAccess, password_fingerprint
+from protocol_adapters.mqtt.dynsec import MosquittoDynsec
 from protocol_adapters.mqtt.dynsec_plan import BrokerClient, acls, marker, plan
 
 PREFIX = "gateway-device-"
@@ -81,3 +85,33 @@ def test_a_deleted_device_loses_client_and_role() -> None:
         {"command": "deleteClient", "username": "pump-1"},
         {"command": "deleteRole", "rolename": "gateway-device-pump-1"},
     ]
+
+
+def test_bad_options_are_named() -> None:
+    problems = MosquittoDynsec.check_options(
+        {"URL": "http://broker", "ACL": ["a/#/b"], "TIMEOUT": 0, "SYNC": True}
+    )
+    assert problems == [
+        "OPTIONS[\"URL\"] must be mqtt://[user:password@]host[:port], got 'http://broker'",
+        "OPTIONS[\"ACL\"] must be a list of topic filters (MQTT topic filter 'a/#/b': '#' must be "
+        "a whole level and the last one), got ['a/#/b']",
+        'OPTIONS["TIMEOUT"] must be a positive number, got 0',
+        'OPTIONS["SYNC"] is not a known key',
+    ]
+
+
+def test_the_system_check_reports_them_under_the_adapters_setting(settings: Any) -> None:
+    settings.GATEWAY = {
+        "ADAPTERS": {
+            "dynsec": {"BACKEND": "protocol_adapters.mqtt.MosquittoDynsec",
+                       "OPTIONS": {"ROLE_PREFIX": ""}},
+            "emqx": {"BACKEND": "protocol_adapters.mqtt.EmqxAuth", "OPTIONS": {}},
+        }
+    }  # fmt: skip
+    errors = check_gateway_setting()
+    assert [(e.id, e.msg) for e in errors] == [
+        ("gateway.E005", 'GATEWAY["ADAPTERS"]["dynsec"]["OPTIONS"]["ROLE_PREFIX"] must be a '
+                         "non-empty str, got ''"),
+        ("gateway.E005", 'GATEWAY["ADAPTERS"]["emqx"]["OPTIONS"]["SECRET"] is required '
+                         "(use the environment)"),
+    ]  # fmt: skip
