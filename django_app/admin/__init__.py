@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django_app.admin import commands as commands
 from django_app.admin import deadletters as deadletters
 from django_app.admin import devices as devices
 from django_app.admin import email as email

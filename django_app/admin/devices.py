@@ -16,6 +16,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from django_app import devices
+from django_app.admin.commands import ask_devices, history_table
 from django_app.models.devices import Device, DeviceCredential
 from gateway import mqtt
 
@@ -76,6 +77,31 @@ class CommandForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 4}), initial="{}", help_text="A JSON document."
     )
 
+    wait = forms.BooleanField(
+        required=False,
+        label="Wait for the answers",
+        help_text=(
+            "Send it as a request (gateway.mqtt.request: the external broker's COMMANDS) to "
+            "devices/<device id>/commands/<command>, and show each device's answer or timeout."
+        ),
+    )
+    command = forms.CharField(required=False, initial="run", help_text="With the wait: its name.")
+    timeout = forms.FloatField(
+        initial=5.0, min_value=0.1, max_value=120.0, required=False, help_text="Seconds."
+    )
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        if cleaned.get("wait"):
+            command = str(cleaned.get("command") or "").strip("/")
+            try:
+                mqtt.validate_topic_name(f"devices/x/commands/{command}")
+            except mqtt.MqttPublishError as exc:
+                self.add_error("command", str(exc))
+            cleaned["command"] = command
+            cleaned["timeout"] = cleaned.get("timeout") or 5.0
+        return cleaned
+
     def clean_topic_suffix(self) -> str:
         suffix = str(self.cleaned_data["topic_suffix"]).strip("/")
         try:
@@ -96,7 +122,7 @@ class DeviceAdmin(_DeviceModelAdmin):
     list_display = ["device_id", "name", "online", "last_seen", "state_summary"]
     list_filter = ["online"]
     search_fields = ["device_id", "name"]
-    readonly_fields = ["online", "last_seen", "created", "last_readings"]
+    readonly_fields = ["online", "last_seen", "created", "last_readings", "command_history"]
     inlines = [DeviceCredentialInline]
     actions = ["send_command"]
 
@@ -127,13 +153,30 @@ class DeviceAdmin(_DeviceModelAdmin):
             rows,
         )
 
+    @admin.display(description="Command history")
+    def command_history(self, device: Device) -> str:
+        """The device's last commands (gateway.mqtt.request) and their answers, newest first."""
+        return history_table(device)
+
     @admin.action(description="Send a command to the selected devices")
     def send_command(self, request: HttpRequest, queryset: QuerySet[Device]) -> HttpResponse | None:
         form = CommandForm(request.POST if "apply" in request.POST else None)
         if "apply" in request.POST and form.is_valid():
-            self._publish(request, queryset, form.cleaned_data)
+            data = form.cleaned_data
+            if data["wait"]:
+                ids = list(queryset.values_list("device_id", flat=True))
+                answers = ask_devices(ids, data["command"], data["payload"], data["timeout"])
+                context = {**self._context(request, form, queryset), "answers": answers}
+                return TemplateResponse(request, "gateway/devices/command_answers.html", context)
+            self._publish(request, queryset, data)
             return None  # back to the change list, with the message
-        context = {
+        context = self._context(request, form, queryset)
+        return TemplateResponse(request, "gateway/devices/send_command.html", context)
+
+    def _context(
+        self, request: HttpRequest, form: CommandForm, queryset: QuerySet[Device]
+    ) -> dict[str, Any]:
+        return {
             **self.admin_site.each_context(request),
             "title": "Send a command",
             "form": form,
@@ -141,7 +184,6 @@ class DeviceAdmin(_DeviceModelAdmin):
             "opts": self.model._meta,
             "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
         }
-        return TemplateResponse(request, "gateway/devices/send_command.html", context)
 
     def _publish(self, request: HttpRequest, queryset: QuerySet[Device], data: Any) -> None:
         sent = 0
