@@ -20,6 +20,7 @@ from gateway.exceptions import SmsOptedOut, SmsSendError
 from gateway.replies import ReplyNotSent, log_unsent, logs_failure
 from gateway.sms import SmsStore
 from gateway.sms_rest import RestSmsSender
+from gateway.sms_wire import reply_number
 from gateway.types import Message
 
 __all__ = ["Exchange", "RestReplies"]
@@ -35,10 +36,8 @@ class Exchange:
     body: str
     in_answer: list[Message] = field(default_factory=list)
     later: list[Message] = field(default_factory=list)
-    returned: asyncio.Event = field(default_factory=asyncio.Event)
-    """The application returned: the webhook may be answered."""
-    finished: asyncio.Event = field(default_factory=asyncio.Event)
-    """The dispatcher has the outcome (handled or dead-lettered)."""
+    settled: asyncio.Event = field(default_factory=asyncio.Event)
+    """The application returned, or the dispatcher has the outcome: the webhook may be answered."""
     answered: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -69,11 +68,12 @@ class RestReplies:
         """One reply; raises SmsSendError (a number that opted out meanwhile is logged)."""
         if not self.sender.configured:
             raise SmsSendError(
-                f"SMS {scope['message_id']}: replies go over {self.sender.provider}'s REST API, "
-                "and its credentials are not set."
+                f"SMS {scope['message_id']}: this reply goes over {self.sender.provider}'s REST "
+                f"API, and {self.sender.unconfigured}."
             )
+        to, from_ = reply_number(scope, "from"), reply_number(scope, "to")
         try:
-            await self.sender.send(str(scope["from"]), str(message["body"]), from_=str(scope["to"]))
+            await self.sender.send(to, str(message["body"]), from_=from_)
         except SmsOptedOut:
             await self.opted_out(scope)
 

@@ -39,6 +39,8 @@ class RestSmsSender(abc.ABC):
 
     provider: ClassVar[str]
     """The provider's name in messages and errors ("Vonage")."""
+    credentials: ClassVar[tuple[str, ...]]
+    """The OPTIONS keys the API needs ("API_KEY", "API_SECRET")."""
 
     def __init__(self, values: Mapping[str, Any], store: SmsStore) -> None:
         """`values` are the adapter's parsed OPTIONS (FROM, SEND_RETRY, SEND_TIMEOUT, ...)."""
@@ -47,11 +49,28 @@ class RestSmsSender(abc.ABC):
         self.from_: str | None = values.get("FROM")
         self.retry: RetryPolicy = values["SEND_RETRY"]
         self.timeout = float(values["SEND_TIMEOUT"])
+        # Where the provider posts delivery reports, when the public URL is known.
+        public = values.get("PUBLIC_URL")
+        self.callback: str | None = public.rstrip("/") + values["STATUS_PATH"] if public else None
 
     @property
-    @abc.abstractmethod
     def configured(self) -> bool:
         """True when the REST credentials are set."""
+        return all(self.values[key] for key in self.credentials)
+
+    @property
+    def unconfigured(self) -> str:
+        """Why `configured` is False: "its credentials are not set (API_KEY is not configured)"."""
+        verb = "is" if len(self.credentials) == 1 else "are"
+        keys = " and ".join(self.credentials)
+        return f"its credentials are not set ({keys} {verb} not configured)"
+
+    def origin(self, from_: str | None) -> str:
+        """The number to send from: `from_`, else FROM; raises SmsSendError without one."""
+        sender = from_ or self.from_
+        if not sender:
+            raise SmsSendError("Cannot send SMS: set OPTIONS['FROM'] or pass from_.")
+        return sender
 
     @abc.abstractmethod
     async def post(self, to: str, body: str, media_urls: Sequence[str], from_: str) -> SentMessage:
@@ -71,11 +90,10 @@ class RestSmsSender(abc.ABC):
                 f"Cannot send SMS: the body must be text of at most {MAX_BODY_CHARS} characters."
             )
         if not self.configured:
-            raise SmsSendError(f"Cannot send SMS: {self.provider}'s credentials are not set.")
-        sender = from_ or self.from_
-        if not sender:
-            raise SmsSendError("Cannot send SMS: set OPTIONS['FROM'] or pass from_.")
+            raise SmsSendError(f"Cannot send SMS through {self.provider}: {self.unconfigured}.")
+        sender = self.origin(from_)
         if await self.store.is_opted_out(to):
+            logger.info("SMS to %s not sent: the number opted out (STOP).", to)
             raise SmsOptedOut(f"{to} opted out of messages (STOP); nothing was sent.")
         sent = await self._with_retries(to, body, media_urls, sender)
         await self._record(sent, body, media_urls)

@@ -45,6 +45,7 @@ from gateway.sms_wire import (
     WebhookRequest,
     read_body,
     read_request,
+    record_numbers,
     respond,
     webhook_options,
 )
@@ -125,7 +126,7 @@ class SmsWebhookAdapter(ProtocolAdapter):
             DeployRisk(
                 "gateway.W104",
                 f'OPTIONS["{key}"] is not set: the SMS webhook refuses every request (403).',
-                "Set it from the environment, e.g. os.environ.get(...).",
+                f'Set it from the environment: os.environ.get("{cls.provider.upper()}_{key}").',
             )
             for key in cls.SECRETS
             if not options.get(key)
@@ -262,9 +263,8 @@ class SmsWebhookAdapter(ProtocolAdapter):
         self._seen[part.message_id] = None
         if len(self._seen) > 10_000:
             self._seen.popitem(last=False)
-        record = SmsRecord(
-            "inbound", part.message_id, part.from_, part.to, part.body, "received", part.media
-        )
+        from_, to = record_numbers(part.from_, part.to)
+        record = SmsRecord("inbound", part.message_id, from_, to, part.body, "received", part.media)
         try:
             return await self.store.record(record)
         except Exception:
@@ -290,14 +290,11 @@ class SmsWebhookAdapter(ProtocolAdapter):
             logger.exception("SMS %s: the HELP answer could not be sent.", scope["message_id"])
 
     async def _run_within_deadline(self, exchange: Exchange) -> list[str]:
-        task = self._spawn(self._run(exchange))
-        waits = {
-            asyncio.create_task(event.wait()) for event in (exchange.returned, exchange.finished)
-        }
-        await asyncio.wait({task, *waits}, timeout=self.deadline, return_when="FIRST_COMPLETED")
-        for wait in waits:
-            wait.cancel()
-        if not (task.done() or exchange.returned.is_set() or exchange.finished.is_set()):
+        self._spawn(self._run(exchange))
+        try:
+            async with asyncio.timeout(self.deadline):
+                await exchange.settled.wait()
+        except TimeoutError:
             logger.warning(
                 "SMS %s: past the %.1fs deadline, answering now.",
                 exchange.scope["message_id"],
@@ -326,7 +323,7 @@ class SmsWebhookAdapter(ProtocolAdapter):
             await self._mark_failed(scope["message_id"], repr(exc))
             return
         finally:
-            exchange.finished.set()
+            exchange.settled.set()
         if not outcome.handled:
             if not exchange.answered.is_set():
                 exchange.in_answer.clear()  # a failed message is answered without replies
@@ -343,7 +340,6 @@ class SmsWebhookAdapter(ProtocolAdapter):
         replies cannot be sent fails like a consumer error: gateway.replies)."""
         exchange.in_answer.clear()  # a retried attempt starts over
         exchange.later.clear()
-        exchange.returned.clear()
 
         async def sent(message: Message) -> None:
             if message.get("type") == "sms.reply":
@@ -359,7 +355,7 @@ class SmsWebhookAdapter(ProtocolAdapter):
         await run_sms_app(
             self.context.app, exchange.scope, exchange.body, sent, stopped=self._stopped
         )
-        exchange.returned.set()  # the webhook may be answered now
+        exchange.settled.set()  # the webhook may be answered now
         if exchange.later:
             await exchange.answered.wait()
             await self.replies.send_later(exchange)

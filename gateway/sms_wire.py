@@ -7,9 +7,11 @@ and answers with an `Answer`. `webhook_options` declares the OPTIONS keys every 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import dataclasses
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Final
+from functools import cached_property
+from typing import Any, Final
 from urllib.parse import parse_qsl, urlsplit
 
 from gateway.options import (
@@ -20,6 +22,7 @@ from gateway.options import (
     positive_number,
     retry_option,
 )
+from gateway.sms import normalize_number, split_channel
 from gateway.types import Receive, Scope, Send, SmsMedia
 
 __all__ = [
@@ -32,6 +35,8 @@ __all__ = [
     "international",
     "read_body",
     "read_request",
+    "record_numbers",
+    "reply_number",
     "respond",
     "webhook_options",
 ]
@@ -57,7 +62,11 @@ class WebhookRequest:
     """The URL the provider called (PUBLIC_URL or the forwarded headers when trusted)."""
 
     def params(self) -> dict[str, str]:
-        """The query string of a GET, the form of a POST."""
+        """The query string of a GET, the form of a POST (read once: do not modify it)."""
+        return self._params
+
+    @cached_property
+    def _params(self) -> dict[str, str]:
         text = self.query if self.method == "GET" else self.body.decode("utf-8", "replace")
         return dict(parse_qsl(text, keep_blank_values=True))
 
@@ -117,14 +126,35 @@ def _flag(value: object) -> str | None:
     return None if isinstance(value, bool) else "True or False"
 
 
-def webhook_options(provider: str, *, deadline: float, max_deadline: float) -> OptionSet:
-    """The keys every provider's adapter has; the provider adds its secrets."""
+Legacy = tuple[tuple[str, Callable[[Any], Any]], ...]
 
+
+def webhook_options(
+    provider: str,
+    *,
+    deadline: float,
+    max_deadline: float,
+    account_keys: tuple[str, ...] = (),
+    legacy: Mapping[str, Legacy] | None = None,
+) -> OptionSet:
+    """The keys every provider's adapter has, then `account_keys` (the provider's ids and
+    secrets: text, unset by default); `legacy` gives a key its old flat keys (Option.legacy)."""
+    old = legacy or {}
+    return OptionSet(
+        *(
+            dataclasses.replace(option, legacy=old[option.key]) if option.key in old else option
+            for option in _shared_options(provider, deadline, max_deadline)
+        ),
+        *(Option(key, None, _text) for key in account_keys),
+    )
+
+
+def _shared_options(provider: str, deadline: float, max_deadline: float) -> list[Option]:
     def check_deadline(value: object) -> str | None:
         ok = is_number(value) and 0 < value < max_deadline  # type: ignore[operator]
         return None if ok else f"seconds between 0 and {max_deadline:g}"
 
-    return OptionSet(
+    return [
         Option("WEBHOOK_PATH", f"/sms/{provider}/", _path),
         Option("STATUS_PATH", f"/sms/{provider}/status/", _path),
         Option("PUBLIC_URL", None, _http_url),
@@ -138,13 +168,27 @@ def webhook_options(provider: str, *, deadline: float, max_deadline: float) -> O
         Option("API_BASE_URL", None, _http_url),
         retry_option("SEND_RETRY", attempts=3, initial=0.5, maximum=5.0),
         Option("SEND_TIMEOUT", 10.0, positive_number),
-    )
+    ]
 
 
 def international(number: str) -> str:
     """A number some providers write without its ``+`` (``447700900123``), with it; a short
     code or an alphanumeric sender id as it is."""
     return f"+{number}" if number.isdigit() and 8 <= len(number) <= 15 else number
+
+
+def record_numbers(from_: str, to: str) -> tuple[str, str]:
+    """An inbound message's numbers as the store keeps them: normalised, and both written
+    ``whatsapp:...`` when the sender's is (as `reply_number` gives them back)."""
+    sender, whatsapp = split_channel(from_)
+    numbers = normalize_number(sender), normalize_number(split_channel(to)[0])
+    return (f"whatsapp:{numbers[0]}", f"whatsapp:{numbers[1]}") if whatsapp else numbers
+
+
+def reply_number(scope: Mapping[str, Any], key: str) -> str:
+    """``scope[key]`` as a reply is addressed: ``whatsapp:+44...`` on a WhatsApp exchange."""
+    number = str(scope[key])
+    return f"whatsapp:{number}" if scope.get("whatsapp") else number
 
 
 # --- HTTP ------------------------------------------------------------------------------------

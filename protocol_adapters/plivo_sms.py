@@ -21,9 +21,7 @@ from plivo import plivoxml
 from plivo.utils.signature_v3 import validate_v3_signature
 
 from gateway.exceptions import SmsSendError
-from gateway.options import Option, OptionSet
 from gateway.sms import SentMessage, SmsStore
-from gateway.sms_rest import RestSmsSender, TransientSendError
 from gateway.sms_webhook import (
     Answer,
     InboundSms,
@@ -35,6 +33,7 @@ from gateway.sms_webhook import (
 )
 from gateway.sms_wire import international
 from gateway.types import SmsMedia
+from protocol_adapters.sms_httpx import HttpxSmsSender
 
 __all__ = ["PLIVO_OPTIONS", "PlivoSender", "PlivoSmsAdapter", "plivo_xml"]
 
@@ -51,15 +50,9 @@ _SCOPE_FIELDS = frozenset({"From", "To", "Text", "MessageUUID"})
 _STATUSES: Final = {"rejected": "failed", "read": "read"}
 
 
-def _text(value: object) -> str | None:
-    return None if value is None or isinstance(value, str) else "a str or None"
-
-
-PLIVO_OPTIONS: Final = OptionSet(
-    webhook_options("plivo", deadline=5.0, max_deadline=15.0),
-    Option("AUTH_ID", None, _text),
-    # Unset, every webhook is refused (403) and `check --deploy` says so (gateway.W104).
-    Option("AUTH_TOKEN", None, _text),
+# AUTH_TOKEN unset: every webhook is refused (403); `check --deploy` says so (W104).
+PLIVO_OPTIONS: Final = webhook_options(
+    "plivo", deadline=5.0, max_deadline=15.0, account_keys=("AUTH_ID", "AUTH_TOKEN")
 )
 """Every OPTIONS key of `PlivoSmsAdapter`, with its default and check (docs/sms.md)."""
 
@@ -135,27 +128,19 @@ def _media(fields: Mapping[str, str]) -> list[SmsMedia]:
     return [{"url": fields[key], "content_type": ""} for _, key in numbered if fields[key]]
 
 
-class PlivoSender(RestSmsSender):
+class PlivoSender(HttpxSmsSender):
     """Sends messages through Plivo's Message API (``POST /v1/Account/{id}/Message/``)."""
 
     provider = "Plivo"
+    credentials = ("AUTH_ID", "AUTH_TOKEN")
 
     def __init__(self, values: Mapping[str, Any], store: SmsStore) -> None:
         super().__init__(values, store)
         base = (values["API_BASE_URL"] or DEFAULT_API).rstrip("/")
         self.url = f"{base}/v1/Account/{values['AUTH_ID']}/Message/"
-        public = values["PUBLIC_URL"]
-        self.callback = public.rstrip("/") + values["STATUS_PATH"] if public else None
-        self._client: httpx.AsyncClient | None = None
 
-    @property
-    def configured(self) -> bool:
-        return bool(self.values["AUTH_ID"] and self.values["AUTH_TOKEN"])
-
-    async def close(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-        self._client = None
+    def auth(self) -> tuple[str, str]:
+        return (str(self.values["AUTH_ID"]), str(self.values["AUTH_TOKEN"]))
 
     async def post(self, to: str, body: str, media_urls: Sequence[str], from_: str) -> SentMessage:
         payload: dict[str, Any] = {"src": from_.lstrip("+"), "dst": to.lstrip("+"), "text": body}
@@ -163,20 +148,11 @@ class PlivoSender(RestSmsSender):
             payload |= {"type": "mms", "media_urls": list(media_urls)}
         if self.callback:
             payload |= {"url": self.callback, "method": "POST"}
-        if self._client is None:
-            auth = (str(self.values["AUTH_ID"]), str(self.values["AUTH_TOKEN"]))
-            self._client = httpx.AsyncClient(timeout=self.timeout, auth=auth)
-        try:
-            response = await self._client.post(self.url, json=payload)
-        except httpx.HTTPError as exc:
-            raise TransientSendError(repr(exc)) from exc
-        return _sent(response, to, from_)
+        return _sent(await self.request(self.url, json=payload), to, from_)
 
 
 def _sent(response: httpx.Response, to: str, from_: str) -> SentMessage:
     status = response.status_code
-    if status >= 500 or status == 429:
-        raise TransientSendError(f"HTTP {status}", status)
     try:
         data = response.json()
     except ValueError:

@@ -20,7 +20,6 @@ import telnyx
 from telnyx.lib.webhook_verification import WebhookVerificationError, verify_webhook_signature
 
 from gateway.exceptions import SmsSendError
-from gateway.options import Option, OptionSet
 from gateway.sms import SentMessage, SmsStore
 from gateway.sms_rest import RestSmsSender, TransientSendError
 from gateway.sms_webhook import (
@@ -47,16 +46,12 @@ _STATUSES: Final = {
 _EXTRA = ("type", "parts", "messaging_profile_id", "encoding", "received_at", "direction")
 
 
-def _text(value: object) -> str | None:
-    return None if value is None or isinstance(value, str) else "a str or None"
-
-
-TELNYX_OPTIONS: Final = OptionSet(
-    webhook_options("telnyx", deadline=2.0, max_deadline=10.0),
-    # Unset, every webhook is refused (403) and `check --deploy` says so (gateway.W104).
-    Option("PUBLIC_KEY", None, _text),
-    Option("API_KEY", None, _text),
-    Option("MESSAGING_PROFILE_ID", None, _text),
+# PUBLIC_KEY unset: every webhook is refused (403); `check --deploy` says so (W104).
+TELNYX_OPTIONS: Final = webhook_options(
+    "telnyx",
+    deadline=2.0,
+    max_deadline=10.0,
+    account_keys=("PUBLIC_KEY", "API_KEY", "MESSAGING_PROFILE_ID"),
 )
 """Every OPTIONS key of `TelnyxSmsAdapter`, with its default and check (docs/sms.md)."""
 
@@ -152,16 +147,11 @@ class TelnyxSender(RestSmsSender):
     """Sends messages through Telnyx's Messages API with the telnyx SDK's async client."""
 
     provider = "Telnyx"
+    credentials = ("API_KEY",)
 
     def __init__(self, values: Mapping[str, Any], store: SmsStore) -> None:
         super().__init__(values, store)
-        public = values["PUBLIC_URL"]
-        self.callback = public.rstrip("/") + values["STATUS_PATH"] if public else None
         self._client: telnyx.AsyncTelnyx | None = None
-
-    @property
-    def configured(self) -> bool:
-        return bool(self.values["API_KEY"])
 
     def client(self) -> telnyx.AsyncTelnyx:
         """telnyx's async client, made on first use; retries are ours (SEND_RETRY)."""

@@ -1,18 +1,19 @@
-"""Twilio's webhook form as the gateway reads and answers it: the ``sms`` scope, TwiML."""
+"""Twilio's webhook forms as the gateway reads them, and TwiML, the answer it gives."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Final
 
 from twilio.twiml.messaging_response import MessagingResponse
 
-from gateway.sms import build_sms_scope
-from gateway.types import SmsMedia, SmsScope
+from gateway.sms_wire import InboundSms, Malformed, StatusUpdate
+from gateway.types import SmsMedia
 
-__all__ = ["MAX_MEDIA", "MissingFields", "inbound_scope", "twiml"]
+__all__ = ["MAX_MEDIA", "TWIML_TYPE", "inbound_sms", "status_update", "twiml"]
 
 MAX_MEDIA = 100
+TWIML_TYPE: Final = b"text/xml; charset=utf-8"
 # Fields that become scope keys; every other field is kept in scope["extra"].
 _SCOPE_FIELDS = frozenset({"MessageSid", "From", "To", "Body", "NumMedia"})
 
@@ -25,31 +26,32 @@ def twiml(replies: Sequence[str]) -> bytes:
     return str(response).encode()
 
 
-class MissingFields(ValueError):
-    """The webhook form lacks required fields."""
-
-
-def inbound_scope(
-    form: Mapping[str, str], adapter: str, state: Mapping[str, Any] | None = None
-) -> SmsScope:
-    """The ``sms`` scope for a Twilio webhook form; raises MissingFields."""
+def inbound_sms(form: Mapping[str, str]) -> InboundSms:
+    """The message of an incoming-message webhook; raises Malformed."""
     missing = [name for name in ("MessageSid", "From", "To") if not form.get(name)]
     if missing:
-        raise MissingFields(f"missing {', '.join(missing)}")
+        raise Malformed(f"missing {', '.join(missing)}")
     media = _media(form)
     consumed = _SCOPE_FIELDS | {f"MediaUrl{i}" for i in range(len(media))}
     consumed |= {f"MediaContentType{i}" for i in range(len(media))}
-    return build_sms_scope(
-        provider="twilio",
-        adapter=adapter,
+    return InboundSms(
+        message_id=form["MessageSid"],
         from_=form["From"],
         to=form["To"],
-        message_id=form["MessageSid"],
+        body=form.get("Body", ""),
         media=media,
         country=form.get("FromCountry") or None,
         extra={key: value for key, value in form.items() if key not in consumed},
-        state=state,
     )
+
+
+def status_update(form: Mapping[str, str]) -> StatusUpdate:
+    """The delivery report of a status callback (Twilio's statuses are the store's words)."""
+    sid, status = form.get("MessageSid"), form.get("MessageStatus")
+    if not sid or not status:
+        raise Malformed("missing MessageSid or MessageStatus")
+    error = form.get("ErrorCode", "")
+    return StatusUpdate(sid, status, f"Twilio error {error}" if error else "")
 
 
 def _media(form: Mapping[str, str]) -> list[SmsMedia]:

@@ -30,7 +30,7 @@ from vonage_jwt import VonageVerifyJwtError, verify_signature
 from gateway.exceptions import SmsSendError
 from gateway.options import Option, OptionSet, one_of, positive_number
 from gateway.sms import SentMessage, SmsStore
-from gateway.sms_rest import RestSmsSender, TransientSendError
+from gateway.sms_rest import TransientSendError
 from gateway.sms_webhook import (
     InboundSms,
     Malformed,
@@ -40,6 +40,7 @@ from gateway.sms_webhook import (
     webhook_options,
 )
 from gateway.sms_wire import international
+from protocol_adapters.sms_httpx import HttpxSmsSender
 
 __all__ = ["VONAGE_OPTIONS", "VonageSender", "VonageSmsAdapter"]
 
@@ -67,16 +68,14 @@ _MESSAGES_STATUSES: Final = {
 }
 
 
-def _text(value: object) -> str | None:
-    return None if value is None or isinstance(value, str) else "a str or None"
-
-
 VONAGE_OPTIONS: Final = OptionSet(
-    webhook_options("vonage", deadline=3.0, max_deadline=30.0),
-    Option("API_KEY", None, _text),
-    Option("API_SECRET", None, _text),
-    # Unset, every webhook is refused (403) and `check --deploy` says so (gateway.W104).
-    Option("SIGNATURE_SECRET", None, _text),
+    # SIGNATURE_SECRET unset: every webhook is refused (403); `check --deploy` says so (W104).
+    webhook_options(
+        "vonage",
+        deadline=3.0,
+        max_deadline=30.0,
+        account_keys=("API_KEY", "API_SECRET", "SIGNATURE_SECRET"),
+    ),
     Option("SIGNATURE_METHOD", "sha256", one_of("md5", "sha1", "sha256", "sha512")),
     Option("CONCAT_TIMEOUT", 300.0, positive_number),
 )
@@ -280,26 +279,15 @@ class VonageSmsAdapter(SmsWebhookAdapter):
         await self.deliver(message)  # no answer to carry replies: they go over the SMS API
 
 
-class VonageSender(RestSmsSender):
+class VonageSender(HttpxSmsSender):
     """Sends messages through Vonage's SMS API (``POST /sms/json``), with retries."""
 
     provider = "Vonage"
+    credentials = ("API_KEY", "API_SECRET")
 
     def __init__(self, values: Mapping[str, Any], store: SmsStore) -> None:
         super().__init__(values, store)
         self.url = (values["API_BASE_URL"] or DEFAULT_API).rstrip("/") + "/sms/json"
-        public = values["PUBLIC_URL"]
-        self.callback = public.rstrip("/") + values["STATUS_PATH"] if public else None
-        self._client: httpx.AsyncClient | None = None
-
-    @property
-    def configured(self) -> bool:
-        return bool(self.values["API_KEY"] and self.values["API_SECRET"])
-
-    async def close(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-        self._client = None
 
     async def post(self, to: str, body: str, media_urls: Sequence[str], from_: str) -> SentMessage:
         if media_urls:
@@ -314,17 +302,9 @@ class VonageSender(RestSmsSender):
         }
         if self.callback:
             form["callback"] = self.callback
-        if self._client is None:
-            self._client = httpx.AsyncClient(timeout=self.timeout)
-        try:
-            response = await self._client.post(self.url, data=form)
-        except httpx.HTTPError as exc:
-            raise TransientSendError(repr(exc)) from exc
-        return self._sent(response, to, from_)
+        return self._sent(await self.request(self.url, data=form), to, from_)
 
     def _sent(self, response: httpx.Response, to: str, from_: str) -> SentMessage:
-        if response.status_code >= 500 or response.status_code == 429:
-            raise TransientSendError(f"HTTP {response.status_code}", response.status_code)
         try:
             first = response.json()["messages"][0]
             status = str(first["status"])
