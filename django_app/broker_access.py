@@ -2,10 +2,13 @@
 
 Saving or deleting a `Device` or its `DeviceCredential` pushes that device to every
 broker-access adapter once the transaction commits (a device without a credential may not log
-in: it is disabled there; a deleted one is deleted). Django stores only a hash of a device's
-password; a broker that needs the plaintext gets it only from `set_password`, which keeps it
-on the credential until the push after its save. A password changed any other way leaves the
-broker's copy stale: the syncer then disables that device on the broker and says so.
+in: it is disabled there; a deleted or renamed one is deleted). Saves of presence and state
+alone (``update_fields`` within name, online, last_seen, state) push nothing.
+
+Django stores only a hash of a device's password; a broker that needs the plaintext gets it
+only from `set_password`, which keeps it on the credential until the push after its save. A
+password changed any other way leaves the broker's copy stale: the syncer then disables that
+device on the broker and says so.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 from django.db import transaction
-from django.db.models.signals import post_delete, post_save
+from django.db.models.signals import post_delete, post_save, pre_save
 
 from django_app.models.devices import Device, DeviceCredential
 from gateway import broker_access
@@ -27,6 +30,8 @@ __all__ = ["DatabaseDeviceAccess", "connect_signals", "device_access", "set_pass
 
 logger = logging.getLogger("gateway.mqtt")
 _PLAINTEXT = "_broker_password"
+_OLD_ID = "_broker_old_device_id"
+_PRESENCE_FIELDS = frozenset({"name", "online", "last_seen", "state"})
 
 
 def set_password(credential: DeviceCredential, raw_password: str) -> None:
@@ -66,22 +71,37 @@ class DatabaseDeviceAccess:
         return await database_sync_to_async(device_access)(device_ids)
 
 
-def _push(device_id: str, password: str | None) -> None:
+def _push(device_ids: Sequence[str], password: str | None) -> None:
     if not broker_access.syncers():
         return
-    device = Device.objects.filter(device_id=device_id).first()
-    access = _access(device, password) if device else DeviceAccess(device_id, exists=False)
+    found = {d.device_id: d for d in Device.objects.filter(device_id__in=list(device_ids))}
+    access = [
+        _access(found[i], password) if i in found else DeviceAccess(i, exists=False)
+        for i in device_ids
+    ]
     try:
-        async_to_sync(broker_access.push)([access])
+        async_to_sync(broker_access.push)(access)
     except OSError as exc:  # the broker is down: the next resync catches up
-        logger.error("device %s not pushed to the broker: %s", device_id, exc)
+        logger.error("devices %s not pushed to the broker: %s", ", ".join(device_ids), exc)
     except Exception:  # the change is committed: the save must not fail for the broker
-        logger.exception("device %s not pushed to the broker", device_id)
+        logger.exception("devices %s not pushed to the broker", ", ".join(device_ids))
+
+
+def _device_renaming(sender: Any, instance: Device, **kwargs: Any) -> None:
+    if instance.pk is None or kwargs.get("update_fields") is not None:
+        return
+    old = Device.objects.filter(pk=instance.pk).values_list("device_id", flat=True).first()
+    if old is not None and old != instance.device_id:
+        instance.__dict__[_OLD_ID] = old  # its broker client must go
 
 
 def _device_changed(sender: Any, instance: Device, **kwargs: Any) -> None:
-    device_id = instance.device_id
-    transaction.on_commit(lambda: _push(device_id, None))
+    fields = kwargs.get("update_fields")
+    if fields is not None and set(fields) <= _PRESENCE_FIELDS:
+        return  # presence and state: nothing the broker checks
+    old = instance.__dict__.pop(_OLD_ID, None)
+    ids = [instance.device_id, *([old] if old else [])]
+    transaction.on_commit(lambda: _push(ids, None))
 
 
 def _credential_changed(sender: Any, instance: DeviceCredential, **kwargs: Any) -> None:
@@ -90,11 +110,12 @@ def _credential_changed(sender: Any, instance: DeviceCredential, **kwargs: Any) 
         device_id = instance.device.device_id
     except Device.DoesNotExist:  # deleted with its device: the device's signal pushes
         return
-    transaction.on_commit(lambda: _push(device_id, password))
+    transaction.on_commit(lambda: _push([device_id], password))
 
 
 def connect_signals() -> None:
     """Connect the receivers (idempotent: each has a dispatch uid)."""
+    pre_save.connect(_device_renaming, Device, dispatch_uid="broker-access-rename-device")
     for name, signal in (("save", post_save), ("delete", post_delete)):
         signal.connect(_device_changed, Device, dispatch_uid=f"broker-access-{name}-device")
         signal.connect(_credential_changed, DeviceCredential,

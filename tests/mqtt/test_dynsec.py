@@ -213,3 +213,18 @@ async def test_syncbroker_reports_what_it_changed(broker: Broker, settings: Any)
     out = io.StringIO()
     await sync_to_async(call_command)("syncbroker", stdout=out)
     assert "unchanged: 1" in out.getvalue()
+
+
+async def test_a_renamed_device_loses_its_old_login(broker: Broker) -> None:
+    await add_device("pump-1", "secret-1")
+
+    @database_sync_to_async
+    def rename() -> None:
+        device = Device.objects.get(device_id="pump-1")
+        device.device_id = "pump-9"
+        device.save()
+
+    await rename()
+    assert await login(broker, "pump-1", "secret-1") == NOT_AUTHORISED
+    reports = await broker_access.resync()
+    assert reports[0].without_password == ["pump-9"]  # its password was never pushed
