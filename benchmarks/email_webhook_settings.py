@@ -8,19 +8,16 @@ from anymail.webhooks.mailgun import MailgunInboundWebhookView
 from django.urls import path
 
 from benchmarks.settings import *  # noqa: F403
+from benchmarks.webhook_load import adapter_settings
 
 SIGNING_KEY = "benchmark-signing-key"
 
 ROOT_URLCONF = "benchmarks.email_webhook_settings"
 urlpatterns = [path("email/mailgun/", MailgunInboundWebhookView.as_view())]
 ANYMAIL = {"MAILGUN_WEBHOOK_SIGNING_KEY": SIGNING_KEY}
-GATEWAY: dict[str, Any] = {  # type: ignore[no-redef]
-    "HTTP": {"PORT": 0},
-    "ADAPTERS": {
-        "mailgun": {
-            "BACKEND": "protocol_adapters.email_webhooks.EmailWebhookAdapter",
-            # Both stacks keep nothing: anymail's view has no storage either.
-            "OPTIONS": {"PROVIDER": "mailgun", "SIGNING_KEY": SIGNING_KEY, "STORE": False},
-        }
-    },
-}
+# Both stacks keep nothing: anymail's view has no storage either.
+GATEWAY: dict[str, Any] = adapter_settings(  # type: ignore[no-redef]
+    "mailgun",
+    "protocol_adapters.email_webhooks.EmailWebhookAdapter",
+    {"PROVIDER": "mailgun", "SIGNING_KEY": SIGNING_KEY, "STORE": False},
+)
