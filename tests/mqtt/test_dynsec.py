@@ -22,7 +22,7 @@ from gateway.adapters import AdapterContext
 from gateway.db import database_sync_to_async
 from gateway.metrics import MetricsRegistry
 from protocol_adapters.mqtt.dynsec import MosquittoDynsec
-from tests.integration.mosquitto import Mosquitto
+from tests.integration.mosquitto import Mosquitto, free_port
 from tests.mqtt.conformance_support import Broker
 from tests.mqtt.device_support import fast_hashing
 from tests.mqtt.dynsec_support import (
@@ -228,3 +228,14 @@ async def test_a_renamed_device_loses_its_old_login(broker: Broker) -> None:
     assert await login(broker, "pump-1", "secret-1") == NOT_AUTHORISED
     reports = await broker_access.resync()
     assert reports[0].without_password == ["pump-9"]  # its password was never pushed
+
+
+async def test_an_unreachable_broker_leaves_the_gateway_up_and_degraded(
+    settings: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings.GATEWAY = dynsec_gateway(free_port(), TIMEOUT=1.0)
+    adapter = await start_gateway(settings)
+    assert adapter.health().status == "degraded"
+    assert "cannot reach Mosquitto's dynamic security" in caplog.text
+    await add_device("pump-1", "secret-1")  # the save succeeds; the push is logged
+    assert "not pushed to the broker" in caplog.text
