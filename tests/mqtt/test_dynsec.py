@@ -7,10 +7,12 @@ it there, and the adapter's start (a gateway start) resyncs everything.
 
 from __future__ import annotations
 
+import asyncio
 import io
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import httpx
 import pytest
 from asgiref.sync import sync_to_async
 from django.core.management import call_command
@@ -19,8 +21,10 @@ from django_app.broker_access import set_password
 from django_app.models.devices import Device, DeviceCredential
 from gateway import broker_access
 from gateway.adapters import AdapterContext
+from gateway.conf import GatewaySettings
 from gateway.db import database_sync_to_async
 from gateway.metrics import MetricsRegistry
+from gateway.server import Gateway
 from protocol_adapters.mqtt.dynsec import MosquittoDynsec
 from tests.integration.mosquitto import Mosquitto, free_port
 from tests.mqtt.conformance_support import Broker
@@ -239,3 +243,28 @@ async def test_an_unreachable_broker_leaves_the_gateway_up_and_degraded(
     assert "cannot reach Mosquitto's dynamic security" in caplog.text
     await add_device("pump-1", "secret-1")  # the save succeeds; the push is logged
     assert "not pushed to the broker" in caplog.text
+
+
+async def test_a_gateway_process_start_syncs_and_reports_in_its_health(
+    broker: Broker, settings: Any
+) -> None:
+    await add_device("pump-1", "secret-1")
+
+    async def root(scope: Any, receive: Any, send: Any) -> None:
+        raise ValueError("no lifespan")  # the gateway carries on without one
+
+    gateway = Gateway(root, settings=GatewaySettings({**settings.GATEWAY, "LOOP": "asyncio"}),
+                      host="127.0.0.1", port=0)  # fmt: skip
+    async with raw_session(broker, "pump-1", username="pump-1", password="secret-1") as device:
+        ready = asyncio.Event()
+        serving = asyncio.create_task(gateway.serve(ready))
+        await asyncio.wait_for(ready.wait(), 30)
+        try:
+            async with httpx.AsyncClient() as client:
+                health = (await client.get(gateway.listeners[0].address + "/-/health")).json()
+        finally:
+            gateway.stop()
+            assert await asyncio.wait_for(serving, 30) == 0
+        assert health["adapters"]["dynsec"]["status"] == "ok"
+        assert health["adapters"]["dynsec"]["detail"] == "unchanged: 1"
+        assert not await device.closed(QUIET)
