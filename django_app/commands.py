@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import partial
 
-from django.utils import timezone
+from django.db import transaction
 
 from django_app.models.commands import DeviceCommand
 from django_app.models.devices import Device
 from gateway.db import database_sync_to_async
+from gateway.mqtt_requests import CommandChange
 
 __all__ = ["DatabaseCommandStore"]
 
@@ -19,65 +21,56 @@ Status = DeviceCommand.Status
 _in_pool = partial(database_sync_to_async, thread_sensitive=False)
 
 
-@_in_pool
-def _record_sent(
-    request_id: str, device_id: str, command: str, topic: str, payload: bytes, timeout: float
-) -> bool:
-    device = Device.objects.filter(device_id=device_id).first()
-    if device is None:
-        return False
-    DeviceCommand.objects.create(
-        request_id=request_id,
-        device=device,
-        command=command,
-        topic=topic,
-        payload=payload,
-        timeout=timeout,
-        sent_at=timezone.now(),
+def _create(changes: Sequence[CommandChange]) -> None:
+    sent = [c for c in changes if c.kind == "sent"]
+    if not sent:
+        return
+    ids = {c.device_id for c in sent}
+    devices = dict(Device.objects.filter(device_id__in=ids).values_list("device_id", "pk"))
+    DeviceCommand.objects.bulk_create(
+        DeviceCommand(
+            request_id=c.request_id,
+            device_id=devices[c.device_id],
+            command=c.command,
+            topic=c.topic,
+            payload=c.payload,
+            timeout=c.timeout,
+            sent_at=c.at,
+        )
+        for c in sent
+        if c.device_id in devices
     )
-    return True
 
 
-@_in_pool
-def _record_answer(request_id: str, payload: bytes, in_time: bool) -> bool:
-    commands = DeviceCommand.objects.filter(request_id=request_id)
-    now = timezone.now()
-    if in_time:
-        changed = commands.filter(status=Status.SENT).update(
-            status=Status.ANSWERED, response=payload, answered_at=now
-        )
+def _answer(change: CommandChange) -> bool:
+    commands = DeviceCommand.objects.filter(request_id=change.request_id)
+    answered = {"response": change.payload, "answered_at": change.at}
+    if change.in_time:
+        changed = commands.filter(status=Status.SENT).update(status=Status.ANSWERED, **answered)
     else:
-        # Late: after the timeout, or after a gateway restart lost the waiting caller. A
-        # command still "sent" had no timeout recorded yet: its caller is gone all the same.
-        changed = commands.filter(status__in=[Status.SENT, Status.TIMED_OUT]).update(
-            status=Status.ANSWERED_LATE, response=payload, answered_at=now
-        )
+        # Late: after the timeout, or after a gateway restart lost the waiting caller.
+        late = commands.filter(status__in=[Status.SENT, Status.TIMED_OUT])
+        changed = late.update(status=Status.ANSWERED_LATE, **answered)
     return bool(changed) or commands.exists()  # a duplicate answer changes nothing
 
 
 @_in_pool
-def _record_timeout(request_id: str) -> None:
-    DeviceCommand.objects.filter(request_id=request_id, status=Status.SENT).update(
-        status=Status.TIMED_OUT
-    )
+def _record(changes: Sequence[CommandChange]) -> list[str]:
+    unknown = []
+    with transaction.atomic():
+        _create(changes)  # a command's "sent" always comes before its other changes
+        for change in changes:
+            if change.kind == "answered" and not _answer(change):
+                unknown.append(change.request_id)
+            elif change.kind == "timed_out":
+                DeviceCommand.objects.filter(
+                    request_id=change.request_id, status=Status.SENT
+                ).update(status=Status.TIMED_OUT)
+    return unknown
 
 
 class DatabaseCommandStore:
     """Keeps every command sent with `gateway.mqtt.request` as a `DeviceCommand` row."""
 
-    async def record_sent(
-        self,
-        request_id: str,
-        device_id: str,
-        command: str,
-        topic: str,
-        payload: bytes,
-        timeout: float,
-    ) -> bool:
-        return await _record_sent(request_id, device_id, command, topic, payload, timeout)
-
-    async def record_answer(self, request_id: str, payload: bytes, *, in_time: bool) -> bool:
-        return await _record_answer(request_id, payload, in_time)
-
-    async def record_timeout(self, request_id: str) -> None:
-        await _record_timeout(request_id)
+    async def record(self, changes: Sequence[CommandChange]) -> list[str]:
+        return await _record(changes)

@@ -12,9 +12,10 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, Protocol, cast
+from datetime import datetime
+from typing import Any, Final, Literal, Protocol, cast
 
 from django.utils.module_loading import import_string
 
@@ -25,6 +26,7 @@ __all__ = [
     "DEFAULT_COMMAND_STORE",
     "GRACE",
     "REQUEST_CHANNEL",
+    "CommandChange",
     "CommandResponse",
     "CommandStore",
     "arequest",
@@ -59,25 +61,32 @@ class CommandResponse:
         return json.loads(self.payload)
 
 
+@dataclass(frozen=True)
+class CommandChange:
+    """One step of a command's history, as the adapter serving it records it."""
+
+    kind: Literal["sent", "answered", "timed_out"]
+    request_id: str
+    at: datetime
+    device_id: str = ""
+    command: str = ""
+    topic: str = ""
+    payload: bytes = b""
+    """The command's payload ("sent") or the device's answer ("answered")."""
+    timeout: float = 0.0
+    in_time: bool = True
+    """For "answered": whether the caller still waited (else the answer came late)."""
+
+
 class CommandStore(Protocol):
-    """The history of commands (docs/specs/mqtt.md); every method is async."""
+    """The history of commands (docs/specs/mqtt.md), written in batches off the round trip."""
 
-    async def record_sent(
-        self,
-        request_id: str,
-        device_id: str,
-        command: str,
-        topic: str,
-        payload: bytes,
-        timeout: float,
-    ) -> bool:
-        """A command is about to be published; False when the device is unknown (not kept)."""
+    async def record(self, changes: Sequence[CommandChange]) -> list[str]:
+        """Apply `changes` in order; the request ids of answers to commands it does not know.
 
-    async def record_answer(self, request_id: str, payload: bytes, *, in_time: bool) -> bool:
-        """The device answered (in time, or late); False when the id is unknown."""
-
-    async def record_timeout(self, request_id: str) -> None:
-        """No answer came in time (a command already answered stays answered)."""
+        A "sent" for an unknown device is not kept; an answer to a command already answered
+        changes nothing; a timeout only changes a command still "sent".
+        """
 
 
 def load_command_store(setting: Any) -> CommandStore:

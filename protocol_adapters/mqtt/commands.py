@@ -1,10 +1,14 @@
 """Requests to devices, served by an MQTT adapter (docs/specs/mqtt.md, *Requests to devices*).
 
 A caller anywhere sends ``mqtt.request`` on `REQUEST_CHANNEL`; the adapter whose ``COMMANDS``
-option is set takes it, records it, publishes the command with a correlation id (MQTT 5:
-response topic and correlation data; MQTT 3.1.1: the id as the command topic's last level),
-and sends the caller the device's answer, or its timeout, on the caller's own channel.
-Answers come in on the response topic, which the adapter subscribes to itself.
+option is set takes it, publishes the command with a correlation id (MQTT 5: response topic
+and correlation data; MQTT 3.1.1: the id as the command topic's last level), and sends the
+caller the device's answer, or its timeout, on the caller's own channel. Answers come in on
+the response topic, which the adapter subscribes to itself.
+
+The history (`CommandStore`) is written off the round trip: every change is queued, and one
+writer records whatever queued up meanwhile in one batch, so a database write costs neither
+the caller's latency nor one transaction per command.
 """
 
 from __future__ import annotations
@@ -13,10 +17,11 @@ import asyncio
 import logging
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from gateway.mqtt import MqttPublishError, PublishFunc, make_publish_event
-from gateway.mqtt_requests import REQUEST_CHANNEL, load_command_store
+from gateway.mqtt_requests import REQUEST_CHANNEL, CommandChange, load_command_store
 from gateway.types import Message, MqttProperties
 from protocol_adapters.mqtt.common import receive_until
 from protocol_adapters.mqtt.device_options import CommandsOptions
@@ -54,6 +59,9 @@ class CommandService:
         self.waiting: dict[str, _Waiting] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._layer: Any = None
+        self._changes: list[CommandChange] = []
+        self._queued = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
 
     @property
     def filters(self) -> list[str]:
@@ -72,6 +80,7 @@ class CommandService:
                 "no channel layer %r: gateway.mqtt.request() cannot reach MQTT", self.alias
             )
             return
+        self._writer = asyncio.ensure_future(self._write_history())
         async for message in receive_until(self._layer, REQUEST_CHANNEL, stop):
             self._spawn(self._start(message))
 
@@ -103,12 +112,15 @@ class CommandService:
             await self._send(message["reply_channel"], _failed(request_id, str(exc)))
             return
         timeout = float(message["timeout"])
-        try:
-            await self.store.record_sent(
-                request_id, device_id, command, topic, event["payload"], timeout
-            )
-        except Exception:
-            logger.exception("recording the command %s to %s failed", request_id, device_id)
+        self._note(
+            "sent",
+            request_id,
+            device_id=device_id,
+            command=command,
+            topic=topic,
+            payload=event["payload"],
+            timeout=timeout,
+        )
         loop = asyncio.get_running_loop()
         timer = loop.call_later(timeout, self._expire, request_id, timeout)
         self.waiting[request_id] = _Waiting(str(message["reply_channel"]), timer)
@@ -126,10 +138,7 @@ class CommandService:
             self._spawn(self._timed_out(request_id, waiting.reply_channel, timeout))
 
     async def _timed_out(self, request_id: str, reply_channel: str, timeout: float) -> None:
-        try:
-            await self.store.record_timeout(request_id)
-        except Exception:
-            logger.exception("recording the timeout of command %s failed", request_id)
+        self._note("timed_out", request_id)
         event = {"type": "mqtt.request.timeout", "request_id": request_id, "timeout": timeout}
         await self._send(reply_channel, event)
 
@@ -150,11 +159,7 @@ class CommandService:
         waiting = self.waiting.pop(request_id, None)
         if waiting is not None:
             waiting.timer.cancel()
-        try:
-            known = await self.store.record_answer(request_id, payload, in_time=waiting is not None)
-        except Exception:
-            logger.exception("recording the answer to command %s failed", request_id)
-            known = True
+        self._note("answered", request_id, payload=payload, in_time=waiting is not None)
         if waiting is not None:
             event = {
                 "type": "mqtt.response",
@@ -163,14 +168,34 @@ class CommandService:
                 "properties": dict(properties),
             }
             await self._send(waiting.reply_channel, event)
-        elif known:
-            logger.info(
-                "%s answered command %s after its timeout (recorded)", device_id, request_id
-            )
         else:
-            logger.warning(
-                "dropping an answer from %s to an unknown command %r", device_id, request_id
-            )
+            logger.info("%s answered command %s after its timeout", device_id, request_id)
+
+    # --- the history --------------------------------------------------------------------------
+
+    def _note(self, kind: Any, request_id: str, **fields: Any) -> None:
+        at = datetime.now(UTC)
+        self._changes.append(CommandChange(kind, request_id, at, **fields))
+        self._queued.set()
+
+    async def _write_history(self) -> None:
+        """Record what queued up since the last write, in one batch, over and over."""
+        while True:
+            await self._queued.wait()
+            self._queued.clear()
+            await self._flush()
+
+    async def _flush(self) -> None:
+        changes, self._changes = self._changes, []
+        if not changes:
+            return
+        try:
+            unknown = await self.store.record(changes)
+        except Exception:
+            logger.exception("recording %d changes of the command history failed", len(changes))
+            return
+        for request_id in unknown:
+            logger.warning("dropped an answer to an unknown command %r", request_id)
 
     # --- plumbing -----------------------------------------------------------------------------
 
@@ -188,13 +213,17 @@ class CommandService:
         task.add_done_callback(self._tasks.discard)
 
     async def aclose(self) -> None:
-        """Cancel the timers and whatever is still running."""
+        """Cancel the timers and whatever is still running; write the rest of the history."""
         for waiting in self.waiting.values():
             waiting.timer.cancel()
         self.waiting.clear()
-        for task in list(self._tasks):
+        for task in [*self._tasks, *([self._writer] if self._writer else [])]:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._writer is not None:
+            # A batch being written when cancelled is finished by its worker thread anyway.
+            await asyncio.gather(self._writer, return_exceptions=True)
+        await self._flush()
 
 
 def _failed(request_id: str, error: str) -> dict[str, Any]:

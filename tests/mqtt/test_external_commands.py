@@ -157,7 +157,11 @@ async def test_a_command_to_an_offline_device_is_queued_and_its_answer_recorded_
     async with running_gateway(app(), settings_for(broker, COMMANDS=True)):
         with pytest.raises(CommandTimeout):
             await arequest("sleepy", "wake", "up", timeout=0.3)
-        assert [r.status for r in await history("sleepy")] == ["timed_out"]
+
+        async def timed_out() -> bool:  # the history is written just after the round trip
+            return [r.status for r in await history("sleepy")] == ["timed_out"]
+
+        await eventually_async(timed_out, "the timeout in the history")
         back = await device(broker, "sleepy", clean=False)
         try:
 

@@ -77,15 +77,17 @@ async def test_send_a_command_shows_each_answer_and_each_timeout(broker: Mosquit
             ) in html
         assert "<td>mute</td><td>timed out</td><td><code>no answer within 1.5s</code>" in html
 
-        # The device's own page lists its command history.
-        mute = await sync_to_async(Device.objects.get)(device_id="pump-1")
-        detail = await sync_to_async(browser.get)(f"/admin/gateway/device/{mute.pk}/change/")
-        assert "Command history" in detail.content.decode()
-        assert "answered" in detail.content.decode()
-        history = await sync_to_async(browser.get)("/admin/gateway/devicecommand/")
-        assert history.status_code == 200
-        assert "timed out" in history.content.decode()
-
+    # The history is written just after the round trip; the gateway's stop writes the rest.
+    # The device's own page lists its command history.
+    pump = await sync_to_async(Device.objects.get)(device_id="pump-1")
+    detail = await sync_to_async(browser.get)(f"/admin/gateway/device/{pump.pk}/change/")
+    assert "Command history" in detail.content.decode()
+    assert "<td>led</td><td><code>{&quot;led&quot;:&quot;on&quot;}</code></td><td>answered" in (
+        detail.content.decode()
+    )
+    history = await sync_to_async(browser.get)("/admin/gateway/devicecommand/")
+    assert history.status_code == 200
+    assert "timed out" in history.content.decode()
     statuses = await sync_to_async(
         lambda: sorted(DeviceCommand.objects.values_list("device__device_id", "status"))
     )()
