@@ -21,14 +21,19 @@ Status = DeviceCommand.Status
 _in_pool = partial(database_sync_to_async, thread_sensitive=False)
 
 
-def _create(changes: Sequence[CommandChange]) -> None:
+def _answered(command: DeviceCommand, change: CommandChange) -> None:
+    command.status = Status.ANSWERED if change.in_time else Status.ANSWERED_LATE
+    command.response = change.payload
+    command.answered_at = change.at
+
+
+def _new_rows(changes: Sequence[CommandChange]) -> dict[str, DeviceCommand]:
+    """The batch's new commands, with the changes that followed them in the batch applied."""
     sent = [c for c in changes if c.kind == "sent"]
-    if not sent:
-        return
     ids = {c.device_id for c in sent}
     devices = dict(Device.objects.filter(device_id__in=ids).values_list("device_id", "pk"))
-    DeviceCommand.objects.bulk_create(
-        DeviceCommand(
+    return {
+        c.request_id: DeviceCommand(
             request_id=c.request_id,
             device_id=devices[c.device_id],
             command=c.command,
@@ -39,11 +44,22 @@ def _create(changes: Sequence[CommandChange]) -> None:
         )
         for c in sent
         if c.device_id in devices
-    )
+    }
 
 
-def _answer(change: CommandChange) -> bool:
+def _apply(rows: dict[str, DeviceCommand], change: CommandChange) -> bool:
+    """One answer or timeout: on a row of this batch in memory, else an UPDATE; False: unknown."""
+    row = rows.get(change.request_id)
+    if row is not None:  # sent in this same batch: written once, already final
+        if change.kind == "timed_out" and row.status == Status.SENT:
+            row.status = Status.TIMED_OUT
+        elif change.kind == "answered" and row.status in (Status.SENT, Status.TIMED_OUT):
+            _answered(row, change)
+        return True
     commands = DeviceCommand.objects.filter(request_id=change.request_id)
+    if change.kind == "timed_out":
+        commands.filter(status=Status.SENT).update(status=Status.TIMED_OUT)
+        return True
     answered = {"response": change.payload, "answered_at": change.at}
     if change.in_time:
         changed = commands.filter(status=Status.SENT).update(status=Status.ANSWERED, **answered)
@@ -58,14 +74,11 @@ def _answer(change: CommandChange) -> bool:
 def _record(changes: Sequence[CommandChange]) -> list[str]:
     unknown = []
     with transaction.atomic():
-        _create(changes)  # a command's "sent" always comes before its other changes
+        rows = _new_rows(changes)
         for change in changes:
-            if change.kind == "answered" and not _answer(change):
+            if change.kind != "sent" and not _apply(rows, change):
                 unknown.append(change.request_id)
-            elif change.kind == "timed_out":
-                DeviceCommand.objects.filter(
-                    request_id=change.request_id, status=Status.SENT
-                ).update(status=Status.TIMED_OUT)
+        DeviceCommand.objects.bulk_create(rows.values())
     return unknown
 
 

@@ -29,6 +29,8 @@ from protocol_adapters.mqtt.device_options import CommandsOptions
 __all__ = ["CommandService"]
 
 logger = logging.getLogger("gateway.mqtt")
+HISTORY_DELAY = 0.1
+"""Seconds the history writer lets changes gather before it writes them."""
 _REQUEST_KEYS = ("request_id", "device_id", "command", "payload", "qos", "timeout", "reply_channel")
 
 
@@ -182,6 +184,8 @@ class CommandService:
         """Record what queued up since the last write, in one batch, over and over."""
         while True:
             await self._queued.wait()
+            # A command and its answer mostly land in one batch then: one INSERT, no UPDATE.
+            await asyncio.sleep(HISTORY_DELAY)
             self._queued.clear()
             await self._flush()
 
