@@ -72,14 +72,14 @@ class DatabaseDeviceAccess:
 
 
 def _push(device_ids: Sequence[str], password: str | None) -> None:
-    if not broker_access.syncers():
-        return
-    found = {d.device_id: d for d in Device.objects.filter(device_id__in=list(device_ids))}
-    access = [
-        _access(found[i], password) if i in found else DeviceAccess(i, exists=False)
-        for i in device_ids
-    ]
     try:
+        if not broker_access.syncers():
+            return
+        found = {d.device_id: d for d in Device.objects.filter(device_id__in=list(device_ids))}
+        access = [
+            _access(found[i], password) if i in found else DeviceAccess(i, exists=False)
+            for i in device_ids
+        ]
         async_to_sync(broker_access.push)(access)
     except OSError as exc:  # the broker is down: the next resync catches up
         logger.error("devices %s not pushed to the broker: %s", ", ".join(device_ids), exc)
