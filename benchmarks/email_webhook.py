@@ -24,7 +24,7 @@ import time
 import uuid
 
 from benchmarks.email_webhook_settings import SIGNING_KEY
-from benchmarks.webhook_load import WebhookBench, main
+from benchmarks.webhook_load import WebhookBench, main, post
 
 PATH = "/email/mailgun/"
 
@@ -62,12 +62,7 @@ def signed_request(port: int, n: int) -> bytes:
         for name, value in fields.items()
     ]
     body = ("".join(parts) + f"--{boundary}--\r\n").encode()
-    head = (
-        f"POST {PATH} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-        f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
-    )
-    return head.encode() + body
+    return post(port, PATH, body, f"multipart/form-data; boundary={boundary}")
 
 
 def answered(head: bytes, body: bytes, n: int) -> bool:
@@ -75,11 +70,10 @@ def answered(head: bytes, body: bytes, n: int) -> bool:
 
 
 BENCH = WebhookBench(
-    settings="benchmarks.email_webhook_settings",
-    gateway_app="benchmarks.email_webhook_apps:gateway_application",
-    django_app="benchmarks.email_webhook_apps:django_application",
-    request=signed_request,
-    ok=answered,
+    "benchmarks.email_webhook_settings",
+    "benchmarks.email_webhook_apps",
+    signed_request,
+    answered,
     unit="webhooks/s",
     peer="anymail's view",
 )

@@ -25,7 +25,15 @@ import uuid
 from typing import Any
 from urllib.parse import urlencode
 
-from benchmarks.webhook_load import WebhookBench, django_asgi, lazy_app, main, sms_gateway_app
+from benchmarks.webhook_load import (
+    FORM,
+    WebhookBench,
+    django_asgi,
+    lazy_app,
+    main,
+    post,
+    sms_gateway_app,
+)
 
 API_KEY = "benchmark-key"
 SECRET = "benchmark-signature-secret"
@@ -95,12 +103,7 @@ def signed_request(port: int, n: int) -> bytes:
     }
     fields["sig"] = _auth().sign_params(dict(fields))
     body = urlencode(fields).encode()
-    head = (
-        f"POST {PATH} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-        "Content-Type: application/x-www-form-urlencoded\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
-    )
-    return head.encode() + body
+    return post(port, PATH, body, FORM)
 
 
 def answered(head: bytes, body: bytes, n: int) -> bool:
@@ -108,11 +111,7 @@ def answered(head: bytes, body: bytes, n: int) -> bool:
 
 
 BENCH = WebhookBench(
-    settings="benchmarks.sms_vonage_settings",
-    gateway_app="benchmarks.sms_vonage:gateway_application",
-    django_app="benchmarks.sms_vonage:django_application",
-    request=signed_request,
-    ok=answered,
+    "benchmarks.sms_vonage_settings", "benchmarks.sms_vonage", signed_request, answered
 )
 
 if __name__ == "__main__":

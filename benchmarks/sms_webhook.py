@@ -21,7 +21,15 @@ import uuid
 from typing import Any
 from urllib.parse import urlencode
 
-from benchmarks.webhook_load import WebhookBench, django_asgi, lazy_app, main, sms_gateway_app
+from benchmarks.webhook_load import (
+    FORM,
+    WebhookBench,
+    django_asgi,
+    lazy_app,
+    main,
+    post,
+    sms_gateway_app,
+)
 
 TOKEN = "benchmark-auth-token"
 PATH = "/sms/twilio/"
@@ -86,25 +94,14 @@ def signed_request(port: int, n: int) -> bytes:
     }
     body = urlencode(form).encode()
     signature = _validator().compute_signature(f"http://127.0.0.1:{port}{PATH}", form)
-    head = (
-        f"POST {PATH} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-        "Content-Type: application/x-www-form-urlencoded\r\n"
-        f"X-Twilio-Signature: {signature}\r\nContent-Length: {len(body)}\r\n\r\n"
-    )
-    return head.encode() + body
+    return post(port, PATH, body, FORM, X_Twilio_Signature=signature)
 
 
 def answered(head: bytes, body: bytes, n: int) -> bool:
     return head.startswith(b"HTTP/1.1 200") and f"echo: hello {n}".encode() in body
 
 
-BENCH = WebhookBench(
-    settings="benchmarks.sms_settings",
-    gateway_app="benchmarks.sms_webhook:gateway_application",
-    django_app="benchmarks.sms_webhook:django_application",
-    request=signed_request,
-    ok=answered,
-)
+BENCH = WebhookBench("benchmarks.sms_settings", "benchmarks.sms_webhook", signed_request, answered)
 
 if __name__ == "__main__":
     main(BENCH, __doc__)

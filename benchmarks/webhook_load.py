@@ -26,6 +26,7 @@ from benchmarks.net import run_loop, start_gateway, start_uvicorn
 
 ROOT = Path(__file__).resolve().parent.parent
 STACKS = ("gateway", "django")
+FORM = "application/x-www-form-urlencoded"
 
 
 @dataclass(frozen=True)
@@ -34,10 +35,9 @@ class WebhookBench:
 
     settings: str
     """The DJANGO_SETTINGS_MODULE of both stacks."""
-    gateway_app: str
-    """``module:attribute`` of the application `gateway run` serves."""
-    django_app: str
-    """``module:attribute`` of the Django ASGI application uvicorn serves."""
+    apps: str
+    """The module whose ``gateway_application`` `gateway run` serves and whose
+    ``django_application`` (Django's ASGI handler) uvicorn serves."""
     request: Callable[[int, int], bytes]
     """The n-th raw HTTP/1.1 request to the server on a port: ``request(port, n)``."""
     ok: Callable[[bytes, bytes, int], bool]
@@ -75,6 +75,14 @@ def sms_gateway_app(consumer: Any) -> Any:
 
     routes = SMSFromRouter([phone("+44", consumer), phone("+1", consumer)], default=consumer)
     return ProtocolTypeRouter({"http": django_asgi(), "sms": routes})
+
+
+def post(port: int, path: str, body: bytes, content_type: str, **headers: str) -> bytes:
+    """A raw HTTP/1.1 POST of `body` to 127.0.0.1:`port`; `headers` as ``X_Name="value"``."""
+    lines = [f"POST {path} HTTP/1.1", f"Host: 127.0.0.1:{port}", f"Content-Type: {content_type}"]
+    lines += [f"{name.replace('_', '-')}: {value}" for name, value in headers.items()]
+    lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
 def adapter_settings(name: str, backend: str, options: dict[str, Any]) -> dict[str, Any]:
@@ -129,9 +137,9 @@ async def load(
 def start_server(bench: WebhookBench, stack: str) -> tuple[subprocess.Popen[str], int]:
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": bench.settings, "PYTHONPATH": str(ROOT)}
     if stack == "gateway":
-        return start_gateway(bench.gateway_app, env, ROOT)
+        return start_gateway(f"{bench.apps}:gateway_application", env, ROOT)
     return start_uvicorn(
-        bench.django_app, env, ROOT,
+        f"{bench.apps}:django_application", env, ROOT,
         "--http", "httptools", "--loop", "uvloop", "--lifespan", "off",
         "--no-access-log", "--log-level", "warning",
     )  # fmt: skip
