@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import partial
 
-from django.db import transaction
+from django.db import connection, transaction
 
 from django_app.models.commands import DeviceCommand
 from django_app.models.devices import Device
@@ -78,8 +78,49 @@ def _record(changes: Sequence[CommandChange]) -> list[str]:
         for change in changes:
             if change.kind != "sent" and not _apply(rows, change):
                 unknown.append(change.request_id)
-        DeviceCommand.objects.bulk_create(rows.values())
+        _insert(list(rows.values()))
     return unknown
+
+
+_COLUMNS = (
+    "request_id",
+    "device_id",
+    "command",
+    "topic",
+    "payload",
+    "status",
+    "timeout",
+    "sent_at",
+    "answered_at",
+    "response",
+)
+
+
+def _insert(rows: list[DeviceCommand]) -> None:
+    """One multi-row INSERT: bulk_create's per-object work showed in the loop's latency."""
+    if not rows:
+        return
+    table = connection.ops.quote_name(DeviceCommand._meta.db_table)
+    columns = ", ".join(connection.ops.quote_name(name) for name in _COLUMNS)
+    marks = ", ".join(["%s"] * len(_COLUMNS))
+    moment = connection.ops.adapt_datetimefield_value
+    params = [
+        (
+            row.request_id,
+            row.device_id,
+            row.command,
+            row.topic,
+            bytes(row.payload),
+            row.status,
+            row.timeout,
+            moment(row.sent_at),
+            moment(row.answered_at),
+            None if row.response is None else bytes(row.response),
+        )
+        for row in rows
+    ]
+    with connection.cursor() as cursor:
+        cursor.executemany(f"INSERT INTO {table} ({columns}) VALUES ({marks})", params)
 
 
 class DatabaseCommandStore:

@@ -73,7 +73,7 @@ class CommandService:
     # --- requests -----------------------------------------------------------------------------
 
     async def serve(self, stop: asyncio.Event) -> None:
-        """Take requests from `REQUEST_CHANNEL` until `stop` is set, each in its own task."""
+        """Take requests from `REQUEST_CHANNEL` until `stop` is set, in arrival order."""
         from gateway.layers import get_channel_layer
 
         self._layer = get_channel_layer(self.alias)
@@ -84,7 +84,7 @@ class CommandService:
             return
         self._writer = asyncio.ensure_future(self._write_history())
         async for message in receive_until(self._layer, REQUEST_CHANNEL, stop):
-            self._spawn(self._start(message))
+            await self._start(message)  # publishing queues the PUBLISH: it does not wait
 
     async def _start(self, message: Message) -> None:
         if message.get("type") != "mqtt.request" or any(k not in message for k in _REQUEST_KEYS):

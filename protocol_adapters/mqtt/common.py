@@ -202,20 +202,20 @@ def subscriptions_for(app: object, options: MqttOptions | None = None) -> list[s
 # --- serving gateway.mqtt.publish ------------------------------------------------------------
 
 
-async def _receive_or_stop(layer: Any, channel: str, stop: asyncio.Event) -> Message | None:
+async def _receive_or_stop(
+    layer: Any, channel: str, stopping: asyncio.Future[Any]
+) -> Message | None:
     receiving = asyncio.ensure_future(layer.receive(channel))
-    stopping = asyncio.ensure_future(stop.wait())
     try:
         await asyncio.wait({receiving, stopping}, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for task in (receiving, stopping):
-            if not task.done():
-                task.cancel()
-        await asyncio.gather(receiving, stopping, return_exceptions=True)
-    if receiving.done() and not receiving.cancelled():
-        message: Message = receiving.result()  # raises the layer's error, if any
-        return message
-    return None
+        if not receiving.done():
+            receiving.cancel()
+            await asyncio.gather(receiving, return_exceptions=True)
+    if receiving.cancelled():
+        return None
+    message: Message = receiving.result()  # raises the layer's error, if any
+    return message
 
 
 async def receive_until(
@@ -223,17 +223,23 @@ async def receive_until(
 ) -> AsyncIterator[Message]:
     """Every message sent to `channel` until `stop` is set; layer errors are logged, retried."""
     backoff = 0.0
-    while not stop.is_set():
-        try:
-            message = await _receive_or_stop(layer, channel, stop)
-        except Exception:
-            backoff = min(max_backoff, backoff * 2 or 0.05)
-            logger.exception("receiving from %s failed; retrying in %.2fs", channel, backoff)
-            await _sleep_or_stop(backoff, stop)
-            continue
-        backoff = 0.0
-        if message is not None:
-            yield message
+    # One waiter on `stop` for the whole loop, not one per message.
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        while not stop.is_set():
+            try:
+                message = await _receive_or_stop(layer, channel, stopping)
+            except Exception:
+                backoff = min(max_backoff, backoff * 2 or 0.05)
+                logger.exception("receiving from %s failed; retrying in %.2fs", channel, backoff)
+                await _sleep_or_stop(backoff, stop)
+                continue
+            backoff = 0.0
+            if message is not None:
+                yield message
+    finally:
+        stopping.cancel()
+        await asyncio.gather(stopping, return_exceptions=True)
 
 
 async def _publish_one(publish: PublishFunc, message: Message, max_payload: int) -> None:

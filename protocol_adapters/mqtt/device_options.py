@@ -39,10 +39,7 @@ class TopicPattern:
 
     def fill(self, **values: str) -> str:
         """The topic with each placeholder replaced by its value."""
-        return "/".join(
-            values[m.group(1)] if (m := _PLACEHOLDER.match(level)) else level
-            for level in self.levels
-        )
+        return self.pattern.format_map(values)
 
     def filter(self) -> str:
         """The subscription filter matching every topic of the pattern (``+`` per placeholder)."""
@@ -83,6 +80,10 @@ def _pattern_check(value: object, needs: tuple[str, ...]) -> str | None:
     if not isinstance(value, str) or not value or "+" in value or "#" in value:
         return "a topic pattern without wildcards"
     pattern = TopicPattern(value)
+    if any(
+        ("{" in level or "}" in level) and not _PLACEHOLDER.match(level) for level in pattern.levels
+    ):
+        return "a topic pattern whose placeholders are whole levels"
     names = pattern.names()
     missing = [name for name in needs if name not in names]
     if missing or len(names) != len(set(names)):
