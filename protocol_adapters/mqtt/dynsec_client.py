@@ -30,8 +30,9 @@ logger = logging.getLogger("gateway.mqtt")
 
 COMMAND_TOPIC: Final = "$CONTROL/dynamic-security/v1"
 RESPONSE_TOPIC: Final = "$CONTROL/dynamic-security/v1/response"
-BATCH: Final = 100
-"""Commands per message: keeps each answer well under Mosquitto's payload limits."""
+BATCH: Final = 20
+"""Commands per message. The plugin rewrites its whole JSON file after each change, so a batch
+of changes to a large fleet takes a while; small batches keep each wait within the timeout."""
 
 
 class DynsecError(ConnectionError):
