@@ -25,15 +25,7 @@ import uuid
 from typing import Any
 from urllib.parse import urlencode
 
-from benchmarks.webhook_load import (
-    FORM,
-    WebhookBench,
-    django_asgi,
-    lazy_app,
-    main,
-    post,
-    sms_gateway_app,
-)
+from benchmarks import webhook_load as harness
 
 API_KEY = "benchmark-key"
 SECRET = "benchmark-signature-secret"
@@ -56,11 +48,11 @@ def _gateway_app() -> Any:
         async def receive(self, body: str) -> None:
             handle(self.sender, body)
 
-    return sms_gateway_app(Handler.as_asgi())
+    return harness.sms_gateway_app(Handler.as_asgi())
 
 
-gateway_application = lazy_app(_gateway_app)
-django_application = lazy_app(django_asgi)
+gateway_application = harness.lazy_app(_gateway_app)
+django_application = harness.lazy_app(harness.django_asgi)
 
 
 @functools.cache
@@ -103,16 +95,16 @@ def signed_request(port: int, n: int) -> bytes:
     }
     fields["sig"] = _auth().sign_params(dict(fields))
     body = urlencode(fields).encode()
-    return post(port, PATH, body, FORM)
+    return harness.post(port, PATH, body, harness.FORM)
 
 
 def answered(head: bytes, body: bytes, n: int) -> bool:
     return head.startswith(b"HTTP/1.1 204")
 
 
-BENCH = WebhookBench(
+BENCH = harness.WebhookBench(
     "benchmarks.sms_vonage_settings", "benchmarks.sms_vonage", signed_request, answered
 )
 
 if __name__ == "__main__":
-    main(BENCH, __doc__)
+    harness.main(BENCH, __doc__)

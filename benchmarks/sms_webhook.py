@@ -21,15 +21,7 @@ import uuid
 from typing import Any
 from urllib.parse import urlencode
 
-from benchmarks.webhook_load import (
-    FORM,
-    WebhookBench,
-    django_asgi,
-    lazy_app,
-    main,
-    post,
-    sms_gateway_app,
-)
+from benchmarks import webhook_load as harness
 
 TOKEN = "benchmark-auth-token"
 PATH = "/sms/twilio/"
@@ -46,11 +38,11 @@ def _gateway_app() -> Any:
         async def receive(self, body: str) -> None:
             await self.reply(f"echo: {body}")
 
-    return sms_gateway_app(Echo.as_asgi())
+    return harness.sms_gateway_app(Echo.as_asgi())
 
 
-gateway_application = lazy_app(_gateway_app)
-django_application = lazy_app(django_asgi)
+gateway_application = harness.lazy_app(_gateway_app)
+django_application = harness.lazy_app(harness.django_asgi)
 
 
 async def twilio_view(request: Any) -> Any:
@@ -94,14 +86,16 @@ def signed_request(port: int, n: int) -> bytes:
     }
     body = urlencode(form).encode()
     signature = _validator().compute_signature(f"http://127.0.0.1:{port}{PATH}", form)
-    return post(port, PATH, body, FORM, X_Twilio_Signature=signature)
+    return harness.post(port, PATH, body, harness.FORM, X_Twilio_Signature=signature)
 
 
 def answered(head: bytes, body: bytes, n: int) -> bool:
     return head.startswith(b"HTTP/1.1 200") and f"echo: hello {n}".encode() in body
 
 
-BENCH = WebhookBench("benchmarks.sms_settings", "benchmarks.sms_webhook", signed_request, answered)
+BENCH = harness.WebhookBench(
+    "benchmarks.sms_settings", "benchmarks.sms_webhook", signed_request, answered
+)
 
 if __name__ == "__main__":
-    main(BENCH, __doc__)
+    harness.main(BENCH, __doc__)
