@@ -99,7 +99,7 @@ class DynsecSyncer:
             commands = [c for p in plans.values() for c in p.commands]
             answers = await connection.run(commands) if commands else []
         report = _report(self.name, plans)
-        report.errors += [f"{a.get('command')}: {a['error']}" for a in answers if a.get("error")]
+        report.errors += [f"{a.get('command')}: {a['error']}" for a in answers if _failed(a)]
         _log(report)
         return report
 
@@ -143,6 +143,20 @@ async def _everything(
         str(r["rolename"]): acls_from_json(r.get("acls", [])) for r in listed[1]["data"]["roles"]
     }
     return {c.username: c for c in clients}, roles
+
+
+# Another gateway process syncing at the same moment made or removed it first: in step.
+_RACED: Final = {
+    ("createClient", "Client already exists"),
+    ("createRole", "Role already exists"),
+    ("deleteClient", "Client not found"),
+    ("deleteRole", "Role not found"),
+}
+
+
+def _failed(answer: Mapping[str, Any]) -> bool:
+    error = answer.get("error")
+    return bool(error) and (answer.get("command"), error) not in _RACED
 
 
 def _report(name: str, plans: Mapping[str, Plan]) -> SyncReport:

@@ -21,11 +21,12 @@ from django_app.broker_access import set_password
 from django_app.models.devices import Device, DeviceCredential
 from gateway import broker_access
 from gateway.adapters import AdapterContext
+from gateway.broker_access import DeviceAccess
 from gateway.conf import GatewaySettings
 from gateway.db import database_sync_to_async
 from gateway.metrics import MetricsRegistry
 from gateway.server import Gateway
-from protocol_adapters.mqtt.dynsec import MosquittoDynsec
+from protocol_adapters.mqtt.dynsec import DynsecSyncer, MosquittoDynsec
 from tests.integration.mosquitto import Mosquitto, free_port
 from tests.mqtt.conformance_support import Broker
 from tests.mqtt.device_support import fast_hashing
@@ -268,3 +269,13 @@ async def test_a_gateway_process_start_syncs_and_reports_in_its_health(
         assert health["adapters"]["dynsec"]["status"] == "ok"
         assert health["adapters"]["dynsec"]["detail"] == "unchanged: 1"
         assert not await device.closed(QUIET)
+
+
+async def test_two_gateways_syncing_at_once_agree(broker: Broker, settings: Any) -> None:
+    options = settings.GATEWAY["ADAPTERS"]["dynsec"]["OPTIONS"]
+    first, second = DynsecSyncer("one", options), DynsecSyncer("two", options)
+    devices = [DeviceAccess(f"pump-{n}", enabled=True, fingerprint="f") for n in range(20)]
+    reports = await asyncio.gather(*(s.apply(devices, complete=True) for s in (first, second)))
+    assert [r.errors for r in reports] == [[], []]
+    again = await first.apply(devices, complete=True)
+    assert (again.unchanged, again.changed()) == (20, False)
