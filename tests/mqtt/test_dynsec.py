@@ -279,3 +279,12 @@ async def test_two_gateways_syncing_at_once_agree(broker: Broker, settings: Any)
     assert [r.errors for r in reports] == [[], []]
     again = await first.apply(devices, complete=True)
     assert (again.unchanged, again.changed()) == (20, False)
+
+
+async def test_adddevices_reaches_the_broker(broker: Broker) -> None:
+    await sync_to_async(call_command)(
+        "adddevices", "pump-1", "pump-2", password="s3cret", stdout=io.StringIO()
+    )
+    assert [await login(broker, d, "s3cret") for d in ("pump-1", "pump-2")] == [0, 0]
+    await sync_to_async(call_command)("adddevices", "pump-1", password="n3w", stdout=io.StringIO())
+    assert [await login(broker, "pump-1", p) for p in ("s3cret", "n3w")] == [NOT_AUTHORISED, 0]

@@ -16,8 +16,9 @@ from django_app.models import Device, DeviceCredential
 
 class Command(BaseCommand):
     help = (
-        "Create devices (or reset their password) so they can log in to the embedded broker: "
-        "give DEVICE_IDs, or --prefix P --count N for P-1 ... P-N."
+        "Create devices (or reset their password) so they can log in to the embedded broker, "
+        "or to Mosquitto through a MosquittoDynsec adapter: give DEVICE_IDs, or --prefix P "
+        "--count N for P-1 ... P-N."
     )
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
