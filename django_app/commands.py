@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from functools import partial
+from typing import Any
 
 from django.db import connection, transaction
 
@@ -21,40 +24,49 @@ Status = DeviceCommand.Status
 _in_pool = partial(database_sync_to_async, thread_sensitive=False)
 
 
-def _answered(command: DeviceCommand, change: CommandChange) -> None:
-    command.status = Status.ANSWERED if change.in_time else Status.ANSWERED_LATE
-    command.response = change.payload
-    command.answered_at = change.at
+@dataclass
+class _Row:
+    """A command first written in this batch: plain values, cheaper than a model instance."""
+
+    change: CommandChange
+    device: int
+    status: str = Status.SENT
+    answered_at: datetime | None = None
+    response: bytes | None = None
+
+    def values(self) -> tuple[Any, ...]:
+        c, moment = self.change, connection.ops.adapt_datetimefield_value
+        return (
+            c.request_id,
+            self.device,
+            c.command,
+            c.topic,
+            c.payload,
+            self.status,
+            c.timeout,
+            moment(c.at),
+            moment(self.answered_at),
+            self.response,
+        )
 
 
-def _new_rows(changes: Sequence[CommandChange]) -> dict[str, DeviceCommand]:
-    """The batch's new commands, with the changes that followed them in the batch applied."""
+def _new_rows(changes: Sequence[CommandChange]) -> dict[str, _Row]:
+    """The batch's new commands (of known devices), to which the later changes apply."""
     sent = [c for c in changes if c.kind == "sent"]
     ids = {c.device_id for c in sent}
     devices = dict(Device.objects.filter(device_id__in=ids).values_list("device_id", "pk"))
-    return {
-        c.request_id: DeviceCommand(
-            request_id=c.request_id,
-            device_id=devices[c.device_id],
-            command=c.command,
-            topic=c.topic,
-            payload=c.payload,
-            timeout=c.timeout,
-            sent_at=c.at,
-        )
-        for c in sent
-        if c.device_id in devices
-    }
+    return {c.request_id: _Row(c, devices[c.device_id]) for c in sent if c.device_id in devices}
 
 
-def _apply(rows: dict[str, DeviceCommand], change: CommandChange) -> bool:
+def _apply(rows: dict[str, _Row], change: CommandChange) -> bool:
     """One answer or timeout: on a row of this batch in memory, else an UPDATE; False: unknown."""
     row = rows.get(change.request_id)
     if row is not None:  # sent in this same batch: written once, already final
         if change.kind == "timed_out" and row.status == Status.SENT:
             row.status = Status.TIMED_OUT
         elif change.kind == "answered" and row.status in (Status.SENT, Status.TIMED_OUT):
-            _answered(row, change)
+            row.status = Status.ANSWERED if change.in_time else Status.ANSWERED_LATE
+            row.response, row.answered_at = change.payload, change.at
         return True
     commands = DeviceCommand.objects.filter(request_id=change.request_id)
     if change.kind == "timed_out":
@@ -96,31 +108,16 @@ _COLUMNS = (
 )
 
 
-def _insert(rows: list[DeviceCommand]) -> None:
-    """One multi-row INSERT: bulk_create's per-object work showed in the loop's latency."""
+def _insert(rows: list[_Row]) -> None:
+    """One INSERT for many rows: bulk_create's work per object showed in the loop's latency."""
     if not rows:
         return
     table = connection.ops.quote_name(DeviceCommand._meta.db_table)
     columns = ", ".join(connection.ops.quote_name(name) for name in _COLUMNS)
     marks = ", ".join(["%s"] * len(_COLUMNS))
-    moment = connection.ops.adapt_datetimefield_value
-    params = [
-        (
-            row.request_id,
-            row.device_id,
-            row.command,
-            row.topic,
-            bytes(row.payload),
-            row.status,
-            row.timeout,
-            moment(row.sent_at),
-            moment(row.answered_at),
-            None if row.response is None else bytes(row.response),
-        )
-        for row in rows
-    ]
     with connection.cursor() as cursor:
-        cursor.executemany(f"INSERT INTO {table} ({columns}) VALUES ({marks})", params)
+        sql = f"INSERT INTO {table} ({columns}) VALUES ({marks})"
+        cursor.executemany(sql, [row.values() for row in rows])
 
 
 class DatabaseCommandStore:
