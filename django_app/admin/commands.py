@@ -79,7 +79,7 @@ class _CommandDisplay:
 
 def history_table(device: Device, limit: int = 20) -> str:
     """The device's last commands, newest first, as an HTML table for its admin page."""
-    if device.pk is None:  # the add page
+    if device._state.adding:  # the add page
         return "No commands yet."
     commands = DeviceCommand.objects.filter(device=device).order_by("-sent_at")[:limit]
     rows = format_html_join(
