@@ -3,9 +3,10 @@
 `SmsWebhookAdapter` collects what the application replies while the webhook is open: in the
 answer for a provider with a reply format, else in `Exchange.later`, sent by `RestReplies`
 once the application returned and the webhook was answered. A reply after the answer goes
-out at once, in the consumer's ``reply()``. As for Twilio (gateway.replies), a reply that
-cannot be sent fails the message unless the consumer chose ``on_failure="log"``, and nothing
-is replied to a number that opted out (a log line, not a failure).
+out at once, in the consumer's ``reply()``. As for every protocol (gateway.replies), a reply
+that cannot be sent fails the message unless the consumer chose ``on_failure="log"``; nothing
+is replied to a number that opted out (a log line, not a failure). A WhatsApp sender is
+answered on WhatsApp.
 """
 
 from __future__ import annotations
