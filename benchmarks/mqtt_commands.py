@@ -5,8 +5,9 @@ Run from the project root:  .venv/bin/python benchmarks/mqtt_commands.py [--seco
 One run starts a Mosquitto from the installed binary on a free 127.0.0.1 port, and one process
 of 100 simulated devices (gmqtt, MQTT 5, uvloop) that answer every command on its response
 topic with its correlation data. Then, one contender at a time (each its own process, rounds
-interleaved, median of --rounds), at each --concurrency (commands in flight at once, spread
-over the 100 devices):
+interleaved, median of --rounds), under each --load, spread over the 100 devices: ``c1``
+(one caller: the round trip itself), ``r2000`` (2,000 commands a second on schedule: the round
+trip under load) and ``c100`` (100 callers: how many round trips a second one process gets):
 
 - gateway: `gateway.mqtt.arequest()` in a process running a `Gateway` with `ExternalBroker`
   and ``COMMANDS`` on that Mosquitto (uvloop, in-memory channel layer), every command
@@ -18,12 +19,15 @@ over the 100 devices):
   request/response round trip.
 
 A round trip is from the call (the publish, for bare-gmqtt) to the answer in the caller's hands.
+Each process warms up for 2 s, then collects and freezes its garbage before it measures; one
+uncounted bare-gmqtt run precedes each load.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import getpass
 import json
 import os
@@ -96,20 +100,40 @@ def run_devices(port: int, count: int) -> None:
 # --- the callers --------------------------------------------------------------------------------
 
 
-async def drive(call: Any, concurrency: int, seconds: float) -> dict[str, float]:
-    """`concurrency` workers calling `call(device_index)` in a loop for `seconds`."""
+async def drive(call: Any, load: str, seconds: float) -> dict[str, float]:
+    """Run `call(device_index)` for `seconds` under `load`; round trips/s, p50 and p99 in ms.
+
+    ``"c<N>"``: N callers each waiting for its answer before the next (closed loop: how many
+    round trips one process gets through). ``"r<N>"``: N commands a second, each sent on its
+    schedule whatever the others do (open loop), its round trip counted from the time it was
+    due, so a stall shows in the figures instead of slowing the senders down.
+    """
     latencies: list[float] = []
     deadline = time.perf_counter() + seconds
+    amount = int(load[1:])
+
+    async def timed(n: int, due: float) -> None:
+        await call(n % DEVICES)
+        latencies.append(time.perf_counter() - due)
 
     async def worker(offset: int) -> None:
         n = offset
         while time.perf_counter() < deadline:
-            start = time.perf_counter()
-            await call(n % DEVICES)
-            latencies.append(time.perf_counter() - start)
-            n += concurrency
+            await timed(n, time.perf_counter())
+            n += amount
 
-    await asyncio.gather(*(worker(w) for w in range(concurrency)))
+    async def schedule() -> None:
+        tasks, due, n = [], time.perf_counter(), 0
+        while due < deadline:
+            await asyncio.sleep(max(0.0, due - time.perf_counter()))
+            tasks.append(asyncio.ensure_future(timed(n, due)))
+            n, due = n + 1, due + 1 / amount
+        await asyncio.gather(*tasks)
+
+    if load.startswith("c"):
+        await asyncio.gather(*(worker(w) for w in range(amount)))
+    else:
+        await schedule()
     ordered = sorted(latencies)
     return {
         "rate": len(ordered) / seconds,
@@ -125,7 +149,7 @@ class MemoryStore:
         return []
 
 
-def call_gateway(kind: str, port: int, concurrency: int, seconds: float, db: str) -> None:
+def call_gateway(kind: str, port: int, load: str, seconds: float, db: str) -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "benchmarks.commands_settings")
     os.environ["BENCH_DB"] = db
     import django
@@ -157,15 +181,17 @@ def call_gateway(kind: str, port: int, concurrency: int, seconds: float, db: str
         started = asyncio.Event()
         serving = asyncio.create_task(gateway.serve(started))
         await started.wait()
-        await drive(one, concurrency, 1.0)  # warm-up
-        print("BENCH " + json.dumps(await drive(one, concurrency, seconds)), flush=True)
+        await drive(one, load, 2.0)  # warm-up
+        gc.collect()
+        gc.freeze()  # what set-up left behind is not scanned again in the measurement
+        print("BENCH " + json.dumps(await drive(one, load, seconds)), flush=True)
         gateway.stop()
         await serving
 
     run_uvloop(main)
 
 
-def call_bare(port: int, concurrency: int, seconds: float) -> None:
+def call_bare(port: int, load: str, seconds: float) -> None:
     from gmqtt import Client
 
     async def main() -> None:
@@ -197,8 +223,10 @@ def call_bare(port: int, concurrency: int, seconds: float) -> None:
             )
             await asyncio.wait_for(future, 10)
 
-        await drive(one, concurrency, 1.0)  # warm-up
-        print("BENCH " + json.dumps(await drive(one, concurrency, seconds)), flush=True)
+        await drive(one, load, 2.0)  # warm-up
+        gc.collect()
+        gc.freeze()  # what set-up left behind is not scanned again in the measurement
+        print("BENCH " + json.dumps(await drive(one, load, seconds)), flush=True)
         await client.disconnect()
 
     run_uvloop(main)
@@ -207,9 +235,9 @@ def call_bare(port: int, concurrency: int, seconds: float) -> None:
 # --- the run ----------------------------------------------------------------------------------
 
 
-def measure(name: str, port: int, concurrency: int, seconds: float, db: str) -> dict[str, float]:
+def measure(name: str, port: int, load: str, seconds: float, db: str) -> dict[str, float]:
     command = [sys.executable, __file__, "--role", name, "--port", str(port)]
-    command += ["--concurrency", str(concurrency), "--seconds", str(seconds), "--db", db]
+    command += ["--load", load, "--seconds", str(seconds), "--db", db]
     out = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=300)
     for line in out.stdout.splitlines():
         if line.startswith("BENCH {"):
@@ -224,15 +252,15 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--concurrency", default="1,100")
+    parser.add_argument("--load", default="c1,r2000,c100", help="c<callers>,r<commands/s>,...")
     parser.add_argument("--db", default="")
     args = parser.parse_args()
     if args.role == "devices":
         run_devices(args.port, DEVICES)
     elif args.role == "bare-gmqtt":
-        call_bare(args.port, int(args.concurrency), args.seconds)
+        call_bare(args.port, args.load, args.seconds)
     elif args.role.startswith("gateway"):
-        call_gateway(args.role, args.port, int(args.concurrency), args.seconds, args.db)
+        call_gateway(args.role, args.port, args.load, args.seconds, args.db)
     else:
         run(args)
 
@@ -249,20 +277,23 @@ def run(args: argparse.Namespace) -> None:
         try:
             assert farm.stdout is not None
             assert farm.stdout.readline().startswith("BENCH ready")
-            for concurrency in (int(c) for c in args.concurrency.split(",")):
+            for load in args.load.split(","):
+                # Not counted: the first process after a pause measured slower, whichever it was.
+                measure("bare-gmqtt", port, load, 2.0, "")
                 results: dict[str, list[dict[str, float]]] = {name: [] for name in CONTENDERS}
                 for round_ in range(args.rounds):
                     for name in CONTENDERS:
-                        db = str(Path(directory) / f"history-{concurrency}-{round_}.sqlite3")
-                        results[name].append(measure(name, port, concurrency, args.seconds, db))
-                report(concurrency, results)
+                        db = str(Path(directory) / f"history-{load}-{round_}.sqlite3")
+                        results[name].append(measure(name, port, load, args.seconds, db))
+                report(load, results)
         finally:
             farm.kill()
             broker.kill()
 
 
-def report(concurrency: int, results: dict[str, list[dict[str, float]]]) -> None:
-    print(f"\n{concurrency} in flight, median of {len(results['bare-gmqtt'])} rounds:")
+def report(load: str, results: dict[str, list[dict[str, float]]]) -> None:
+    what = f"{load[1:]} callers" if load.startswith("c") else f"{load[1:]} commands/s offered"
+    print(f"\n{what}, median of {len(results['bare-gmqtt'])} rounds:")
     print(f"{'contender':22} {'round trips/s':>14} {'p50 ms':>8} {'p99 ms':>8}")
     medians = {
         name: {key: statistics.median(r[key] for r in runs) for key in ("rate", "p50", "p99")}

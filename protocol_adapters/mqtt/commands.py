@@ -29,8 +29,10 @@ from protocol_adapters.mqtt.device_options import CommandsOptions
 __all__ = ["CommandService"]
 
 logger = logging.getLogger("gateway.mqtt")
-HISTORY_DELAY = 0.1
+HISTORY_DELAY = 0.25
 """Seconds the history writer lets changes gather before it writes them."""
+HISTORY_SLICE = 100
+"""Changes recorded in one call of the store (one transaction)."""
 _REQUEST_KEYS = ("request_id", "device_id", "command", "payload", "qos", "timeout", "reply_channel")
 
 
@@ -191,8 +193,11 @@ class CommandService:
 
     async def _flush(self) -> None:
         changes, self._changes = self._changes, []
-        if not changes:
-            return
+        # In slices: the store's own Python work holds the GIL, and a long hold stalls the loop.
+        for start in range(0, len(changes), HISTORY_SLICE):
+            await self._record(changes[start : start + HISTORY_SLICE])
+
+    async def _record(self, changes: list[CommandChange]) -> None:
         try:
             unknown = await self.store.record(changes)
         except Exception:
