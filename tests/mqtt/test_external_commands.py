@@ -140,7 +140,7 @@ async def test_an_answer_after_the_timeout_is_recorded_not_raised(broker: Mosqui
 
             async def answered() -> bool:
                 rows[:] = await history("slow")
-                return rows[0].status == "answered_late"
+                return bool(rows) and rows[0].status == "answered_late"
 
             await eventually_async(answered, "the late answer to be recorded")
         finally:
