@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Callable
@@ -102,6 +103,8 @@ class HealthEndpoints:
                 send, 405, b"text/plain; charset=utf-8", b"Method Not Allowed\n", allow=True
             )
         elif path == self.metrics_path:
+            # Counted when asked for, not kept up to date: a soak watches it for leaked tasks.
+            self.metrics.set_gauge("process", "asyncio_tasks", len(asyncio.all_tasks()))
             await _respond(send, 200, METRICS_CONTENT_TYPE, self.metrics.render().encode())
         else:
             await self._health(send, readiness=path == self.ready_path)

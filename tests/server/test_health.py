@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -101,6 +102,19 @@ async def test_metrics_answers_prometheus_text() -> None:
     assert status == 200
     assert headers[b"content-type"] == b"text/plain; version=0.0.4; charset=utf-8"
     assert 'gateway_events_handled_total{protocol="mqtt"} 3' in body.decode()
+
+
+async def test_metrics_count_the_running_tasks() -> None:
+    metrics = MetricsRegistry()
+    extra = [asyncio.create_task(asyncio.sleep(10)) for _ in range(5)]
+    try:
+        _, _, body = await get(endpoints(metrics=metrics), http_scope("/-/metrics"))
+    finally:
+        for task in extra:
+            task.cancel()
+    line = next(li for li in body.decode().splitlines() if li.startswith("gateway_asyncio_tasks"))
+    assert line.startswith('gateway_asyncio_tasks{protocol="process"} ')
+    assert int(line.rsplit(" ", 1)[1]) >= 6  # the five above and this test's own
 
 
 async def test_other_paths_and_disabled_endpoints_reach_the_app() -> None:
