@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from django_app.models.devices import Device, DeviceCredential
 from gateway.db import database_sync_to_async
+from gateway.passwords import check_password
 
 __all__ = [
     "READINGS_KEPT",
@@ -41,19 +42,34 @@ READINGS_KEPT = 30
 
 
 def _authenticate(device_id: str, password: str) -> Device | None:
-    try:
-        credential = DeviceCredential.objects.select_related("device").get(
-            device__device_id=device_id
-        )
-    except DeviceCredential.DoesNotExist:
+    """`authenticate` in one call, for synchronous code (it hashes on the calling thread)."""
+    found = _credential(device_id)
+    if found is None:
         # Hash anyway, so an unknown device id takes as long to refuse as a wrong password.
         make_password(password)
         return None
-    return credential.device if credential.check_password(password) else None
+    return found.device if found.check_password(password) else None
 
 
-authenticate = database_sync_to_async(_authenticate)
-"""The device whose id and password these are, or None."""
+def _credential(device_id: str) -> DeviceCredential | None:
+    return (
+        DeviceCredential.objects.select_related("device")
+        .filter(device__device_id=device_id)
+        .first()
+    )
+
+
+async def authenticate(device_id: str, password: str) -> Device | None:
+    """The device whose id and password these are, or None.
+
+    The credential is read on the database thread; the password is hashed on the hashing pool
+    (`gateway.passwords`), so a burst of logins never holds up other database work.
+    """
+    credential = await database_sync_to_async(_credential)(device_id)
+    encoded = credential.password if credential is not None else None
+    if not await check_password(password, encoded) or credential is None:
+        return None
+    return credential.device
 
 
 @database_sync_to_async

@@ -8,6 +8,8 @@ give every adapter the same keys for the same thing:
 * `retry_option`: ``RETRY`` = ``{"ATTEMPTS", "INITIAL_BACKOFF", "MAX_BACKOFF"}`` -> RetryPolicy
 * `reconnect_option`: ``RECONNECT`` = ``{"INITIAL", "MAX"}`` -> `ReconnectPolicy`
 * `tls_option`: ``TLS`` = ``None`` or a dict of file paths (and flags) -> dict
+* `logins_option`: ``LOGINS`` = ``{"CONCURRENCY", "MAX_WAITING", "MAX_PER_ADDRESS",
+  "MAX_FAILURES", "FAILURE_WINDOW"}`` -> `LoginLimits`
 
 A key renamed in a release keeps working for one more: `Option.renamed_from` lists the old
 names, accepted with a `DeprecationWarning` naming the new one.
@@ -22,6 +24,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.logins import LoginLimits
+from gateway.passwords import HASH_THREADS
 from gateway.pipeline import RetryPolicy
 
 __all__ = [
@@ -32,6 +36,7 @@ __all__ = [
     "ReconnectPolicy",
     "is_int",
     "is_number",
+    "logins_option",
     "one_of",
     "positive_int",
     "positive_number",
@@ -322,3 +327,44 @@ def tls_option(*keys: str, required: Iterable[str] = ()) -> Option:
         return errors
 
     return Option("TLS", None, checks=checks)
+
+
+def _concurrency(value: object) -> str | None:
+    ok = is_int(value) and 1 <= value <= HASH_THREADS  # type: ignore[operator]
+    return None if ok else f"an integer 1-{HASH_THREADS} (the hashing threads)"
+
+
+_LOGINS_RULES: dict[str, tuple[Check, bool]] = {
+    "CONCURRENCY": (_concurrency, False),
+    "MAX_WAITING": (positive_int, False),
+    "MAX_PER_ADDRESS": (positive_int, False),
+    "MAX_FAILURES": (positive_int, False),
+    "FAILURE_WINDOW": (_positive_seconds, False),
+}
+
+
+def logins_option() -> Option:
+    """``LOGINS`` = password checks' limits (`gateway.logins`) -> `LoginLimits`; keys optional."""
+    base = LoginLimits()
+    default = {
+        "CONCURRENCY": base.concurrency,
+        "MAX_WAITING": base.max_waiting,
+        "MAX_PER_ADDRESS": base.max_per_address,
+        "MAX_FAILURES": base.max_failures,
+        "FAILURE_WINDOW": base.failure_window,
+    }
+
+    def parse(value: Mapping[str, Any] | None) -> LoginLimits:
+        merged = {**default, **(value or {})}
+        return LoginLimits(
+            int(merged["CONCURRENCY"]),
+            int(merged["MAX_WAITING"]),
+            int(merged["MAX_PER_ADDRESS"]),
+            int(merged["MAX_FAILURES"]),
+            float(merged["FAILURE_WINDOW"]),
+        )
+
+    def checks(value: object) -> list[str]:
+        return _dict_problems(value if value is not None else {}, _LOGINS_RULES, _LOGINS_RULES)
+
+    return Option("LOGINS", default, parse=parse, checks=checks)

@@ -18,7 +18,7 @@ import ssl
 from collections import Counter
 from collections.abc import Mapping
 from functools import partial
-from typing import Any, Final
+from typing import Any
 
 from websockets.asyncio.server import Server as WebSocketServer
 from websockets.asyncio.server import ServerConnection, serve
@@ -32,6 +32,7 @@ from gateway.adapters import (
     ProtocolAdapter,
 )
 from gateway.devices import DeviceStore, load_device_store
+from gateway.logins import LoginGate
 from gateway.mqtt import MAX_TOPIC_BYTES
 from gateway.pipeline import DispatcherClosed, Outcome
 from gateway.types import MqttPublishEvent
@@ -51,6 +52,7 @@ from protocol_adapters.mqtt.embedded_options import EMBEDDED_OPTIONS, embedded_d
 from protocol_adapters.mqtt.embedded_sessions import QueueLimits, Session
 from protocol_adapters.mqtt.embedded_websocket import serve_websocket
 from protocol_adapters.mqtt.wire import (
+    CONNACK_SERVER_UNAVAILABLE,
     PUBACK,
     PUBREC,
     Connect,
@@ -62,8 +64,6 @@ from protocol_adapters.mqtt.wire import (
 __all__ = ["EmbeddedBroker"]
 
 logger = logging.getLogger("gateway.mqtt")
-
-CONNACK_SERVER_UNAVAILABLE: Final = 3
 
 
 class EmbeddedBroker(ProtocolAdapter):
@@ -89,6 +89,8 @@ class EmbeddedBroker(ProtocolAdapter):
         self._running = False
         self.devices: DeviceStore | None = None
         """Where logins are checked and presence kept (AUTH "devices"), else None."""
+        self.logins = LoginGate(self.settings["LOGINS"])
+        """Admits password checks: bounded, fair between addresses, failures rate-limited."""
 
     @classmethod
     def check_options(cls, options: Mapping[str, Any]) -> list[str]:
@@ -232,7 +234,8 @@ class EmbeddedBroker(ProtocolAdapter):
     async def login(self, connection: Connection, connect: Connect) -> Login | int:
         """CONNECT: who the client is and which topics it may use, or a CONNACK refusal code."""
         try:
-            login = await log_in(connect, connection.describe(), self.devices, self.settings["ACL"])
+            login = await log_in(connect, connection.describe(), self.devices, self.settings["ACL"],
+                                 gate=self.logins, address=connection.peer[0])  # fmt: skip
         except Exception:
             logger.exception("mqtt login of %s failed with an error", connection.describe())
             login = CONNACK_SERVER_UNAVAILABLE

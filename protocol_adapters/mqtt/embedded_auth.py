@@ -1,19 +1,28 @@
 """Who an MQTT client is: its login checked, its client id and will allowed, its topic ACL.
 
 Runs on CONNECT, before any session is looked up, taken over or deleted: a refusal touches
-nothing. The device store (AUTH "devices") checks the password; a client id that is another
-device's id is reserved to that device.
+nothing. The device store (AUTH "devices") checks the password, in the turn the adapter's
+`LoginGate` gives it; a login the gate refuses gets CONNACK 3 (server unavailable: too many
+checks wait) or 5 (not authorized: too many failures from its address), unchecked. A client
+id that is another device's id is reserved to that device.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from functools import partial
 
 from gateway.devices import DeviceStore
+from gateway.logins import LoginGate, LoginRefused
 from protocol_adapters.mqtt.embedded_acl import acl_for, may_publish
 from protocol_adapters.mqtt.embedded_broker import Login
-from protocol_adapters.mqtt.wire import CONNACK_ID_REJECTED, CONNACK_NOT_AUTHORIZED, Connect
+from protocol_adapters.mqtt.wire import (
+    CONNACK_ID_REJECTED,
+    CONNACK_NOT_AUTHORIZED,
+    CONNACK_SERVER_UNAVAILABLE,
+    Connect,
+)
 
 __all__ = ["log_in"]
 
@@ -21,13 +30,25 @@ logger = logging.getLogger("gateway.mqtt")
 
 
 async def log_in(
-    connect: Connect, client: str, devices: DeviceStore | None, acl: str | Sequence[str] | None
+    connect: Connect,
+    client: str,
+    devices: DeviceStore | None,
+    acl: str | Sequence[str] | None,
+    *,
+    gate: LoginGate,
+    address: str,
 ) -> Login | int:
     """The client's `Login`, or the CONNACK return code refusing it (logged, with `client`)."""
     username, patterns = connect.username or "", acl
     device_id: str | None = None
     if devices is not None:
-        device_id = await devices.authenticate(username, _text(connect.password))
+        attempt = partial(devices.authenticate, username, _text(connect.password))
+        try:
+            device_id = await gate.check(address, attempt)
+        except LoginRefused as refused:
+            logger.warning("mqtt client %s refused unchecked: %s", client, refused)
+            busy = refused.reason == "busy"
+            return CONNACK_SERVER_UNAVAILABLE if busy else CONNACK_NOT_AUTHORIZED
         if device_id is None:
             logger.warning("mqtt client %s refused: wrong device id or password", client)
             return CONNACK_NOT_AUTHORIZED

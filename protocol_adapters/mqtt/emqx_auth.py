@@ -8,7 +8,11 @@ gateway's HTTP server: a device's login is checked by the device store, its topi
 embedded broker's ACL rule (`embedded_acl`), so EMQX and the embedded broker allow the same.
 A username that is no device gets ``ignore`` (EMQX asks its next authenticator), a request
 without the shared secret ``401``, a body that is not EMQX's ``400``. Answers are cached for
-``CACHE_TTL`` seconds: a repeated login costs no password hash.
+``CACHE_TTL`` seconds: a repeated login costs no password hash. Password checks go through a
+`LoginGate` (``LOGINS``), keyed by the device's address when EMQX's body carries
+``peerhost``, else by the username: an address or username past ``MAX_FAILURES`` is denied
+unchecked, and a login past the gate's queue bounds gets ``503`` (EMQX then treats the
+authenticator as ignoring it).
 """
 
 from __future__ import annotations
@@ -20,13 +24,15 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
+from functools import partial
 from typing import Any, Final
 from urllib.parse import parse_qsl
 
 from gateway.adapters import Listener, ProtocolAdapter
 from gateway.devices import DeviceStore, load_device_store
+from gateway.logins import LoginGate, LoginRefused
 from gateway.mqtt import MqttPublishError, split_shared_subscription, validate_topic_filter
-from gateway.options import Option, OptionSet, is_number, positive_int
+from gateway.options import Option, OptionSet, is_number, logins_option, positive_int
 from gateway.types import ASGIApp, Receive, Scope, Send
 from protocol_adapters.mqtt.embedded_acl import DEFAULT_ACL, acl_for, may_publish, may_subscribe
 
@@ -74,6 +80,7 @@ EMQX_OPTIONS: Final = OptionSet(
     Option("DEVICE_STORE", None, _text_or_none),
     Option("CACHE_TTL", 30.0, _ttl),
     Option("CACHE_SIZE", 100000, positive_int),
+    logins_option(),
 )
 """Every OPTIONS key of `EmqxAuth` (docs/mqtt.md)."""
 
@@ -120,6 +127,7 @@ class EmqxAuth(ProtocolAdapter):
         self.devices: DeviceStore = load_device_store(values["DEVICE_STORE"])
         self.logins = TtlCache(float(values["CACHE_TTL"]), values["CACHE_SIZE"])
         self.topics = TtlCache(float(values["CACHE_TTL"]), values["CACHE_SIZE"])
+        self.gate = LoginGate(values["LOGINS"])
 
     async def start(self) -> list[Listener]:
         return [Listener("emqx-authn", f"POST {self.paths[0]}"),
@@ -136,9 +144,18 @@ class EmqxAuth(ProtocolAdapter):
     async def authn(self, scope: Scope, receive: Receive, send: Send) -> None:
         """A login: allow with the device's password, deny otherwise, ignore a non-device."""
         fields = await self._request(scope, receive, send, ("username", "password"))
-        if fields is not None:
-            result = await self.login(fields["username"], fields["password"])
-            await _answer(send, 200, {"result": result, "is_superuser": False})
+        if fields is None:
+            return
+        address = fields.get("peerhost") or f"username {fields['username']!r}"
+        try:
+            result = await self.login(fields["username"], fields["password"], address)
+        except LoginRefused as refused:
+            if refused.reason == "busy":
+                await _refuse(send, scope, 503, f"login not checked: {refused}")
+                return
+            logger.warning("emqx login of %r denied unchecked: %s", fields["username"], refused)
+            result = "deny"
+        await _answer(send, 200, {"result": result, "is_superuser": False})
 
     async def authz(self, scope: Scope, receive: Receive, send: Send) -> None:
         """A publish or subscribe: allow within the device's topics, ignore a non-device."""
@@ -153,11 +170,13 @@ class EmqxAuth(ProtocolAdapter):
 
     # --- decisions --------------------------------------------------------------------------------
 
-    async def login(self, username: str, password: str) -> str:
+    async def login(self, username: str, password: str, address: str) -> str:
+        """allow, deny or ignore; raises `LoginRefused` when the gate refuses a check."""
         key = hashlib.sha256(f"{username}\x00{password}".encode()).hexdigest()
         cached = self.logins.get(key)
         if cached is None:
-            if await self.devices.authenticate(username, password) is not None:
+            check = partial(self.devices.authenticate, username, password)
+            if await self.gate.check(address, check) is not None:
                 cached = "allow"
             else:
                 cached = "deny" if username and await self.devices.exists(username) else "ignore"
