@@ -14,15 +14,15 @@ import hmac
 import logging
 import socket
 import ssl
-import weakref
 from collections.abc import Mapping
 from typing import Any, Final
 
-from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
 
 from gateway.adapters import AdapterHealth, DeployRisk, Listener, ProtocolAdapter
 from gateway.email_store import load_mail_store
 from gateway.pipeline import DeadLetter, KeyedDispatcher, RetryPolicy
+from protocol_adapters._compat_aiosmtpd import SMTP, check_version
 from protocol_adapters.email_common import BUSY, EmailIntake, smtp_reply
 from protocol_adapters.smtp_options import SMTP_OPTIONS, check_smtp_options, smtp_deploy_risks
 
@@ -48,7 +48,8 @@ class SMTPAdapter(ProtocolAdapter):
         self._server: asyncio.AbstractServer | None = None
         self._dispatcher: KeyedDispatcher | None = None
         self._intake: EmailIntake | None = None
-        self.connections: weakref.WeakSet[SMTP] = weakref.WeakSet()
+        # Open connections: added when made, removed when lost, whichever way they end.
+        self.connections: set[SMTP] = set()
         self.tls_context: ssl.SSLContext | None = None
         self.stopping = False
 
@@ -70,6 +71,7 @@ class SMTPAdapter(ProtocolAdapter):
 
     async def start(self) -> list[Listener]:
         options = self.options
+        check_version()
         _quiet_library_log()
         self._dispatcher = KeyedDispatcher(
             self.protocol,
@@ -142,9 +144,11 @@ class _Handler:
     def protocol(self) -> SMTP:
         """A new aiosmtpd SMTP protocol for one connection."""
         options = self.adapter.options
-        server = SMTP(
+        return _Connection(
             self,
+            self.adapter.connections,
             hostname=self.hostname,
+            ident=options["BANNER"],
             data_size_limit=options["DATA_SIZE_LIMIT"],
             enable_SMTPUTF8=True,
             tls_context=self.adapter.tls_context,
@@ -156,8 +160,6 @@ class _Handler:
             auth_exclude_mechanism=None if self.users else ["LOGIN", "PLAIN"],
             loop=asyncio.get_running_loop(),
         )
-        self.adapter.connections.add(server)
-        return server
 
     def authenticate(
         self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any
@@ -228,6 +230,24 @@ class _Handler:
         # bounce the mail and learn our internals. A temporary failure keeps it queued.
         logger.error("SMTP session error", exc_info=error)
         return ANSWER_TEMPORARY
+
+
+class _Connection(SMTP):
+    """One client's session, in the adapter's set of open connections while it is open."""
+
+    def __init__(self, handler: _Handler, connections: set[SMTP], **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        self.connections = connections
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # Also called again after STARTTLS, with the TLS transport: a set counts it once.
+        self.connections.add(self)
+        super().connection_made(transport)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        # Every end comes here: QUIT, the client hanging up, the idle timeout, a reset, stop().
+        self.connections.discard(self)
+        super().connection_lost(error)
 
 
 def _peer(session: Session) -> tuple[str, int] | None:

@@ -35,6 +35,11 @@ def _flag(value: object) -> str | None:
     return None if isinstance(value, bool) else "True or False"
 
 
+def _banner(value: object) -> str | None:
+    printable = isinstance(value, str) and value.isprintable() and 0 < len(value) <= 200
+    return None if printable else "a non-empty printable str of at most 200 characters"
+
+
 def _users(value: object) -> list[str]:
     ok = value is None or (
         isinstance(value, Mapping)
@@ -90,6 +95,8 @@ SMTP_OPTIONS: Final = OptionSet(
     Option("HOST", "127.0.0.1"),
     Option("PORT", 2525, _port),
     Option("HOSTNAME", None),  # the name in the greeting; socket.gethostname() when None
+    # The greeting's text after the host name; neutral, unlike aiosmtpd's name and version.
+    Option("BANNER", "ESMTP", _banner),
     Option("DATA_SIZE_LIMIT", 26214400, positive_int),  # 25 MiB, a common MX limit
     Option("MAX_RECIPIENTS", 1000, positive_int),
     Option("TIMEOUT", 300.0, _seconds),  # idle connection timeout (RFC 5321 suggests 5 minutes)
