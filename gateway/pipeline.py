@@ -20,7 +20,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from gateway import tracing
 from gateway.exceptions import GatewayError
+from gateway.logcontext import event_log_context
 from gateway.metrics import MetricsRegistry, registry
 
 __all__ = [
@@ -304,6 +306,8 @@ class KeyedDispatcher:
         self._workers[key] = asyncio.create_task(self._work(key, queue), name=f"dispatch:{key}")
 
     async def _work(self, key: str, queue: deque[_Event]) -> None:
+        # This task's own context: every line logged while its events run names them.
+        event_log_context.set((self.protocol, key))
         try:
             while queue:
                 await self._process(key, queue[0])
@@ -321,7 +325,12 @@ class KeyedDispatcher:
                 self._release_slot()
 
     async def _process(self, key: str, event: _Event) -> None:
-        outcome = await self._attempt(key, event)
+        if tracing.tracer is None:
+            outcome = await self._attempt(key, event)
+        else:
+            with tracing.event_span(self.protocol, key, event.scope) as span:
+                outcome = await self._attempt(key, event)
+                tracing.end_event(span, outcome.attempts, outcome.status)
         if event.result is not None and not event.result.done():
             event.result.set_result(outcome)
         if event.on_done is not None:

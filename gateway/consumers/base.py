@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 
 from asgiref.sync import async_to_sync
 
+from gateway import tracing
 from gateway.db import database_sync_to_async
 from gateway.exceptions import ImproperlyConfiguredGateway, StopConsumer, UnknownMessageType
 from gateway.layers import BaseChannelLayer, get_channel_layer
@@ -101,7 +102,7 @@ class AsyncConsumer:
         self._joined_groups: list[str] = []
         try:
             if self.one_event_scope:
-                await self.dispatch(await receive())
+                await self._dispatch_traced(await receive())
             else:
                 await self._dispatch_loop(receive)
         except StopConsumer:
@@ -131,6 +132,18 @@ class AsyncConsumer:
         """An ASGI application that serves each scope with ``cls(**initkwargs)``."""
         _check_initkwargs(cls, initkwargs)
         return ConsumerApplication(cls, initkwargs)
+
+    async def _dispatch_traced(self, message: Message) -> None:
+        """`dispatch` in a span when tracing; handlers never see the reserved trace key."""
+        carrier = None
+        if tracing.TRACE_KEY in message:  # a traced sender's layer message, traced here or not
+            message, carrier = tracing.split_message(message)
+        if tracing.tracer is None:
+            await self.dispatch(message)
+            return
+        handler = str(message.get("type", "")).replace(".", "_")
+        with tracing.consumer_span(self, handler, self.scope, carrier):
+            await self.dispatch(message)
 
     def _handler_for(self, message: Message) -> Callable[[Message], Any]:
         name = get_handler_name(message)
@@ -187,11 +200,11 @@ class AsyncConsumer:
                 await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
                 if client.done():
                     message = client.result()
-                    await self.dispatch(message)
+                    await self._dispatch_traced(message)
                     client = asyncio.ensure_future(receive())
                 if layer is not None and layer.done():
                     message = layer.result()
-                    await self.dispatch(message)
+                    await self._dispatch_traced(message)
                     layer = asyncio.ensure_future(self._receive_from_layer())
         finally:
             pending = [task for task in (client, layer, woken) if task is not None]

@@ -14,6 +14,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from gateway import tracing
 from gateway.consumers.base import AsyncConsumer, SyncConsumer
 from gateway.mqtt import InvalidPayload, MqttPublishError, make_publish_event
 from gateway.replies import ReplyFailure, failure_policy, mark, reply_failures
@@ -35,6 +36,8 @@ def _decode_json(scope: Scope, payload: bytes) -> Any:
 def _publish_event(
     topic: str, payload: object, qos: int, retain: bool, properties: Mapping[str, Any] | None
 ) -> MqttPublishEvent:
+    if tracing.tracer is not None:  # an MQTT 5 receiver continues the trace (traceparent)
+        properties = tracing.inject_user_properties(properties)
     return make_publish_event(topic, payload, qos, retain, properties=properties)
 
 

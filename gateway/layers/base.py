@@ -9,6 +9,7 @@ import warnings
 from collections.abc import Mapping
 from typing import Any, ClassVar, Protocol
 
+from gateway import tracing
 from gateway.exceptions import ImproperlyConfiguredGateway, InvalidChannelName
 from gateway.types import Message
 
@@ -53,6 +54,12 @@ class BaseChannelLayer:
         self.channel_capacity = self.compile_capacities(channel_capacity or {})
         # Identifies this layer instance inside process-specific channel names.
         self.client_prefix = secrets.token_hex(4)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # With the otel extra, sends carry the trace context ("_trace", gateway.tracing).
+        if tracing.tracer is not None:
+            tracing.trace_layer(cls)
 
     # The layer API (Channels' names and semantics).
 

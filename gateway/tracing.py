@@ -1,0 +1,191 @@
+"""OpenTelemetry spans for events, consumer calls and channel-layer sends (the ``otel`` extra).
+
+Without ``opentelemetry-api`` installed, `tracer` is None and every caller skips its hook on
+that one check. With it, each intake event gets one span (`event_span`), each consumer call
+one (`consumer_span`), and the trace context travels:
+
+- in channel-layer messages, under the reserved key ``"_trace"`` (`TRACE_KEY`): a dict of W3C
+  trace-context headers (``traceparent``, ``tracestate``) that `inject_message` adds on send
+  and consumers take off (`split_message`) before a handler sees the message;
+- in MQTT 5 user properties (``traceparent``) on publish, read back from an inbound scope's
+  ``properties.user_properties``;
+- in HTTP and WebSocket scopes, from the ``traceparent`` request header.
+
+Spans go wherever the application's tracer provider sends them (docs/gateway-process.md).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+try:
+    from opentelemetry import context as otel_context
+    from opentelemetry import propagate, trace
+except ImportError:  # the "otel" extra is not installed: every hook is skipped on `tracer`
+    tracer: trace.Tracer | None = None
+else:
+    tracer = trace.get_tracer("gateway")
+
+__all__ = [
+    "TRACE_KEY",
+    "consumer_span",
+    "event_span",
+    "inject_message",
+    "inject_user_properties",
+    "split_message",
+    "trace_id",
+    "trace_layer",
+    "tracer",
+]
+
+TRACE_KEY = "_trace"
+"""The reserved channel-layer message key that carries the trace context."""
+
+_KEY_ATTRIBUTE = {"mqtt": "topic", "email": "recipient", "sms": "from"}
+
+
+def split_message(message: Mapping[str, Any]) -> tuple[dict[str, Any], Any]:
+    """The message without `TRACE_KEY` (a copy: other receivers may share it), and its value."""
+    rest = {key: value for key, value in message.items() if key != TRACE_KEY}
+    return rest, message.get(TRACE_KEY)
+
+
+def _carrier() -> dict[str, str]:
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return carrier
+
+
+def inject_message(message: Mapping[str, Any]) -> Mapping[str, Any]:
+    """`message` with the current trace context under `TRACE_KEY` (unchanged if none)."""
+    if tracer is None or TRACE_KEY in message:
+        return message
+    carrier = _carrier()
+    return {**message, TRACE_KEY: carrier} if carrier else message
+
+
+def inject_user_properties(properties: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    """MQTT publish `properties` with a ``traceparent`` user property (unchanged if none)."""
+    if tracer is None:
+        return properties
+    traceparent = _carrier().get("traceparent")
+    if traceparent is None:
+        return properties
+    pairs = [tuple(pair) for pair in (properties or {}).get("user_properties", ())]
+    if any(name == "traceparent" for name, _ in pairs):
+        return properties
+    return {**(properties or {}), "user_properties": [*pairs, ("traceparent", traceparent)]}
+
+
+def _scope_carrier(scope: Mapping[str, Any]) -> dict[str, str]:
+    """The trace-context headers a scope arrived with: MQTT user properties or HTTP headers."""
+    if scope.get("type") == "mqtt":
+        pairs = scope.get("properties", {}).get("user_properties", ())
+        return {str(name): str(value) for name, value in pairs}
+    carrier: dict[str, str] = {}
+    for name, value in scope.get("headers", ()):
+        if name in (b"traceparent", b"tracestate"):
+            carrier[name.decode("latin-1")] = value.decode("latin-1")
+    return carrier
+
+
+def _parent(scope: Mapping[str, Any], carrier: object) -> otel_context.Context | None:
+    """The remote parent: a message's carrier, else the scope's; None keeps the current span."""
+    if isinstance(carrier, dict):
+        return propagate.extract(carrier)
+    if trace.get_current_span().get_span_context().is_valid:
+        return None
+    found = _scope_carrier(scope)
+    return propagate.extract(found) if found else None
+
+
+@contextmanager
+def event_span(protocol: str, key: str, scope: Mapping[str, Any]) -> Iterator[trace.Span]:
+    """One intake event's span, current while the application handles it."""
+    assert tracer is not None
+    attributes = {
+        "gateway.protocol": protocol,
+        "gateway.key": key,
+        "gateway.adapter": str(scope.get("adapter", scope.get("provider", scope.get("source")))),
+    }
+    name = _KEY_ATTRIBUTE.get(protocol)
+    if name is not None and name in scope:
+        attributes[f"gateway.{protocol}.{name}"] = str(scope[name])
+    with tracer.start_as_current_span(
+        f"{protocol} {key}",
+        context=_parent(scope, None),
+        kind=trace.SpanKind.CONSUMER,
+        attributes=attributes,
+    ) as span:
+        yield span
+
+
+def end_event(span: trace.Span, attempts: int, outcome: str) -> None:
+    """Record how an event finished on its span."""
+    span.set_attribute("gateway.attempt", attempts)
+    span.set_attribute("gateway.outcome", outcome)
+    if outcome != "handled":
+        span.set_status(trace.StatusCode.ERROR)
+
+
+@contextmanager
+def consumer_span(
+    consumer: object, handler: str, scope: Mapping[str, Any], carrier: object
+) -> Iterator[trace.Span]:
+    """A consumer call's span: child of the message's carrier, the current span or the scope."""
+    assert tracer is not None
+    with tracer.start_as_current_span(
+        f"{type(consumer).__qualname__}.{handler}",
+        context=_parent(scope, carrier),
+        attributes={"gateway.handler": handler, "gateway.scope": str(scope.get("type"))},
+    ) as span:
+        yield span
+
+
+@contextmanager
+def send_span(operation: str, target: str) -> Iterator[None]:
+    """A producer span around a channel-layer send, so the receiver's span hangs under it."""
+    assert tracer is not None
+    with tracer.start_as_current_span(
+        f"{operation} {target}",
+        kind=trace.SpanKind.PRODUCER,
+        attributes={"gateway.layer.operation": operation, "gateway.layer.target": target},
+    ):
+        yield
+
+
+def trace_id() -> str | None:
+    """The current trace id as 32 hex digits, or None outside a span (or without otel)."""
+    if tracer is None:
+        return None
+    context = trace.get_current_span().get_span_context()
+    return format(context.trace_id, "032x") if context.is_valid else None
+
+
+def trace_layer(cls: type) -> None:
+    """Wrap the ``send`` and ``group_send`` a layer class defines to carry the trace context."""
+    for operation in ("send", "group_send"):
+        method = cls.__dict__.get(operation)
+        if method is not None:
+            setattr(cls, operation, _traced_send(method, operation))
+
+
+def _traced_send(method: Callable[..., Awaitable[None]], operation: str) -> Any:
+    @functools.wraps(method)
+    async def send(self: object, target: str, message: Mapping[str, Any]) -> None:
+        # Nothing to continue outside a span; an outer override already carried it; the
+        # layer itself refuses a message that is not a dict.
+        if (
+            not trace.get_current_span().get_span_context().is_valid
+            or not isinstance(message, dict)
+            or TRACE_KEY in message
+        ):
+            await method(self, target, message)
+            return
+        with send_span(operation, target):
+            await method(self, target, inject_message(message))
+
+    return send

@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import pytest
+
+from tests.consumers.support import CountingLayer, counting_layer
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    """The SDK's in-memory exporter behind the process's tracer provider, emptied per test."""
+    pytest.importorskip("opentelemetry.sdk")
+    from tests.tracing.support import recorded_spans
+
+    exporter = recorded_spans()
+    exporter.clear()
+    yield exporter
+    exporter.clear()
+
+
+@pytest.fixture
+def layer() -> Iterator[CountingLayer]:
+    """A fresh in-memory layer configured as the default channel layer."""
+    with counting_layer() as layer:
+        yield layer
