@@ -14,6 +14,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from gateway.logcontext import LOG_FORMATS, JsonFormatter, LogFormat
+
 __all__ = ["UsageError", "add_common_options", "load_app", "main", "run"]
 
 logger = logging.getLogger("gateway.server")
@@ -41,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "settings", None):
         os.environ["DJANGO_SETTINGS_MODULE"] = args.settings
-    configure_logging(getattr(args, "log_level", "info"))
+    configure_logging(getattr(args, "log_level", "info"), getattr(args, "log_format", "text"))
     _put_cwd_on_path()
     try:
         if args.needs_django:
@@ -78,6 +80,13 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--log-level", default="info", choices=LOG_LEVELS, help="logging level (default: info)"
     )
+    parser.add_argument(
+        "--log-format",
+        default=os.environ.get("GATEWAY_LOG_FORMAT", "text"),
+        choices=LOG_FORMATS,
+        help="text, or json: one object a line with the event's protocol, key and trace id"
+        " (default: $GATEWAY_LOG_FORMAT or text)",
+    )
 
 
 def _run_command(args: argparse.Namespace) -> int:
@@ -95,9 +104,12 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def configure_logging(level: str) -> None:
+def configure_logging(level: str, log_format: LogFormat = "text") -> None:
     """Log to stderr at `level`; the settings' LOGGING may refine it afterwards."""
     logging.basicConfig(level=level.upper(), format=LOG_FORMAT, stream=sys.stderr, force=True)
+    if log_format == "json":
+        for handler in logging.getLogger().handlers:
+            handler.setFormatter(JsonFormatter())
 
 
 def run(app_path: str, *, host: str | None, port: int | None, skip_checks: bool) -> int:
