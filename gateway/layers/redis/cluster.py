@@ -26,13 +26,38 @@ from redis.asyncio.connection import SSLConnection, parse_url
 from redis.crc import key_slot
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from gateway.exceptions import ImproperlyConfiguredGateway
 from gateway.layers.redis.config import HostSpec
 from gateway.layers.redis.connections import TRANSIENT_CANDIDATES, Shard
 from gateway.layers.redis.wire import WireConnection, open_connection
 
-__all__ = ["SLOTS", "ClusterNodes", "ClusterShard", "cluster_tags", "node_spec"]
+__all__ = [
+    "SLOTS",
+    "ClusterNodes",
+    "ClusterShard",
+    "check_cluster_config",
+    "cluster_tags",
+    "node_spec",
+]
 
 SLOTS = 16384
+
+
+def check_cluster_config(hosts: list[HostSpec], prefix: str, shards: int) -> None:
+    """Reject CONFIG that cannot work on a Redis Cluster, naming the option."""
+    if any(spec.sentinels for spec in hosts):
+        raise ImproperlyConfiguredGateway(
+            "channel layer CONFIG cluster: the hosts are nodes of a Redis Cluster, not Sentinels"
+        )
+    if "{" in prefix or "}" in prefix:
+        raise ImproperlyConfiguredGateway(
+            f"channel layer CONFIG prefix {prefix!r}: braces would change the hash tag"
+            " of every key in a Redis Cluster"
+        )
+    if not isinstance(shards, int) or not 1 <= shards <= 1024:
+        raise ImproperlyConfiguredGateway(
+            f"channel layer CONFIG cluster_shards must be an int from 1 to 1024, got {shards!r}"
+        )
 
 
 def cluster_tags(count: int) -> list[str]:

@@ -16,7 +16,7 @@ from redis.exceptions import ResponseError
 
 from gateway.exceptions import ChannelFull, ChannelLayerUnavailable, ImproperlyConfiguredGateway
 from gateway.layers.base import BaseChannelLayer
-from gateway.layers.redis.cluster import cluster_tags
+from gateway.layers.redis.cluster import check_cluster_config, cluster_tags
 from gateway.layers.redis.config import HashRing, compile_globs, parse_hosts
 from gateway.layers.redis.connections import (
     TRANSIENT_CANDIDATES,
@@ -55,6 +55,9 @@ class RedisChannelLayer(BaseChannelLayer):
     `durable_capacity` (messages a durable channel's stream holds: a job queue's backlog,
     default 100000), `claim_after` (seconds before another worker takes over an
     unacknowledged durable message),
+    `heartbeat`/`heartbeat_expiry` (seconds between a process's heartbeats, and of silence
+    after which it counts as gone: after a Redis lost its data, group sends wait up to that
+    long for the processes seen before to re-assert their memberships),
     `block_seconds` (how long one blocking pop lasts), `inbox_capacity` (entries a
     process's inbox holds before group sends skip it: a process that stopped popping), and
     `cluster` (the hosts are start-up nodes of one Redis Cluster) with `cluster_shards` (hash
@@ -79,6 +82,8 @@ class RedisChannelLayer(BaseChannelLayer):
         inbox_capacity: int = 10_000,
         cluster: bool = False,
         cluster_shards: int = 16,
+        heartbeat: float = 1.0,
+        heartbeat_expiry: float = 5.0,
         **ignored: Any,
     ) -> None:
         super().__init__(
@@ -98,7 +103,7 @@ class RedisChannelLayer(BaseChannelLayer):
         self.cluster = bool(cluster)
         self.prefix = prefix
         if self.cluster:
-            self._check_cluster_config(prefix, cluster_shards)
+            check_cluster_config(self.hosts, prefix, cluster_shards)
             # Each shard is one hash tag, so that every script touches a single slot.
             self.tags = cluster_tags(cluster_shards)
             self.ring = HashRing([f"cluster:{tag}" for tag in self.tags])
@@ -113,6 +118,12 @@ class RedisChannelLayer(BaseChannelLayer):
         self.claim_after = claim_after
         self.block_seconds = block_seconds
         self.inbox_capacity = inbox_capacity
+        if not 0 < heartbeat < heartbeat_expiry:
+            raise ImproperlyConfiguredGateway(
+                "channel layer CONFIG heartbeat must be positive and below heartbeat_expiry,"
+                f" got {heartbeat!r} and {heartbeat_expiry!r}"
+            )
+        self.heartbeat, self.heartbeat_expiry = heartbeat, heartbeat_expiry
         self.durable_patterns = list(durable)
         if isinstance(durable_capacity, bool) or not isinstance(durable_capacity, int):
             raise ImproperlyConfiguredGateway(
@@ -124,23 +135,7 @@ class RedisChannelLayer(BaseChannelLayer):
         self._capacity_cache: dict[str, int] = {}
         self._groups = Groups(self, channel_capacity or {})
         self._states: dict[asyncio.AbstractEventLoop, LoopState] = {}
-        self._last_state: LoopState | None = None  # the state _state() found last
-
-    def _check_cluster_config(self, prefix: str, shards: int) -> None:
-        if any(spec.sentinels for spec in self.hosts):
-            raise ImproperlyConfiguredGateway(
-                "channel layer CONFIG cluster: the hosts are nodes of a Redis Cluster, not"
-                " Sentinels"
-            )
-        if "{" in prefix or "}" in prefix:
-            raise ImproperlyConfiguredGateway(
-                f"channel layer CONFIG prefix {prefix!r}: braces would change the hash tag"
-                " of every key in a Redis Cluster"
-            )
-        if not isinstance(shards, int) or not 1 <= shards <= 1024:
-            raise ImproperlyConfiguredGateway(
-                f"channel layer CONFIG cluster_shards must be an int from 1 to 1024, got {shards!r}"
-            )
+        self._last_state: LoopState | None = None  # the state loop_state() found last
 
     # Names and places. Every key starts with its shard's prefix: "asgi:" on plain hosts,
     # "asgi:{tag}:" in a cluster, where the tag pins the shard's keys to one slot.
@@ -223,14 +218,14 @@ class RedisChannelLayer(BaseChannelLayer):
     def new_channel_name(self, prefix: str = "specific") -> str:
         """A specific channel of the running loop's inbox (of the process's, outside a loop)."""
         try:
-            inbox = self._state().inbox
+            inbox = self.loop_state().inbox
         except RuntimeError:
             return super().new_channel_name(prefix)
         return f"{prefix}.{inbox}!{secrets.token_hex(8)}"
 
     # Per event loop state.
 
-    def _state(self) -> LoopState:
+    def loop_state(self) -> LoopState:
         # The running loop's state, found without asyncio.get_running_loop() (a getpid()
         # system call on Python 3.11, twice per message otherwise): while a loop runs, its
         # thread's asyncgen hooks are the loop's own methods (asyncio and uvloop alike).
@@ -250,7 +245,7 @@ class RedisChannelLayer(BaseChannelLayer):
 
     async def call(self, index: int, operation: Callable[[WireConnection], Awaitable[T]]) -> T:
         """Run one operation on a host, retrying while it is unreachable, up to the bound."""
-        shard = self._state().shards[index]
+        shard = self.loop_state().shards[index]
         try:
             return await operation(await shard.connection())
         except TRANSIENT_CANDIDATES as exc:
@@ -307,7 +302,7 @@ class RedisChannelLayer(BaseChannelLayer):
 
     async def run_script(self, index: int, script: Script, keys: list[str], args: list[Any]) -> Any:
         """One script call on a host: straight on its open connection, else through `call`."""
-        wire = self._state().shards[index].wire
+        wire = self.loop_state().shards[index].wire
         if wire is not None and not wire.closed:
             try:
                 return await wire.request(script.command(keys, args))
@@ -318,7 +313,7 @@ class RedisChannelLayer(BaseChannelLayer):
                     )
                 if not is_redirect(exc):
                     raise
-                self._state().shards[index].lost()  # a cluster's slot moved: `call` follows
+                self.loop_state().shards[index].lost()  # a cluster's slot moved: `call` follows
             except UNAVAILABLE:
                 pass  # the connection broke: `call` reconnects and retries, within the bound
         return await self.call(index, lambda wire: script.run(wire, keys, args))
@@ -330,7 +325,7 @@ class RedisChannelLayer(BaseChannelLayer):
             delivery = await self.receive_delivery(channel)
             await delivery.ack()
             return delivery.message
-        return await self._state().receiver.receive(channel)
+        return await self.loop_state().receiver.receive(channel)
 
     async def receive_delivery(self, channel: str) -> Delivery:
         """Receive a message to acknowledge later with `await delivery.ack()`.
@@ -340,8 +335,8 @@ class RedisChannelLayer(BaseChannelLayer):
         """
         self.require_valid_channel_name(channel)
         if self._durable and self.is_durable(channel):
-            return await self._state().durable.receive(channel)
-        return Delivery(channel, await self._state().receiver.receive(channel), acked=True)
+            return await self.loop_state().durable.receive(channel)
+        return Delivery(channel, await self.loop_state().receiver.receive(channel), acked=True)
 
     async def group_add(self, group: str, channel: str) -> None:
         """Add a channel to a group; adding it again renews its membership."""
@@ -367,7 +362,7 @@ class RedisChannelLayer(BaseChannelLayer):
     async def flush(self) -> None:
         """Delete every key under the prefix on every host, and this process's buffers."""
         self._groups.clear()
-        state = self._state()
+        state = self.loop_state()
         state.receiver.clear()
         for index, shard in enumerate(state.shards):
             pattern = self.key_prefixes[index] + "*"

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgpack
 
+from gateway.exceptions import ChannelLayerUnavailable
 from gateway.layers.redis.config import glob_to_lua
 from gateway.layers.redis.connections import Script
 from gateway.layers.redis.scripts import GROUP_SEND
@@ -51,6 +52,7 @@ class Groups:
     async def add(self, group: str, channel: str) -> None:
         """Add a channel to a group; adding it again renews its membership."""
         layer = self.layer
+        layer.loop_state().liveness.start()
         now_ms = int(time.time() * 1000)
         self.memberships[(group, channel)] = now_ms
         index = layer.shard_index(channel)
@@ -74,6 +76,7 @@ class Groups:
     async def send(self, group: str, message: Message) -> None:
         """Send a message to every member of a group: one script call per host."""
         layer = self.layer
+        layer.loop_state().liveness.start()
         copied, _ = copy_message(message)
         payload: bytes = msgpack.packb(copied)
         now_ms = int(time.time() * 1000)
@@ -99,7 +102,16 @@ class Groups:
         prefix = layer.key_prefixes[index]
         args = [*head, prefix + "c:", prefix + "d:", *tail, layer.inbox_capacity]
         args.append(int(time.time() * 1000))
-        sent: int = await layer.run_script(index, _GROUP_SEND, [key], args)
+        keys = [key, prefix + "ready"]
+        sent: int = await layer.run_script(index, _GROUP_SEND, keys, args)
+        for _ in range(3):
+            if sent != -1:
+                break
+            # The shard lost its data: the members must be back before anything is sent.
+            await layer.loop_state().liveness.recover(index)
+            sent = await layer.run_script(index, _GROUP_SEND, keys, args)
+        if sent == -1:
+            raise ChannelLayerUnavailable(f"Redis shard {index}: group memberships not restored")
         return sent
 
     async def _explicit_capacities(self, index: int, key: str, oldest: int) -> list[Any]:
@@ -121,10 +133,13 @@ class Groups:
         return [len(pairs) // 2, *pairs, len(durable), *durable, layer.durable_capacity]
 
     async def reassert(self, index: int, wire: WireConnection) -> int:
-        """Write this process's live memberships on a host again (after it came back)."""
+        """Write this process's live memberships on a host again (after it came back), and
+        enter the process in the host's live set (see liveness)."""
         layer = self.layer
-        cutoff = int(time.time() * 1000) - int(layer.group_expiry * 1000)
-        commands: list[tuple[Any, ...]] = []
+        now_ms = int(time.time() * 1000)
+        cutoff = now_ms - int(layer.group_expiry * 1000)
+        live = layer.key_prefixes[index] + "live"
+        commands: list[tuple[Any, ...]] = [("ZADD", live, now_ms, layer.client_prefix)]
         restored = 0
         for (group, channel), joined in list(self.memberships.items()):
             if joined <= cutoff:
@@ -132,9 +147,8 @@ class Groups:
             elif layer.shard_index(channel) == index:
                 commands += layer.membership_commands(group, channel, index, joined)
                 restored += 1
-        if commands:
-            for reply in wire.execute_many(*commands):
-                await reply
+        for reply in wire.execute_many(*commands):
+            await reply
         return restored
 
     def clear(self) -> None:

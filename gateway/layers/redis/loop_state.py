@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from gateway.layers.redis.cluster import ClusterNodes, ClusterShard
 from gateway.layers.redis.connections import Shard
 from gateway.layers.redis.durable import DurableReader
+from gateway.layers.redis.liveness import Liveness
 from gateway.layers.redis.receiver import Receiver
 
 if TYPE_CHECKING:
@@ -18,7 +19,8 @@ __all__ = ["LoopState"]
 
 
 class LoopState:
-    """One event loop's connections to every shard, its inbox, receiver and durable reader."""
+    """One event loop's connections to every shard, its inbox, receiver, durable reader and
+    heartbeat."""
 
     def __init__(self, layer: RedisChannelLayer, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
@@ -34,9 +36,11 @@ class LoopState:
         self.inbox = f"{layer.client_prefix}.{secrets.token_hex(3)}"
         self.receiver = Receiver(layer, self.shards, loop)
         self.durable = DurableReader(layer, self.shards)
+        self.liveness = Liveness(layer, len(self.shards))
 
     async def close(self) -> None:
         """Stop the receive tasks and close every connection of the loop."""
+        await self.liveness.close()
         await self.receiver.close()
         for shard in self.shards:
             await shard.close()

@@ -9,7 +9,7 @@ is their inbox): ``<expires at> <part> <part>...\\n<msgpack>``.
 
 from __future__ import annotations
 
-__all__ = ["DURABLE_SEND", "GROUP_SEND", "SEND"]
+__all__ = ["DURABLE_SEND", "GROUP_SEND", "HEARTBEAT", "SEND"]
 
 # KEYS[1] the list, KEYS[2] (specific channels only) the inbox's set of full channels (the
 # parts of their names after the '!').
@@ -57,8 +57,11 @@ return 1
 # from their sorted set: no work per member here): the receiving process decodes the payload
 # once and enforces each channel's capacity on its own buffer. An inbox holding
 # inbox_capacity entries belongs to a process that stopped popping: skipped.
+# KEYS[2] is the shard's marker (see HEARTBEAT): without it the shard lost its data and the
+# memberships are not back yet, so nothing is sent and -1 returned.
 # Returns the number of members that got the message.
 GROUP_SEND = """
+if redis.call('EXISTS', KEYS[2]) == 0 then return -1 end
 local group, oldest = KEYS[1], '(' .. ARGV[1]
 redis.call('ZREMRANGEBYSCORE', group, '-inf', oldest)
 local targets = redis.call('ZRANGE', group, 0, -1)
@@ -137,4 +140,17 @@ for _, target in ipairs(targets) do
   end
 end
 return sent
+"""
+
+# KEYS[1] the shard's set of live processes (name -> last heartbeat, ms), KEYS[2] the shard's
+# marker, written once every process's memberships are on the shard. ARGV: this process's
+# name, now (ms), the oldest live heartbeat (ms), how long the set is kept (ms).
+# Returns -1 when the marker is missing (the shard lost its data: memberships must be
+# re-asserted first), else the live processes.
+HEARTBEAT = """
+if redis.call('EXISTS', KEYS[2]) == 0 then return -1 end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return redis.call('ZRANGE', KEYS[1], 0, -1)
 """
