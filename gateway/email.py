@@ -37,6 +37,7 @@ __all__ = [
     "attachments",
     "auto_reply_refusal",
     "build_email_scope",
+    "canonical_address",
     "header_text",
     "html_body",
     "in_reply_to",
@@ -58,7 +59,17 @@ logger = logging.getLogger("gateway.email")
 SPEC_VERSION: Final = "1.0"
 DEFAULT_REJECT_CODE: Final = 550
 DEFAULT_REJECT_REASON: Final = "5.7.1 Message rejected"
+
 _BULK_PRECEDENCE: Final = frozenset({"bulk", "junk", "list"})
+
+
+def canonical_address(address: str) -> str:
+    """The form two spellings of one recipient share: the whole address in lower case.
+
+    `routers.email.address` patterns match any case, so ``Support@Example.COM`` and
+    ``support@example.com`` reach the same consumer: the intakes run it once for both.
+    """
+    return address.lower()
 
 
 # --- scopes and events -----------------------------------------------------------------------

@@ -205,15 +205,27 @@ class EmailIntake:
     async def deliver_all(
         self, raw: bytes, *, sender: str, recipients: Sequence[str], **envelope: Any
     ) -> list[Delivery]:
-        """`deliver` to every recipient concurrently; one Delivery per recipient, in order."""
-        envelope.setdefault("recipients", list(recipients))
-        if len(recipients) == 1:  # the usual case: no task to gather
-            return [await self.deliver(raw, sender=sender, recipient=recipients[0], **envelope)]
-        return list(
-            await asyncio.gather(
-                *(self.deliver(raw, sender=sender, recipient=r, **envelope) for r in recipients)
+        """`deliver` to every recipient concurrently; one Delivery per recipient, in order.
+
+        Spellings of one address (`gateway.email.canonical_address`) run the application once,
+        for the first spelling, and share its Delivery.
+        """
+        unique: dict[str, str] = {}
+        for recipient in recipients:
+            unique.setdefault(mail.canonical_address(recipient), recipient)
+        envelope.setdefault("recipients", list(unique.values()))
+        if len(unique) == 1:  # the usual case: no task to gather
+            [only] = unique.values()
+            done = [await self.deliver(raw, sender=sender, recipient=only, **envelope)]
+        else:
+            done = await asyncio.gather(
+                *(
+                    self.deliver(raw, sender=sender, recipient=r, **envelope)
+                    for r in unique.values()
+                )
             )
-        )
+        by_address = dict(zip(unique, done, strict=True))
+        return [by_address[mail.canonical_address(recipient)] for recipient in recipients]
 
     async def _dispatch(
         self, key: str, runner: _Run, scope: EmailScope, raw: bytes, wait: bool

@@ -20,6 +20,7 @@ from typing import Any, Final
 from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
 
 from gateway.adapters import AdapterHealth, DeployRisk, Listener, ProtocolAdapter
+from gateway.email import canonical_address
 from gateway.email_store import load_mail_store
 from gateway.pipeline import DeadLetter, KeyedDispatcher, RetryPolicy
 from protocol_adapters._compat_aiosmtpd import SMTP, check_version
@@ -186,15 +187,17 @@ class _Handler:
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
+        canonical = canonical_address(address)
+        if any(canonical_address(known) == canonical for known in envelope.rcpt_tos):
+            return ANSWER_RECIPIENT_OK  # another spelling of one already accepted: kept once
         if len(envelope.rcpt_tos) >= self.adapter.options["MAX_RECIPIENTS"]:
             return ANSWER_TOO_MANY_RECIPIENTS
         if not self.adapter.intake.accepts(address):
             logger.info("Refused recipient %r from %s", address, session.peer)
             self.adapter.context.metrics.inc(self.adapter.protocol, "rejected")
             return ANSWER_UNKNOWN_RECIPIENT
-        if address not in envelope.rcpt_tos:
-            envelope.rcpt_tos.append(address)
-            envelope.rcpt_options.extend(options)
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(options)
         return ANSWER_RECIPIENT_OK
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:

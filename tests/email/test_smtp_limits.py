@@ -11,10 +11,20 @@ from typing import Any
 
 import pytest
 
+from django_app.models import InboundEmail
 from gateway.conf import GatewaySettings
 from gateway.server import Gateway
 from protocol_adapters.smtp import SMTPAdapter
-from tests.email.support import SMTP_ADAPTER, TIMEOUT, Inbox, make_app, message, wire
+from tests.email.support import (
+    SMTP_ADAPTER,
+    TIMEOUT,
+    Inbox,
+    asend,
+    make_app,
+    message,
+    smtp_gateway,
+    wire,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -165,3 +175,38 @@ async def test_open_connections_return_to_zero_however_clients_leave() -> None:
         assert await until_closed(gateway) == "0 connection(s)"
         for _, writer in clients:
             writer.close()
+
+
+def case_variants(address: str, count: int) -> list[str]:
+    """`count` different spellings of `address`, each letter upper or lower by a bit of n."""
+    letters = [i for i, char in enumerate(address) if char.isalpha()]
+    variants = []
+    for n in range(count):
+        chars = list(address)
+        for bit, i in enumerate(letters):
+            chars[i] = chars[i].upper() if n >> bit & 1 else chars[i].lower()
+        variants.append("".join(chars))
+    return variants
+
+
+async def test_case_variants_of_one_recipient_run_the_application_once() -> None:
+    inbox = Inbox()
+    recipients = case_variants("support@example.com", 1000)
+    assert len(set(recipients)) == 1000
+    async with smtp_gateway(make_app(inbox)) as port:
+        assert await asend(port, wire(message()), recipients) == {}
+    [seen] = inbox.seen
+    assert seen["recipient"] == "support@example.com"  # the first spelling
+    assert seen["scope"]["recipients"] == ["support@example.com"]
+    assert await InboundEmail.objects.acount() == 1
+
+
+async def test_variants_do_not_count_against_max_recipients() -> None:
+    inbox = Inbox()
+    recipients = [*case_variants("support@example.com", 5), "unit-1@devices.example.com"]
+    async with smtp_gateway(make_app(inbox), MAX_RECIPIENTS=2) as port:
+        assert await asend(port, wire(message()), recipients) == {}
+    assert sorted(seen["recipient"] for seen in inbox.seen) == [
+        "support@example.com",
+        "unit-1@devices.example.com",
+    ]
