@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
+from django.contrib.auth.hashers import PBKDF2PasswordHasher
 
 from django_app.models.devices import Device, DeviceCredential
 from gateway.db import database_sync_to_async
@@ -30,3 +31,15 @@ def make_device(device_id: str, password: str, topics: Sequence[str] = ()) -> De
 @database_sync_to_async
 def get_device(device_id: str) -> Device:
     return Device.objects.get(device_id=device_id)
+
+
+class CostlyHasher(PBKDF2PasswordHasher):
+    """PBKDF2 at an eighth of Django's cost: each check takes a few tens of milliseconds."""
+
+    iterations = 100_000
+
+
+@pytest.fixture
+def costly_hashing(settings: Any) -> None:
+    """A hasher slow enough that a burst of logins queues, as Django's default makes it."""
+    settings.PASSWORD_HASHERS = ["tests.mqtt.device_support.CostlyHasher"]

@@ -19,12 +19,14 @@ import pytest
 from django_app.models.devices import Device, DeviceCredential
 from gateway.conf import GatewaySettings
 from gateway.db import database_sync_to_async
+from gateway.passwords import hashing
 from gateway.server import Gateway
 from gateway.types import Receive, Scope, Send
 from protocol_adapters.mqtt.emqx_auth import EmqxAuth
-from tests.mqtt.device_support import make_device
+from tests.mqtt.device_support import costly_hashing, make_device
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
+__all__ = ["costly_hashing"]  # the fixture, imported for pytest
 
 SECRET = "a-shared-secret-for-emqx-tests"
 AUTH = {"authorization": f"Bearer {SECRET}"}
@@ -158,3 +160,38 @@ def test_the_secret_is_required() -> None:
         'OPTIONS["SECRET"] is required (use the environment)'
     ]  # fmt: skip
     assert EmqxAuth.check_options({"SECRET": "short"})[0].startswith('OPTIONS["SECRET"] must be')
+
+
+FAILING = {"LOGINS": {"MAX_FAILURES": 2}, "CACHE_TTL": 0}
+
+
+@pytest.mark.usefixtures("devices")
+@pytest.mark.parametrize("gateway", [FAILING], indirect=True)
+async def test_an_address_past_max_failures_is_denied_unchecked(gateway: httpx.AsyncClient) -> None:
+    for n in range(2):
+        assert (await authn(gateway, "pump-1", f"guess-{n}", peerhost="10.1.2.3"))[
+            "result"
+        ] == "deny"
+    hashed = hashing.done
+    assert (await authn(gateway, "pump-1", "secret-1", peerhost="10.1.2.3"))["result"] == "deny"
+    assert hashing.done == hashed
+    assert (await authn(gateway, "pump-1", "secret-1", peerhost="10.1.2.4"))["result"] == "allow"
+    for n in range(2):  # without a peerhost, the username is counted
+        assert (await authn(gateway, "fleet-1", f"guess-{n}"))["result"] == "deny"
+    assert (await authn(gateway, "fleet-1", "secret-2"))["result"] == "deny"
+    assert hashing.done == hashed + 3
+
+
+BUSY = {"LOGINS": {"CONCURRENCY": 1, "MAX_PER_ADDRESS": 1}, "CACHE_TTL": 0}
+
+
+@pytest.mark.usefixtures("costly_hashing", "devices")
+@pytest.mark.parametrize("gateway", [BUSY], indirect=True)
+async def test_logins_past_the_gate_s_bounds_get_503(gateway: httpx.AsyncClient) -> None:
+    body = {"username": "pump-1", "password": "guess", "peerhost": "10.1.2.3"}
+    answers = await asyncio.gather(
+        *(gateway.post("/mqtt/emqx/authn/", json=body, headers=AUTH) for _ in range(5))
+    )
+    statuses = sorted(answer.status_code for answer in answers)
+    assert statuses[0] == 200, statuses
+    assert statuses[-1] == 503, statuses
