@@ -1,11 +1,16 @@
 """Async helpers the embedded MQTT broker uses: device login, presence and state.
 
 Consumers keep a device's latest state with `update_state`, or with `record_reading`, which
-also keeps its last readings (bounded) for charts and the admin's device page.
+also keeps its last readings (bounded) for charts and the admin's device page. A state is
+bounded too: serialized as JSON it stays within ``GATEWAY["DEVICE_STATE_MAX_BYTES"]`` (64 KiB),
+else nothing is saved and `DeviceStateTooLarge` is raised (`record_reading` first drops its
+oldest readings to make room).
 """
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Callable, Collection
 from datetime import datetime
 from typing import Any
@@ -15,7 +20,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from django_app.models.devices import Device, DeviceCredential
+from gateway.conf import gateway_settings
 from gateway.db import database_sync_to_async
+from gateway.exceptions import DeviceStateTooLarge
 from gateway.passwords import check_password
 
 __all__ = [
@@ -28,8 +35,10 @@ __all__ = [
     "last_readings",
     "mark_offline",
     "mark_online",
+    "max_state_bytes",
     "record_presence",
     "record_reading",
+    "state_size",
     "topics_for",
     "touch",
     "update_state",
@@ -39,6 +48,8 @@ READINGS_KEY = "readings"
 """The key of `Device.state` under which `record_reading` keeps a device's last readings."""
 READINGS_KEPT = 30
 """How many readings `record_reading` keeps per device unless told otherwise."""
+
+logger = logging.getLogger("gateway.devices")
 
 
 def _authenticate(device_id: str, password: str) -> Device | None:
@@ -147,9 +158,23 @@ def record_reading(
 
     def change(old: dict[str, Any]) -> dict[str, Any]:
         kept = [*_readings_in(old), entry][-keep:]
-        return {**old, **reading, READINGS_KEY: kept}
+        state = {**old, **reading, READINGS_KEY: kept}
+        # The history gives way first: the oldest readings go while the state is too large.
+        while len(kept) > 1 and state_size(state) > max_state_bytes():
+            del kept[0]
+        return state
 
     return _change_state(device_id, change, create=False)
+
+
+def max_state_bytes() -> int:
+    """``GATEWAY["DEVICE_STATE_MAX_BYTES"]``: the largest state a device may keep."""
+    return int(gateway_settings.raw["DEVICE_STATE_MAX_BYTES"])
+
+
+def state_size(state: Any) -> int:
+    """How many bytes `state` takes as the JSON the database keeps."""
+    return len(json.dumps(state).encode())
 
 
 def last_readings(device: Device) -> list[dict[str, Any]]:
@@ -186,10 +211,22 @@ def _change_state(
                 return None
             device = found
         old = device.state if isinstance(device.state, dict) else {}
-        device.state = change(old)
+        device.state = _bounded(device_id, change(old))
         device.last_seen = timezone.now()
         device.save(update_fields=["state", "last_seen"])
     return device
+
+
+def _bounded(device_id: str, state: dict[str, Any]) -> dict[str, Any]:
+    size, limit = state_size(state), max_state_bytes()
+    if size <= limit:
+        return state
+    message = (
+        f"Device {device_id!r}: its state would take {size} bytes as JSON, over"
+        f' GATEWAY["DEVICE_STATE_MAX_BYTES"] ({limit}); nothing was saved.'
+    )
+    logger.warning(message)
+    raise DeviceStateTooLarge(message, device_id=device_id, size=size, limit=limit)
 
 
 class DatabaseDeviceStore:

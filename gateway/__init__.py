@@ -82,6 +82,7 @@ _EXPORTS: dict[str, str] = {
     "SmsSendError": "gateway.exceptions",
     "SmsOptedOut": "gateway.exceptions",
     "CommandTimeout": "gateway.exceptions",
+    "DeviceStateTooLarge": "gateway.exceptions",
     # the process
     "Gateway": "gateway.server",
     "ProtocolAdapter": "gateway.adapters",
@@ -112,6 +113,7 @@ __all__ = [
     "CommandTimeout",
     "CookieMiddleware",
     "DenyConnection",
+    "DeviceStateTooLarge",
     "EmailConsumer",
     "EmailToRouter",
     "Gateway",
@@ -187,6 +189,7 @@ if TYPE_CHECKING:
         ChannelLayerUnavailable,
         CommandTimeout,
         DenyConnection,
+        DeviceStateTooLarge,
         GatewayError,
         ImproperlyConfiguredGateway,
         InvalidChannelLayerError,

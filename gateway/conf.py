@@ -53,6 +53,7 @@ DEFAULTS: Final[dict[str, Any]] = {
     "SHUTDOWN_TIMEOUT": 10.0,
     "DEAD_LETTER_HANDLER": "django_app.deadletters.store_dead_letter",
     "LOOP": "auto",
+    "DEVICE_STATE_MAX_BYTES": 65536,
     "ADAPTERS": {},
 }
 
@@ -258,6 +259,7 @@ TOP_RULES: Final[dict[str, Rule]] = {
         "a dotted path to a callable, or a callable",
     ),
     "LOOP": (lambda v: v in ("auto", "asyncio", "uvloop"), 'one of "auto", "asyncio", "uvloop"'),
+    "DEVICE_STATE_MAX_BYTES": _POSITIVE_INT,
     "ADAPTERS": _CHECKED_APART,
 }
 ADAPTER_RULES: Final[dict[str, Rule]] = {

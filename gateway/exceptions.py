@@ -14,7 +14,8 @@ GatewayError
 ├── UnknownMessageType            a consumer has no handler for a message type (a ValueError)
 ├── SmsSendError                  the SMS provider refused an outbound message or was unreachable
 │   └── SmsOptedOut               the recipient opted out (STOP); nothing was sent
-└── CommandTimeout                a device did not answer a command in time (a TimeoutError)
+├── CommandTimeout                a device did not answer a command in time (a TimeoutError)
+└── DeviceStateTooLarge           a device's state would pass DEVICE_STATE_MAX_BYTES (a ValueError)
 
 StopConsumer, AcceptConnection, DenyConnection, RequestAborted: control flow raised
 inside consumers, as in Channels.
@@ -29,6 +30,7 @@ __all__ = [
     "ChannelLayerUnavailable",
     "CommandTimeout",
     "DenyConnection",
+    "DeviceStateTooLarge",
     "GatewayError",
     "ImproperlyConfiguredGateway",
     "InvalidChannelLayerError",
@@ -121,6 +123,19 @@ class CommandTimeout(GatewayError, TimeoutError):
     def __init__(self, message: str, *, request_id: str) -> None:
         super().__init__(message)
         self.request_id = request_id
+
+
+class DeviceStateTooLarge(GatewayError, ValueError):
+    """A device's state, serialized as JSON, would pass ``GATEWAY["DEVICE_STATE_MAX_BYTES"]``.
+
+    Nothing was saved; the device keeps its previous state.
+    """
+
+    def __init__(self, message: str, *, device_id: str, size: int, limit: int) -> None:
+        super().__init__(message)
+        self.device_id = device_id
+        self.size = size
+        self.limit = limit
 
 
 class StopConsumer(Exception):

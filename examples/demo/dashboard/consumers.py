@@ -5,7 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from django_app import devices
-from gateway import AsyncJsonMqttConsumer, AsyncJsonWebsocketConsumer, AsyncMqttConsumer
+from gateway import (
+    AsyncJsonMqttConsumer,
+    AsyncJsonWebsocketConsumer,
+    AsyncMqttConsumer,
+    DeviceStateTooLarge,
+)
 
 GROUP = "dashboard"
 
@@ -62,7 +67,10 @@ class TelemetryConsumer(AsyncJsonMqttConsumer):
     async def receive_json(self, data: Any) -> None:
         device_id = self.scope["url_route"]["kwargs"]["device_id"]
         reading = data if isinstance(data, dict) else {"value": data}
-        await devices.record_reading(device_id, reading)
+        try:
+            await devices.record_reading(device_id, reading)
+        except DeviceStateTooLarge:
+            return  # logged by record_reading; a retry would be refused the same way
         await to_dashboards(
             self, {"type": "device.reading", "reading": {**reading, "device": device_id}}
         )
