@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from django.utils.module_loading import import_string
 
+from gateway import tracing
 from gateway.adapters import AdapterContext, AdapterHealth, Listener, ProtocolAdapter
 from gateway.conf import AdapterSettings, GatewaySettings, gateway_settings
 from gateway.health import (
@@ -119,6 +120,7 @@ class Gateway:
             logger.error("%s%s", problem, f" ({problem.hint})" if problem.hint else "")
         if problems:
             return 1
+        tracing.configure()  # the application, imported by now, may have set a provider
         signals = _install_signal_handlers(self.stop)
         default_layer = _default_channel_layer()
         try:

@@ -16,6 +16,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from gateway import tracing
 from gateway.exceptions import ImproperlyConfiguredGateway
 from gateway.layers import BaseChannelLayer, get_channel_layer
 from gateway.metrics import registry
@@ -101,6 +102,7 @@ class Worker:
 
     async def serve(self) -> None:
         """Run until stopped; announce `gateway: ready` on stdout once listening."""
+        tracing.configure()  # the application, imported by now, may have set a provider
         loop = asyncio.get_running_loop()
         installed = []
         for sig in (signal.SIGTERM, signal.SIGINT):

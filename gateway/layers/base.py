@@ -58,7 +58,7 @@ class BaseChannelLayer:
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         # With the otel extra, sends carry the trace context ("_trace", gateway.tracing).
-        if tracing.tracer is not None:
+        if tracing.INSTALLED:
             tracing.trace_layer(cls)
 
     # The layer API (Channels' names and semantics).

@@ -9,6 +9,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from gateway import tracing
+
 
 @functools.cache
 def recorded_spans() -> InMemorySpanExporter:
@@ -16,4 +18,5 @@ def recorded_spans() -> InMemorySpanExporter:
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
+    assert tracing.configure()
     return exporter

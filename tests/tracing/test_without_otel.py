@@ -16,3 +16,12 @@ def test_without_the_otel_extra_events_run_untraced_and_handlers_never_see_the_k
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
+
+
+def test_with_the_extra_but_no_tracer_provider_nothing_is_traced() -> None:
+    script = "from gateway import tracing; assert tracing.INSTALLED; print(tracing.configure())"
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"

@@ -37,6 +37,8 @@ class Relay(AsyncJsonMqttConsumer):
 
 
 async def main() -> None:
+    assert not tracing.INSTALLED
+    assert not tracing.configure()
     assert tracing.tracer is None
     assert get_channel_layer() is not None
     scope = dict(build_mqtt_scope(InboundMessage("t", b"{}"), adapter="a", broker="external"))
