@@ -24,7 +24,7 @@ import time
 from collections import Counter, OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Final, Literal, TypeVar
+from typing import Any, Final, Literal, TypeVar
 
 __all__ = ["MAX_TRACKED_ADDRESSES", "LoginGate", "LoginLimits", "LoginRefused"]
 
@@ -77,14 +77,14 @@ class LoginGate:
         self._pending[address] += 1
         try:
             await self._acquire(address)
-            try:
-                result = await attempt()
-            finally:
-                self._release()
-        finally:
-            self._pending[address] -= 1
-            if self._pending[address] <= 0:
-                del self._pending[address]
+        except BaseException:
+            self._unpend(address)
+            raise
+        # Shielded: a check cannot be stopped once it hashes (a thread runs it), so a caller
+        # that goes away leaves it to finish, and its turn ends only then.
+        running = asyncio.ensure_future(attempt())
+        running.add_done_callback(lambda done: self._finished(address, done))
+        result = await asyncio.shield(running)
         if result is None:
             self._failed(address)
         return result
@@ -128,6 +128,17 @@ class LoginGate:
             self._failures.popitem(last=False)
 
     # --- turns ----------------------------------------------------------------------------
+
+    def _finished(self, address: str, done: asyncio.Future[Any]) -> None:
+        if not done.cancelled():
+            done.exception()  # retrieved: the caller, if still there, has it too
+        self._release()
+        self._unpend(address)
+
+    def _unpend(self, address: str) -> None:
+        self._pending[address] -= 1
+        if self._pending[address] <= 0:
+            del self._pending[address]
 
     async def _acquire(self, address: str) -> None:
         if self.checking < self.limits.concurrency and not self.waiting:

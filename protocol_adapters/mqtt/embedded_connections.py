@@ -114,6 +114,7 @@ class Connection(asyncio.Protocol):
         self.task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._timer: asyncio.TimerHandle | None = None
+        self._logging_in = False
 
     @property
     def device_id(self) -> str | None:
@@ -153,6 +154,7 @@ class Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
         self._wake.set()
+        self._give_up_login()
 
     # --- what the session and the adapter call -----------------------------------------------
 
@@ -254,7 +256,11 @@ class Connection(asyncio.Protocol):
         if not connect.client_id and not connect.clean:
             return self._refuse(CONNACK_ID_REJECTED, "an empty client id needs clean session")
         connect.client_id = connect.client_id or f"auto-{uuid.uuid4().hex}"  # MQTT-3.1.3-6
-        login = await self.hooks.login(self, connect)  # before any session is touched
+        self._logging_in = True
+        try:
+            login = await self.hooks.login(self, connect)  # before any session is touched
+        finally:
+            self._logging_in = False
         if isinstance(login, int):
             self.write(connack(False, login))
             return False
@@ -317,10 +323,16 @@ class Connection(asyncio.Protocol):
 
     # --- timers and flow control --------------------------------------------------------------
 
+    def _give_up_login(self) -> None:
+        # A client gone while its login waits for a password check: the check is not run.
+        if self._logging_in and self.task is not None:
+            self.task.cancel()
+
     def _connect_timeout(self) -> None:
         self._timer = None
         if self.session is None:
-            logger.warning("mqtt client %s sent no CONNECT in %gs: closing", self.describe(),
+            what = "login was not checked" if self._logging_in else "sent no CONNECT"
+            logger.warning("mqtt client %s %s in %gs: closing", self.describe(), what,
                            self.settings.connect_timeout)  # fmt: skip
             self.abort()
 

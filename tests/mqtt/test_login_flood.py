@@ -127,3 +127,17 @@ async def test_logins_past_max_per_address_get_server_unavailable_unchecked(
         assert await wrong_login(clients, run.port, 2) == SERVER_UNAVAILABLE
         assert gate.refused["busy"] == 1
         assert await asyncio.gather(*held) == [NOT_AUTHORIZED] * 2
+
+
+@pytest.mark.usefixtures("costly_hashing", "devices")
+async def test_clients_gone_while_their_login_waits_are_not_checked(clients: Clients) -> None:
+    async with running_broker(telemetry_app, LOGINS={"CONCURRENCY": 1}) as run:
+        gate = run.adapter.logins
+        before = hashing.done
+        waiting = [asyncio.create_task(wrong_login(clients, run.port, n)) for n in range(6)]
+        await until(lambda: gate.waiting == 5, "the logins never queued")
+        for client in clients.opened:
+            client.abort()
+        await asyncio.gather(*waiting, return_exceptions=True)
+        await until(lambda: gate.checking == gate.waiting == 0, "the gate never emptied")
+        assert hashing.done - before <= 2  # the check running when they left, at most one more

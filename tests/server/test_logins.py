@@ -140,3 +140,20 @@ def test_the_logins_option_is_checked_and_parsed() -> None:
     ]
     parsed = options.parse({"LOGINS": {"MAX_FAILURES": 4}})["LOGINS"]
     assert parsed == LoginLimits(max_failures=4)
+
+
+async def test_a_caller_gone_during_its_check_keeps_the_turn_until_the_check_ends() -> None:
+    gate, attempts = LoginGate(LoginLimits(concurrency=1)), Attempts()
+    gone = start(gate, attempts, "10.0.0.1", "gone")
+    after = start(gate, attempts, "10.0.0.2", "after")
+    await settle()
+    gone.cancel()
+    await settle()
+    assert attempts.started == ["gone"]  # the check still runs: no other starts beside it
+    assert gate.checking == 1
+    attempts.finish("gone")
+    await settle()
+    assert attempts.started == ["gone", "after"]
+    attempts.finish("after")
+    await after
+    assert attempts.peak == 1
