@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from gateway.logcontext import LOG_FORMATS, JsonFormatter, LogFormat
+from gateway.overrides import set_from_command_line
 
 __all__ = ["UsageError", "add_common_options", "load_app", "main", "run"]
 
@@ -102,6 +103,31 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--skip-checks", action="store_true", help="do not run Django's system checks first"
     )
+    parser.add_argument(
+        "--set",
+        action=_SetOption,
+        metavar="ADAPTER.OPTION=VALUE",
+        help="set one adapter option for this process, e.g. smtp.PORT=2526 or"
+        " broker.CLIENT_ID=gw-2 (repeatable; the same as the environment variable"
+        " GATEWAY_ADAPTERS__<ADAPTER>__<OPTION>; VALUE is JSON or a plain string)",
+    )
+
+
+class _SetOption(argparse.Action):
+    """`--set ADAPTER.OPTION=VALUE`: becomes GATEWAY_ADAPTERS__... as it is parsed, so that
+    `gateway run` and `manage.py rungateway` alike read it with the settings."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        try:
+            set_from_command_line(str(values))
+        except ValueError as exc:
+            parser.error(f"--set: {exc}")
 
 
 def configure_logging(level: str, log_format: LogFormat = "text") -> None:

@@ -70,6 +70,9 @@ class Client(_GmqttClient):  # type: ignore[misc]  # gmqtt is untyped
         self.subacks: dict[int, asyncio.Future[tuple[int, ...]]] = {}
         self._acks = bytearray()
         self._flush_scheduled = False
+        # QoS 1/2 PUBLISHes handed on, and acknowledged: equal when none is pending.
+        self.delivered = 0
+        self.acknowledged = 0
 
     async def reconnect(self, delay: bool = False) -> None:
         """Called by gmqtt when the connection ends: report it, the adapter reconnects."""
@@ -90,9 +93,11 @@ class Client(_GmqttClient):  # type: ignore[misc]  # gmqtt is untyped
         handler = self._package_handler
 
         def qos1(mid: int, payload: bytes, topic: str, properties: dict[str, Any]) -> None:
+            self.delivered += 1
             deliver(self, topic, payload, 1, mid, properties)
 
         def qos2(mid: int, payload: bytes, topic: str, properties: dict[str, Any]) -> None:
+            self.delivered += 1
             deliver(self, topic, payload, 2, mid, properties)
 
         handler._handle_qos_1_publish_packet = qos1
@@ -103,6 +108,7 @@ class Client(_GmqttClient):  # type: ignore[misc]  # gmqtt is untyped
         # The short form (no reason code: success) is valid in MQTT 3.1.1 and 5. Acks that
         # complete in one loop iteration leave in one write instead of one write each.
         command = MQTTCommands.PUBACK if qos == 1 else MQTTCommands.PUBREC
+        self.acknowledged += 1
         self._acks += _ACK.pack(command, 2, mid)
         if not self._flush_scheduled:
             self._flush_scheduled = True

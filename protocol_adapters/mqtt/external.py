@@ -40,8 +40,14 @@ from protocol_adapters.mqtt._compat_gmqtt import OUTBOUND_PROPERTIES, check_vers
 from protocol_adapters.mqtt._compat_gmqtt import Client as _Client
 from protocol_adapters.mqtt.common import MqttIntake, serve_publish_channel, subscriptions_for
 from protocol_adapters.mqtt.device_link import DeviceLink
+from protocol_adapters.mqtt.external_failover import SessionFailover
 from protocol_adapters.mqtt.external_inbound import InboundFlow
-from protocol_adapters.mqtt.external_options import Backoff, ExternalOptions, check_external_options
+from protocol_adapters.mqtt.external_options import (
+    Backoff,
+    ExternalOptions,
+    FailoverOptions,
+    check_external_options,
+)
 
 __all__ = ["ExternalBroker"]
 
@@ -78,6 +84,7 @@ class ExternalBroker(ProtocolAdapter):
         self._detail = "not connected yet"
         self._since = time.monotonic()
         self._outbox = PersistentStorage()
+        self._failover: SessionFailover | None = None
 
     # --- life cycle ---------------------------------------------------------------------------
 
@@ -122,7 +129,22 @@ class ExternalBroker(ProtocolAdapter):
             self._tasks.append(
                 asyncio.create_task(service, name=f"mqtt-devices:{self.context.name}")
             )
+        if self.options.failover is not None:
+            self._start_failover(self.options.failover)
         return [Listener("mqtt", f"{self.options.address} (client {self.options.client_id})")]
+
+    def _start_failover(self, options: FailoverOptions) -> None:
+        own = self._link.filters if self._link is not None else []
+        self._failover = SessionFailover(
+            self.context.name,
+            self.options.client_id,
+            options,
+            self._connect_as,
+            lambda: [*self._filters, *own],
+            alias=self.options.common.layer_alias,
+        )
+        run = self._failover.run(self._stopping)
+        self._tasks.append(asyncio.create_task(run, name=f"mqtt-failover:{self.context.name}"))
 
     async def stop(self, timeout: float) -> None:
         # New messages are no longer handed to the app nor acknowledged: the broker keeps them.
@@ -151,6 +173,8 @@ class ExternalBroker(ProtocolAdapter):
 
     def health(self) -> AdapterHealth:
         subs = f"{len(self._filters)} subscriptions, {self._reconnects} reconnects"
+        if self._failover is not None:
+            subs += f", {self._failover.adopted} sessions of gone processes adopted"
         if self._status == "ok":
             refused = f"; refused: {', '.join(self._refused)}" if self._refused else ""
             status: Literal["ok", "degraded"] = "degraded" if self._refused else "ok"
@@ -204,13 +228,7 @@ class ExternalBroker(ProtocolAdapter):
         client = self._new_client()
         try:
             async with asyncio.timeout(options.connect_timeout):
-                await client.connect(
-                    options.host,
-                    options.port,
-                    ssl=options.tls or False,
-                    keepalive=options.keepalive,
-                    version=options.protocol,
-                )
+                await self._connect(client)
                 await self._subscribe(client)
         except BaseException:
             await client.close()
@@ -227,22 +245,45 @@ class ExternalBroker(ProtocolAdapter):
         )
         return client
 
-    def _new_client(self) -> _Client:
+    async def _connect(self, client: _Client) -> None:
+        options = self.options
+        await client.connect(
+            options.host,
+            options.port,
+            ssl=options.tls or False,
+            keepalive=options.keepalive,
+            version=options.protocol,
+        )
+
+    async def _connect_as(self, client_id: str, clean: bool) -> _Client:
+        """Connect as a gone process (failover): resume its session, or end it (`clean`)."""
+        client = self._new_client(client_id, clean)
+        try:
+            async with asyncio.timeout(self.options.connect_timeout):
+                await self._connect(client)
+        except BaseException:
+            await client.close()
+            raise
+        return client
+
+    def _new_client(self, adopt: str | None = None, end: bool = False) -> _Client:
+        """A client of our own session, or of session `adopt` (resumed, or ended: `end`)."""
         options = self.options
         properties: dict[str, Any] = {}
         if options.protocol == 5:
-            properties["session_expiry_interval"] = options.session_expiry
+            properties["session_expiry_interval"] = 0 if end else options.session_expiry
             properties["receive_maximum"] = min(options.common.max_in_flight, 65535)
         client = _Client(
-            options.client_id,
-            clean_session=options.clean_start,
+            adopt or options.client_id,
+            clean_session=end or (options.clean_start and adopt is None),
             optimistic_acknowledgement=False,
-            persistent_storage=self._outbox,
+            persistent_storage=self._outbox if adopt is None else PersistentStorage(),
             **properties,
         )
         # Our QoS 1/2 publishes not yet acknowledged are sent again on a resumed session, with
         # their packet ids: the new client must not hand those ids out again meanwhile.
-        client.reserve_ids(mid for mid, _ in self._outbox.get_all())
+        if adopt is None:
+            client.reserve_ids(mid for mid, _ in self._outbox.get_all())
         if options.username is not None:
             client.set_auth_credentials(options.username, options.password)
         inbound = self._inbound

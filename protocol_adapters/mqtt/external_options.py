@@ -36,6 +36,7 @@ __all__ = [
     "EXTERNAL_OPTIONS",
     "Backoff",
     "ExternalOptions",
+    "FailoverOptions",
     "check_external_options",
     "default_client_id",
 ]
@@ -93,6 +94,7 @@ EXTERNAL_OPTIONS: Final = OptionSet(
     Option("USERNAME", None, _rule(lambda v: v is None or isinstance(v, str), "a str or None")),
     Option("PASSWORD", None, _rule(lambda v: v is None or isinstance(v, str), "a str or None")),
     tls_option("CA_FILE", "CERT_FILE", "KEY_FILE", "INSECURE"),
+    Option("FAILOVER", None, checks=lambda v: _failover_problems(v)),
     COMMANDS_OPTION,
     PRESENCE_OPTION,
 )  # fmt: skip
@@ -101,7 +103,53 @@ EXTERNAL_OPTIONS: Final = OptionSet(
 
 def check_external_options(options: Mapping[str, Any]) -> list[str]:
     """Every problem with an external-broker OPTIONS dict, one sentence each."""
-    return EXTERNAL_OPTIONS.check(options)
+    errors = EXTERNAL_OPTIONS.check(options)
+    if options.get("FAILOVER") is not None and not errors:
+        merged = EXTERNAL_OPTIONS.parse(options)
+        if merged["CLEAN_START"] or merged["SESSION_EXPIRY"] == 0:
+            errors.append(
+                'OPTIONS["FAILOVER"] needs persistent sessions: CLEAN_START False and a'
+                " SESSION_EXPIRY above 0 (a session that ends with its connection has nothing"
+                " to adopt)"
+            )
+    return errors
+
+
+@dataclass(frozen=True)
+class FailoverOptions:
+    """``FAILOVER`` parsed: seconds between heartbeats, of silence after which a process is
+    gone, of quiet before an adopted session is ended, and of a survivor's claim on one."""
+
+    heartbeat: float = 1.0
+    expiry: float = 5.0
+    quiet: float = 0.5
+    lease: float = 120.0
+
+    @classmethod
+    def parse(cls, value: Mapping[str, Any] | None) -> FailoverOptions | None:
+        if value is None:
+            return None
+        return cls(**{key.lower(): float(number) for key, number in value.items()})
+
+
+_FAILOVER_KEYS: Final = ("HEARTBEAT", "EXPIRY", "QUIET", "LEASE")
+
+
+def _failover_problems(value: object) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, Mapping):
+        return [f"must be None or a dict with keys {', '.join(_FAILOVER_KEYS)}, got {value!r}"]
+    problems = [f'["{key}"] is not an option' for key in value if key not in _FAILOVER_KEYS]
+    problems += [
+        f'["{key}"] must be a positive number of seconds'
+        for key, number in value.items()
+        if key in _FAILOVER_KEYS and positive_number(number) is not None
+    ]
+    heartbeat, expiry = value.get("HEARTBEAT", 1.0), value.get("EXPIRY", 5.0)
+    if not problems and not heartbeat < expiry:
+        problems.append('["HEARTBEAT"] must be shorter than ["EXPIRY"]')
+    return problems
 
 
 @dataclass(frozen=True)
@@ -125,6 +173,7 @@ class ExternalOptions:
     connect_timeout: float
     commands: CommandsOptions | None = None
     presence: PresenceOptions | None = None
+    failover: FailoverOptions | None = None
 
     @property
     def address(self) -> str:
@@ -171,6 +220,7 @@ class ExternalOptions:
             connect_timeout=float(merged["CONNECT_TIMEOUT"]),
             commands=merged["COMMANDS"],
             presence=merged["PRESENCE"],
+            failover=FailoverOptions.parse(merged["FAILOVER"]),
         )
 
 

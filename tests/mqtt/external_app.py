@@ -2,7 +2,8 @@
 
 Every handled message appends a line to the file named by MQTT_TEST_EVENTS:
 ``start <pid> <topic> <payload>`` when the consumer begins, ``done <pid> <topic> <payload>``
-when it returns. With MQTT_TEST_BLOCK=1 the consumer never returns after "start".
+when it returns. With MQTT_TEST_BLOCK=1 the consumer never returns after "start"; with
+MQTT_TEST_DELAY=<seconds> it takes that long.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ class Recorder(AsyncMqttConsumer):
         _record("start", self, payload)
         if os.environ.get("MQTT_TEST_BLOCK") == "1":
             await asyncio.Event().wait()
+        if os.environ.get("MQTT_TEST_DELAY"):
+            await asyncio.sleep(float(os.environ["MQTT_TEST_DELAY"]))
         _record("done", self, payload)
 
 
