@@ -112,8 +112,14 @@ async def drive(call: Any, load: str, seconds: float) -> dict[str, float]:
     deadline = time.perf_counter() + seconds
     amount = int(load[1:])
 
+    failures: list[str] = []
+
     async def timed(n: int, due: float) -> None:
-        await call(n % DEVICES)
+        try:
+            await call(n % DEVICES)
+        except Exception as exc:  # counted and reported: a lost answer must show
+            failures.append(repr(exc))
+            return
         latencies.append(time.perf_counter() - due)
 
     async def worker(offset: int) -> None:
@@ -139,6 +145,7 @@ async def drive(call: Any, load: str, seconds: float) -> dict[str, float]:
         "rate": len(ordered) / seconds,
         "p50": ordered[len(ordered) // 2] * 1000,
         "p99": ordered[int(len(ordered) * 0.99)] * 1000,
+        "failed": len(failures),
     }
 
 
@@ -300,7 +307,8 @@ def report(load: str, results: dict[str, list[dict[str, float]]]) -> None:
         for name, runs in results.items()
     }
     for name, m in medians.items():
-        print(f"{name:22} {m['rate']:>14,.0f} {m['p50']:>8.2f} {m['p99']:>8.2f}")
+        failed = sum(r.get("failed", 0) for r in results[name])
+        print(f"{name:22} {m['rate']:>14,.0f} {m['p50']:>8.2f} {m['p99']:>8.2f}  failed: {failed}")
     bare = medians["bare-gmqtt"]
     for name in ("gateway", "gateway-memory-store"):
         ratio = medians[name]["p99"] / bare["p99"]

@@ -241,7 +241,7 @@ class ExternalBroker(ProtocolAdapter):
             self.context.name,
             options.address,
             options.client_id,
-            self._filters,
+            [*self._filters, *(self._link.filters if self._link is not None else [])],
         )
         return client
 
