@@ -17,12 +17,14 @@ import pytest
 
 from django_app.devices import touch
 from django_app.models.devices import Device
+from gateway import AsyncSmsConsumer
 from gateway.db import database_sync_to_async
 from gateway.passwords import hashing
 from gateway.types import Receive, Scope, Send
 from tests.mqtt.device_support import costly_hashing, fast_hashing, make_device
 from tests.mqtt.embedded_support import WAIT, RunningBroker, running_broker
 from tests.mqtt.raw_mqtt import Clients, RawClient
+from tests.sms.support import inbound, running_gateway, twiml_messages
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 __all__ = ["costly_hashing", "fast_hashing"]  # the fixtures, imported for pytest
@@ -80,6 +82,7 @@ async def test_a_valid_device_and_its_telemetry_go_ahead_of_a_flood(clients: Cli
     async with running_broker(telemetry_app, LOGINS=limits) as run:
         gate = run.adapter.logins
         hashing.reset_peak()
+        hashed = hashing.done
         flood = [asyncio.create_task(wrong_login(clients, run.port, n)) for n in range(FLOOD)]
         await until(lambda: gate.waiting >= FLOOD - 10, "the flood never queued")
 
@@ -92,6 +95,7 @@ async def test_a_valid_device_and_its_telemetry_go_ahead_of_a_flood(clients: Cli
 
         assert await asyncio.gather(*flood) == [NOT_AUTHORIZED] * FLOOD
         assert hashing.peak <= 2
+        assert hashing.done - hashed == FLOOD + 1  # every hash on the pool, none elsewhere
         assert gate.checking == gate.waiting == 0
 
 
@@ -141,3 +145,28 @@ async def test_clients_gone_while_their_login_waits_are_not_checked(clients: Cli
         await asyncio.gather(*waiting, return_exceptions=True)
         await until(lambda: gate.checking == gate.waiting == 0, "the gate never emptied")
         assert hashing.done - before <= 2  # the check running when they left, at most one more
+
+
+class Echo(AsyncSmsConsumer):
+    """Replies to each SMS; the webhook keeps each message in the database first."""
+
+    async def receive(self, body: str) -> None:
+        await self.reply(f"echo: {body}")
+
+
+@pytest.mark.usefixtures("costly_hashing", "devices")
+async def test_an_sms_webhook_is_answered_while_a_flood_waits(clients: Clients) -> None:
+    limits = {"CONCURRENCY": 2, "MAX_PER_ADDRESS": FLOOD, "MAX_FAILURES": FLOOD}
+    async with (
+        running_broker(telemetry_app, LOGINS=limits) as run,
+        running_gateway(Echo.as_asgi(), {"STORE": None}) as sms,
+    ):
+        gate, hashed = run.adapter.logins, hashing.done
+        flood = [asyncio.create_task(wrong_login(clients, run.port, n)) for n in range(FLOOD)]
+        await until(lambda: gate.waiting >= FLOOD - 10, "the flood never queued")
+        answer = await sms.post(inbound("+447700900123", "during the flood"))
+        assert answer.status_code == 200
+        assert twiml_messages(answer.text) == ["echo: during the flood"]
+        assert gate.waiting > 0, "the webhook waited for the flood"
+        assert await asyncio.gather(*flood) == [NOT_AUTHORIZED] * FLOOD
+        assert hashing.done - hashed == FLOOD  # on the pool: the database thread hashed none
