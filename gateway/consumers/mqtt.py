@@ -52,6 +52,8 @@ def _reply_event(
             f"the message on {scope.get('topic')!r} has no response topic to reply to "
             "(only an MQTT 5 request carries one)"
         )
+    if tracing.tracer is not None:  # the requester continues the trace (traceparent)
+        properties = tracing.inject_user_properties(properties)
     answer = dict(properties or {})
     if "correlation_data" in request:
         answer["correlation_data"] = request["correlation_data"]

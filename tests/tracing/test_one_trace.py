@@ -138,3 +138,28 @@ async def test_a_failing_event_records_its_attempts_and_outcome(
     assert span.attributes["gateway.adapter"] == "twilio"
     assert span.attributes["gateway.attempt"] == 2
     assert span.attributes["gateway.outcome"] == "dead_lettered"
+
+
+class Answer(AsyncJsonMqttConsumer):
+    async def receive_json(self, content: Any) -> None:
+        await self.reply(b"done")
+
+
+async def test_a_reply_to_an_mqtt_5_request_carries_the_trace(spans: InMemorySpanExporter) -> None:
+    properties = {"response_topic": "devices/d1/answers", "correlation_data": b"7"}
+    scope = _mqtt_scope(properties)
+    published: list[Message] = []
+
+    async def send(event: Message) -> None:
+        published.append(event)
+
+    event = {"type": "mqtt.message", "payload": b"{}"}
+    await KeyedDispatcher("mqtt").run(
+        "t", lambda: run_one_event(Answer.as_asgi(), scope, event, send), scope=scope, payload=b""
+    )
+    (answer,) = published
+    assert answer["topic"] == "devices/d1/answers"
+    assert answer["properties"]["correlation_data"] == b"7"
+    traceparent = dict(answer["properties"]["user_properties"])["traceparent"]
+    (span,) = (s for s in spans.get_finished_spans() if s.name == "Answer.mqtt_message")
+    assert traceparent.split("-")[2] == format(span.context.span_id, "016x")
