@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, cast
 from django.core.signals import setting_changed
 from django.utils.module_loading import import_string
 
+from gateway.metrics_access import metrics_access_problems
 from gateway.overrides import apply_overrides
 
 if TYPE_CHECKING:
@@ -52,6 +53,7 @@ DEFAULTS: Final[dict[str, Any]] = {
     "HTTP": HTTP_DEFAULTS,
     "HEALTH_PATH": "/-/health",
     "METRICS_PATH": "/-/metrics",
+    "METRICS_ACCESS": None,
     "SHUTDOWN_TIMEOUT": 10.0,
     "DEAD_LETTER_HANDLER": "django_app.deadletters.store_dead_letter",
     "LOOP": "auto",
@@ -256,6 +258,7 @@ TOP_RULES: Final[dict[str, Rule]] = {
     "HTTP": _CHECKED_APART,
     "HEALTH_PATH": _PATH_OR_NONE,
     "METRICS_PATH": _PATH_OR_NONE,
+    "METRICS_ACCESS": _CHECKED_APART,  # by metrics_access_problems: no secret in messages
     "SHUTDOWN_TIMEOUT": (lambda v: _is_number(v) and v >= 0, "a number of seconds >= 0"),
     "DEAD_LETTER_HANDLER": (
         lambda v: callable(v) or (isinstance(v, str) and "." in v),
@@ -321,6 +324,8 @@ def validate(gateway: Any) -> list[Problem]:
     merged = merge(gateway)
     _check_paths(checker, merged)
     _check_loop(checker, merged["LOOP"])
+    for *keys, problem in metrics_access_problems(merged["METRICS_ACCESS"]):
+        checker.add("E002", ("METRICS_ACCESS", *keys), problem)
     _check_dead_letter_handler(checker, merged["DEAD_LETTER_HANDLER"])
     if "ADAPTERS" in gateway:
         _check_adapters(checker, gateway["ADAPTERS"])

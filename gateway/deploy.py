@@ -6,6 +6,7 @@ gateway.W103  an SMTP port on a public address accepts messages over 25 MiB
 gateway.W104  an SMS webhook has no secret to check signatures with (it refuses every request)
 gateway.W105  the embedded MQTT broker lets anyone in (AUTH "anonymous") on a public address
 gateway.W106  SMTP AUTH on a public address without AUTH_REQUIRE_TLS (passwords in clear)
+gateway.W107  /-/metrics open to anyone (no METRICS_ACCESS) while HTTP listens on a public address
 
 The HTTP and DEBUG checks are here; each adapter class names its own risks in
 `ProtocolAdapter.deploy_risks`, loaded by dotted path like the adapter itself.
@@ -29,6 +30,7 @@ def deploy_risks(gateway: GatewaySettings, *, debug: bool) -> list[DeployRisk]:
     enabled = [entry for entry in gateway.adapters if entry.enabled]
     risks = _debug_risks(gateway, enabled) if debug else []
     risks += _proxy_risks(gateway.user.get("HTTP", {}), gateway.http.proxy_headers)
+    risks += _metrics_risks(gateway)
     for entry in enabled:
         adapter = import_string(entry.backend)
         if isinstance(adapter, type) and issubclass(adapter, ProtocolAdapter):
@@ -80,5 +82,22 @@ def _proxy_risks(http: Mapping[str, Any], proxy_headers: bool) -> list[DeployRis
             "gateway.W102",
             message,
             'Set GATEWAY["HTTP"]["FORWARDED_ALLOW_IPS"] to the addresses of your proxies.',
+        )
+    ]
+
+
+def _metrics_risks(gateway: GatewaySettings) -> list[DeployRisk]:
+    http, path = gateway.http, gateway.metrics_path
+    if not http.enabled or path is None or gateway.raw["METRICS_ACCESS"] is not None:
+        return []
+    if not is_public_host(http.host):
+        return []
+    return [
+        DeployRisk(
+            "gateway.W107",
+            f'GATEWAY["METRICS_PATH"] {path!r} answers anyone on the public address'
+            f" {http.host!r}: event counts and load are readable from outside.",
+            'Set GATEWAY["METRICS_ACCESS"] (ALLOW, BEARER_TOKEN or BASIC_USERS), or'
+            ' GATEWAY["METRICS_PATH"] = None.',
         )
     ]

@@ -10,6 +10,7 @@ from typing import Literal, TypedDict
 
 from gateway.exceptions import RouteNotFound
 from gateway.metrics import MetricsRegistry, registry
+from gateway.metrics_access import MetricsAccess
 from gateway.types import ASGIApp, Message, Receive, Scope, Send
 
 logger = logging.getLogger("gateway.server")
@@ -86,6 +87,7 @@ class HealthEndpoints:
         health_path: str | None,
         metrics_path: str | None,
         metrics: MetricsRegistry = registry,
+        metrics_access: MetricsAccess | None = None,
     ) -> None:
         self.app = app
         self.report = report
@@ -93,6 +95,7 @@ class HealthEndpoints:
         self.ready_path = ready_path(health_path)
         self.metrics_path = metrics_path
         self.metrics = metrics
+        self.metrics_access = metrics_access
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = _app_path(scope) if scope["type"] == "http" else None
@@ -103,11 +106,22 @@ class HealthEndpoints:
                 send, 405, b"text/plain; charset=utf-8", b"Method Not Allowed\n", allow=True
             )
         elif path == self.metrics_path:
+            await self._metrics(scope, send)
+        else:
+            await self._health(send, readiness=path == self.ready_path)
+
+    async def _metrics(self, scope: Scope, send: Send) -> None:
+        access = self.metrics_access
+        refusal = access.refusal(scope) if access is not None else None
+        if access is None or refusal is None:
             # Counted when asked for, not kept up to date: a soak watches it for leaked tasks.
             self.metrics.set_gauge("process", "asyncio_tasks", len(asyncio.all_tasks()))
             await _respond(send, 200, METRICS_CONTENT_TYPE, self.metrics.render().encode())
-        else:
-            await self._health(send, readiness=path == self.ready_path)
+            return
+        logger.warning("%s refused to %s (METRICS_ACCESS)", self.metrics_path, scope.get("client"))
+        text = b"Unauthorized\n" if refusal == 401 else b"Forbidden\n"
+        challenge = access.challenge if refusal == 401 else None
+        await _respond(send, refusal, b"text/plain; charset=utf-8", text, challenge=challenge)
 
     async def _health(self, send: Send, readiness: bool) -> None:
         report = self.report()
@@ -130,10 +144,13 @@ async def _respond(
     body: bytes,
     allow: bool = False,
     prefix: str = "",
+    challenge: bytes | None = None,
 ) -> None:
     headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
     if allow:
         headers.append((b"allow", b"GET, HEAD"))
+    if challenge is not None:
+        headers.append((b"www-authenticate", challenge))
     await send({"type": f"{prefix}http.response.start", "status": status, "headers": headers})
     await send({"type": f"{prefix}http.response.body", "body": body})
 

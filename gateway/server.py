@@ -41,6 +41,7 @@ from gateway.layers import DEFAULT_CHANNEL_LAYER, channel_layers
 from gateway.layers.memory import InMemoryChannelLayer
 from gateway.lifespan import Lifespan
 from gateway.metrics import registry
+from gateway.metrics_access import MetricsAccess
 from gateway.types import ASGIApp
 from gateway.webserver import WebServer
 
@@ -239,6 +240,7 @@ class Gateway:
             report=self.health,
             health_path=self.settings.health_path,
             metrics_path=self.settings.metrics_path,
+            metrics_access=MetricsAccess.from_setting(self.settings.raw["METRICS_ACCESS"]),
         )
 
     def health(self) -> HealthReport:

@@ -21,13 +21,17 @@ def gateway_warnings(**gateway: Any) -> dict[str, str]:
     return {message.id or "": message.msg for message in found}
 
 
+SCRAPER_ONLY = {"ALLOW": ["10.0.0.9"]}  # metrics for the Prometheus server only (W107)
+
+
 def risky(**adapters: Any) -> dict[str, Any]:
-    return {"HTTP": {"HOST": "0.0.0.0"}, "ADAPTERS": adapters}
+    return {"HTTP": {"HOST": "0.0.0.0"}, "METRICS_ACCESS": SCRAPER_ONLY, "ADAPTERS": adapters}
 
 
 def test_safe_production_settings_raise_no_gateway_warning() -> None:
     safe = {
         "HTTP": {"HOST": "0.0.0.0", "PROXY_HEADERS": True, "FORWARDED_ALLOW_IPS": "10.0.0.2"},
+        "METRICS_ACCESS": SCRAPER_ONLY,
         "ADAPTERS": {
             "mqtt": {"BACKEND": MQTT, "OPTIONS": {"HOST": "0.0.0.0"}},
             "smtp": {"BACKEND": SMTP, "OPTIONS": {"HOST": "0.0.0.0"}},
@@ -63,6 +67,18 @@ def test_a_public_smtp_port_with_big_messages_or_passwords_in_clear() -> None:
     assert "in clear" in found["gateway.W106"]
     loopback = {**options, "HOST": "127.0.0.1"}
     assert gateway_warnings(**risky(smtp={"BACKEND": SMTP, "OPTIONS": loopback})) == {}
+
+
+def test_metrics_open_on_a_public_address() -> None:
+    found = gateway_warnings(HTTP={"HOST": "0.0.0.0"})
+    assert found["gateway.W107"] == (
+        "GATEWAY[\"METRICS_PATH\"] '/-/metrics' answers anyone on the public address '0.0.0.0':"
+        " event counts and load are readable from outside."
+    )
+    for guarded in ({"BEARER_TOKEN": "t"}, {"BASIC_USERS": {"prom": "pw"}}, SCRAPER_ONLY):
+        assert gateway_warnings(HTTP={"HOST": "0.0.0.0"}, METRICS_ACCESS=guarded) == {}
+    assert gateway_warnings(HTTP={"HOST": "0.0.0.0"}, METRICS_PATH=None) == {}
+    assert gateway_warnings(HTTP={"HOST": "127.0.0.1"}) == {}
 
 
 def test_twilio_without_auth_token() -> None:
