@@ -6,13 +6,14 @@ import asyncio
 from typing import Any
 
 import pytest
+from asgiref.sync import async_to_sync
 
 pytest.importorskip("opentelemetry.sdk")
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from gateway import AsyncJsonMqttConsumer, AsyncWebsocketConsumer
+from gateway import AsyncJsonMqttConsumer, AsyncWebsocketConsumer, JsonMqttConsumer
 from gateway.mqtt import InboundMessage, build_mqtt_scope
 from gateway.pipeline import KeyedDispatcher
 from gateway.run_event import run_one_event
@@ -163,3 +164,33 @@ async def test_a_reply_to_an_mqtt_5_request_carries_the_trace(spans: InMemorySpa
     traceparent = dict(answer["properties"]["user_properties"])["traceparent"]
     (span,) = (s for s in spans.get_finished_spans() if s.name == "Answer.mqtt_message")
     assert traceparent.split("-")[2] == format(span.context.span_id, "016x")
+
+
+class SyncTelemetry(JsonMqttConsumer):
+    def receive_json(self, content: Any) -> None:
+        assert self.channel_layer is not None
+        async_to_sync(self.channel_layer.group_send)("dashboard", {"type": "reading", **content})
+
+
+async def test_a_sync_consumers_group_send_continues_the_trace(
+    layer: CountingLayer, spans: InMemorySpanExporter
+) -> None:
+    browser = WebsocketCommunicator(Dashboard.as_asgi(), "/ws/")
+    assert (await browser.connect())[0]
+    scope = _mqtt_scope({"user_properties": [("traceparent", TRACEPARENT)]})
+
+    async def send(event: Message) -> None:
+        pass
+
+    event = {"type": "mqtt.message", "payload": b'{"value": 22}'}
+    app = SyncTelemetry.as_asgi()
+    await KeyedDispatcher("mqtt").run(
+        "t", lambda: run_one_event(app, scope, event, send), scope=scope, payload=b""
+    )
+    assert await browser.receive_from() == "22"
+    await browser.disconnect()
+    found = _by_name(spans.get_finished_spans())
+    assert _parent_id(found["group_send dashboard"]) == (
+        found["SyncTelemetry.mqtt_message"].context.span_id
+    )
+    assert _parent_id(found["Dashboard.reading"]) == found["group_send dashboard"].context.span_id
