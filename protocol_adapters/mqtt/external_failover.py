@@ -69,6 +69,7 @@ class SessionFailover:
         self.sessions_key, self.claim_prefix = prefix + "sessions", prefix + "adopting:"
         self.adopting: dict[str, asyncio.Task[None]] = {}
         self.adopted = 0  # sessions adopted and ended, for health and tests
+        self.seen: dict[str, float] = {}  # client id -> its last beat (ms), as read last
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Beat, and adopt what expired, until `stopping` is set."""
@@ -92,12 +93,24 @@ class SessionFailover:
 
     async def _beat_and_look(self) -> None:
         now = int(time.time() * 1000)
+        entries = await self._redis("ZRANGE", self.sessions_key, 0, -1, "WITHSCORES")
+        beats = {
+            name.decode(): float(score)
+            for name, score in zip(entries[::2], entries[1::2], strict=True)
+        }
+        if self.seen and self.client_id not in beats:
+            # Our own beat is gone: Redis lost its data (a restart without persistence). Put
+            # back the beats seen before, or a process dead meanwhile would never be adopted.
+            lost = [x for name, at in self.seen.items() if name not in beats for x in (at, name)]
+            if lost:
+                await self._redis("ZADD", self.sessions_key, "NX", *lost)
+                beats.update((name, at) for name, at in self.seen.items() if name not in beats)
         await self._redis("ZADD", self.sessions_key, now, self.client_id)
-        oldest = now - int(self.options.expiry * 1000)
-        stale = await self._redis("ZRANGEBYSCORE", self.sessions_key, "-inf", f"({oldest}")
-        for raw in stale:
-            client_id = raw.decode()
-            if client_id == self.client_id or client_id in self.adopting:
+        beats[self.client_id] = now
+        self.seen = beats
+        oldest = now - self.options.expiry * 1000
+        for client_id, at in beats.items():
+            if at >= oldest or client_id == self.client_id or client_id in self.adopting:
                 continue
             lease = int(self.options.lease * 1000)
             claim = self.claim_prefix + client_id

@@ -13,11 +13,11 @@ import pytest
 
 from tests.e2e.test_cluster import broker, redis_env
 from tests.integration.mosquitto import Mosquitto
-from tests.integration.redis import RedisServer, redis_server
+from tests.integration.redis import RedisServer, own_redis_server
 from tests.mqtt.external_support import read_events
 from tests.server.process import GatewayProcess, gateway_env, spawn, wait_ready
 
-__all__ = ["broker", "redis_server"]
+__all__ = ["broker", "own_redis_server"]
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -52,28 +52,35 @@ async def burst(broker: Mosquitto) -> None:
     assert proc.returncode == 0  # every PUBLISH was acknowledged (PUBACK) by Mosquitto
 
 
-async def burst_and_kill(broker: Mosquitto, victim: GatewayProcess, events: Path) -> float:
+async def burst_and_kill(
+    broker: Mosquitto, victim: GatewayProcess, events: Path, redis: RedisServer | None
+) -> float:
     publishing = asyncio.create_task(burst(broker))
     while len(done(events)) < KILL_AFTER:
         await asyncio.sleep(0.005)
     victim.proc.kill()  # SIGKILL, mid-burst, never restarted
     killed = time.monotonic()
     assert len(set(done(events))) < MESSAGES, "the burst was over before the kill"
+    if redis is not None:  # and Redis restarts empty before the victim's heartbeat expired
+        await asyncio.to_thread(redis.restart)
     await publishing
     return killed
 
 
+@pytest.mark.parametrize("redis_restart", [False, True], ids=["kill", "kill-and-redis-restart"])
 def test_a_killed_gateway_loses_nothing_without_coming_back(
-    redis_server: RedisServer, broker: Mosquitto, tmp_path: Path
+    own_redis_server: RedisServer, broker: Mosquitto, tmp_path: Path, redis_restart: bool
 ) -> None:
     events = tmp_path / "events.log"
-    env = {"MQTT_TEST_URL": broker.url, "MQTT_TEST_EVENTS": str(events)} | redis_env(redis_server)
+    env = {"MQTT_TEST_URL": broker.url, "MQTT_TEST_EVENTS": str(events)}
+    env |= redis_env(own_redis_server)
     env["MQTT_TEST_DELAY"] = "0.001"  # one topic, in order: the burst takes a second or more
     survivor = start(tmp_path / "a", "gw-a", env)
     try:
         victim = start(tmp_path / "b", "gw-b", env)
         try:
-            killed = asyncio.run(burst_and_kill(broker, victim, events))
+            restart = own_redis_server if redis_restart else None
+            killed = asyncio.run(burst_and_kill(broker, victim, events, restart))
             deadline = time.monotonic() + WAIT
             while len(set(done(events))) < MESSAGES and time.monotonic() < deadline:
                 time.sleep(0.05)
