@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from gateway.logcontext import LOG_FORMATS, JsonFormatter, LogFormat
 from gateway.overrides import set_from_command_line
@@ -44,11 +44,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "settings", None):
         os.environ["DJANGO_SETTINGS_MODULE"] = args.settings
-    configure_logging(getattr(args, "log_level", "info"), getattr(args, "log_format", "text"))
+    configure_logging(getattr(args, "log_level", "info"), chosen_log_format(args) or "text")
     _put_cwd_on_path()
     try:
         if args.needs_django:
             _prepare_django(getattr(args, "app", None))
+            _apply_log_format_setting(args)
         handler: Any = args.handler
         return int(handler(args))
     except UsageError as exc:
@@ -83,11 +84,26 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--log-format",
-        default=os.environ.get("GATEWAY_LOG_FORMAT", "text"),
         choices=LOG_FORMATS,
         help="text, or json: one object a line with the event's protocol, key and trace id"
-        " (default: $GATEWAY_LOG_FORMAT or text)",
+        ' (default: $GATEWAY_LOG_FORMAT, else GATEWAY["LOG_FORMAT"], else text)',
     )
+
+
+def chosen_log_format(args: argparse.Namespace) -> LogFormat | None:
+    """--log-format, else $GATEWAY_LOG_FORMAT when it names a format; None: neither chose."""
+    chosen = getattr(args, "log_format", None) or os.environ.get("GATEWAY_LOG_FORMAT")
+    return cast(LogFormat, chosen) if chosen in LOG_FORMATS else None
+
+
+def _apply_log_format_setting(args: argparse.Namespace) -> None:
+    """GATEWAY["LOG_FORMAT"] applies when neither --log-format nor GATEWAY_LOG_FORMAT chose."""
+    if chosen_log_format(args) is not None:
+        return
+    from gateway.conf import gateway_settings
+
+    if gateway_settings.raw.get("LOG_FORMAT") == "json":  # a bad value: the system check says
+        configure_logging(getattr(args, "log_level", "info"), "json")
 
 
 def _run_command(args: argparse.Namespace) -> int:

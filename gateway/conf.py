@@ -58,6 +58,7 @@ DEFAULTS: Final[dict[str, Any]] = {
     "DEAD_LETTER_HANDLER": "django_app.deadletters.store_dead_letter",
     "LOOP": "auto",
     "DEVICE_STATE_MAX_BYTES": 65536,
+    "LOG_FORMAT": "text",
     "ADAPTERS": {},
 }
 
@@ -266,6 +267,7 @@ TOP_RULES: Final[dict[str, Rule]] = {
     ),
     "LOOP": (lambda v: v in ("auto", "asyncio", "uvloop"), 'one of "auto", "asyncio", "uvloop"'),
     "DEVICE_STATE_MAX_BYTES": _POSITIVE_INT,
+    "LOG_FORMAT": (lambda v: v in ("text", "json"), 'one of "text", "json"'),
     "ADAPTERS": _CHECKED_APART,
 }
 ADAPTER_RULES: Final[dict[str, Rule]] = {

@@ -8,8 +8,15 @@ import logging
 from collections.abc import Iterator
 
 import pytest
+from django.test import override_settings
 
-from gateway.cli import build_parser, configure_logging
+from gateway.cli import (
+    _apply_log_format_setting,
+    build_parser,
+    chosen_log_format,
+    configure_logging,
+)
+from gateway.conf import GatewaySettings
 from gateway.logcontext import JsonFormatter
 from gateway.pipeline import KeyedDispatcher
 
@@ -68,15 +75,47 @@ def test_an_exception_is_one_line_too(json_lines: io.StringIO) -> None:
     assert "ValueError: bad" in json.loads(line)["exception"]
 
 
-def test_gateway_run_takes_log_format_from_the_flag_or_the_environment(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    assert build_parser().parse_args(["run", "a:b"]).log_format == "text"
-    assert build_parser().parse_args(["run", "a:b", "--log-format", "json"]).log_format == "json"
+def test_the_flag_comes_first_then_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GATEWAY_LOG_FORMAT", raising=False)
+    assert chosen_log_format(build_parser().parse_args(["run", "a:b"])) is None
+    json_flag = build_parser().parse_args(["run", "a:b", "--log-format", "json"])
+    assert chosen_log_format(json_flag) == "json"
     monkeypatch.setenv("GATEWAY_LOG_FORMAT", "json")
-    assert build_parser().parse_args(["run", "a:b"]).log_format == "json"
+    assert chosen_log_format(build_parser().parse_args(["run", "a:b"])) == "json"
+    text_flag = build_parser().parse_args(["run", "a:b", "--log-format", "text"])
+    assert chosen_log_format(text_flag) == "text"
     with pytest.raises(SystemExit):
         build_parser().parse_args(["run", "a:b", "--log-format", "xml"])
+
+
+@pytest.mark.parametrize(
+    ("environment", "setting", "json_lines"),
+    [(None, "json", True), (None, "text", False), ("text", "json", False)],
+)
+def test_the_setting_applies_when_neither_chose(
+    monkeypatch: pytest.MonkeyPatch, environment: str | None, setting: str, json_lines: bool
+) -> None:
+    if environment is None:
+        monkeypatch.delenv("GATEWAY_LOG_FORMAT", raising=False)
+    else:
+        monkeypatch.setenv("GATEWAY_LOG_FORMAT", environment)
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        configure_logging("info", "text")
+        with override_settings(GATEWAY={"LOG_FORMAT": setting}):
+            _apply_log_format_setting(build_parser().parse_args(["run", "a:b"]))
+        formats = {isinstance(handler.formatter, JsonFormatter) for handler in root.handlers}
+        assert formats == {json_lines}
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+
+
+def test_the_system_check_names_a_bad_log_format() -> None:
+    (problem,) = GatewaySettings({"LOG_FORMAT": "xml"}).problems()
+    assert "LOG_FORMAT" in str(problem)
+    assert '"text", "json"' in str(problem)
 
 
 def test_configure_logging_json_formats_the_root_handlers() -> None:
