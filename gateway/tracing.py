@@ -1,8 +1,9 @@
 """OpenTelemetry spans for events, consumer calls and channel-layer sends (the ``otel`` extra).
 
-Without ``opentelemetry-api`` installed, `tracer` is None and every caller skips its hook on
-that one check. With it, each intake event gets one span (`event_span`), each consumer call
-one (`consumer_span`), and the trace context travels:
+Without ``opentelemetry-api`` installed, or until `configure` finds a tracer provider, `tracer`
+is None and every caller skips its hook on that one check. Then each intake event gets one
+span (`event_span`), each consumer call one (`consumer_span`), each channel-layer send made in
+a span one (`send_span`), and the trace context travels:
 
 - in channel-layer messages, under the reserved key ``"_trace"`` (`TRACE_KEY`): a dict of W3C
   trace-context headers (``traceparent``, ``tracestate``) that `inject_message` adds on send
@@ -40,9 +41,11 @@ __all__ = [
     "TRACE_KEY",
     "configure",
     "consumer_span",
+    "end_event",
     "event_span",
     "inject_message",
     "inject_user_properties",
+    "send_span",
     "split_message",
     "trace_id",
     "trace_layer",
@@ -57,8 +60,9 @@ def configure() -> bool:
     """Trace from now on if a tracer provider is set (the SDK's, by the application).
 
     The gateway and the worker call it as they start, after the application was imported (its
-    module or settings set the provider). Without a provider, the API's spans would record
-    nothing yet cost as much as a third of the intake's throughput, so nothing is traced.
+    module or settings set the provider). Without a provider, the API's no-op spans would record
+    nothing yet cost about half the MQTT intake's throughput (benchmarks/README.md), so
+    nothing is traced.
     """
     global tracer
     if not INSTALLED:
