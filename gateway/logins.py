@@ -82,7 +82,12 @@ class LoginGate:
             raise
         # Shielded: a check cannot be stopped once it hashes (a thread runs it), so a caller
         # that goes away leaves it to finish, and its turn ends only then.
-        running = asyncio.ensure_future(attempt())
+        try:
+            running = asyncio.ensure_future(attempt())
+        except BaseException:
+            self._release()
+            self._unpend(address)
+            raise
         running.add_done_callback(lambda done: self._finished(address, done))
         result = await asyncio.shield(running)
         if result is None:

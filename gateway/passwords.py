@@ -4,8 +4,8 @@ Django's default hasher spends about half a second of CPU per check. Run on the 
 that serves every adapter's database work (`gateway.db`), a burst of logins would hold up SMS
 webhooks, telemetry and every other login behind it; here each check runs on a pool of
 `HASH_THREADS` threads of its own (CPython's PBKDF2 releases the GIL, so they run in
-parallel). `hashing` counts what runs now, the most at once and every check done: tests and
-the metrics read them. How many checks an adapter starts at once is its `gateway.logins` gate.
+parallel). `hashing` counts what runs now, the most at once and every check done, for tests
+and operators. How many checks an adapter starts at once is its `gateway.logins` gate.
 """
 
 from __future__ import annotations
