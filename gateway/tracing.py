@@ -39,6 +39,7 @@ logger = logging.getLogger("gateway.tracing")
 __all__ = [
     "INSTALLED",
     "TRACE_KEY",
+    "carry_to_publish",
     "configure",
     "consumer_span",
     "end_event",
@@ -102,8 +103,22 @@ def inject_user_properties(properties: Mapping[str, Any] | None) -> Mapping[str,
     """MQTT publish `properties` with a ``traceparent`` user property (unchanged if none)."""
     if tracer is None:
         return properties
-    traceparent = _carrier().get("traceparent")
-    if traceparent is None:
+    return _with_traceparent(properties, _carrier().get("traceparent"))
+
+
+def carry_to_publish(event: Mapping[str, Any], message: Mapping[str, Any]) -> dict[str, Any]:
+    """An ``mqtt.publish`` event that came through the channel layer as `message`, with the
+    sender's ``traceparent`` (from `TRACE_KEY`) as a user property, if it had one."""
+    carrier = message.get(TRACE_KEY)
+    traceparent = carrier.get("traceparent") if isinstance(carrier, dict) else None
+    properties = _with_traceparent(event.get("properties"), traceparent)
+    return {**event, "properties": properties} if properties else dict(event)
+
+
+def _with_traceparent(
+    properties: Mapping[str, Any] | None, traceparent: object
+) -> Mapping[str, Any] | None:
+    if not isinstance(traceparent, str):
         return properties
     pairs = [tuple(pair) for pair in (properties or {}).get("user_properties", ())]
     if any(name == "traceparent" for name, _ in pairs):

@@ -20,8 +20,9 @@ import asyncio
 import copy
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
+from gateway import tracing
 from gateway.mqtt import (
     MAX_PAYLOAD,
     PUBLISH_CHANNEL,
@@ -36,7 +37,7 @@ from gateway.mqtt import (
 )
 from gateway.pipeline import KeyedDispatcher, OnDone, Outcome
 from gateway.routes import find_branch
-from gateway.types import MqttScope
+from gateway.types import MqttPublishEvent, MqttScope
 from protocol_adapters.mqtt.options import (
     COMMON_OPTION_KEYS,
     DEFAULT_OPTIONS,
@@ -248,6 +249,8 @@ async def _publish_one(publish: PublishFunc, message: Message, max_payload: int)
     except MqttPublishError as exc:
         logger.error("dropping a bad message on %s: %s", PUBLISH_CHANNEL, exc)
         return
+    if tracing.TRACE_KEY in message:  # sent in a span: MQTT 5 receivers continue its trace
+        event = cast(MqttPublishEvent, tracing.carry_to_publish(event, message))
     try:
         await publish(event)
     except Exception:

@@ -10,11 +10,12 @@ from asgiref.sync import async_to_sync
 
 pytest.importorskip("opentelemetry.sdk")
 
+from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from gateway import AsyncJsonMqttConsumer, AsyncWebsocketConsumer, JsonMqttConsumer
-from gateway.mqtt import InboundMessage, build_mqtt_scope
+from gateway.mqtt import InboundMessage, apublish, build_mqtt_scope
 from gateway.pipeline import KeyedDispatcher
 from gateway.run_event import run_one_event
 from gateway.testing import WebsocketCommunicator
@@ -194,3 +195,26 @@ async def test_a_sync_consumers_group_send_continues_the_trace(
         found["SyncTelemetry.mqtt_message"].context.span_id
     )
     assert _parent_id(found["Dashboard.reading"]) == found["group_send dashboard"].context.span_id
+
+
+async def test_apublish_in_a_span_reaches_mqtt_with_its_traceparent(
+    layer: CountingLayer, spans: InMemorySpanExporter
+) -> None:
+    from protocol_adapters.mqtt.common import serve_publish_channel
+
+    published: list[Message] = []
+    stop = asyncio.Event()
+
+    async def publish(event: Message) -> None:
+        published.append(event)
+        stop.set()
+
+    serving = asyncio.create_task(serve_publish_channel(publish, stop=stop))
+    tracer = trace.get_tracer("tests")
+    with tracer.start_as_current_span("view") as view:
+        await apublish("devices/d1/commands", b"reboot", 1)
+    await asyncio.wait_for(serving, 10)
+    (event,) = published
+    traceparent = dict(event["properties"]["user_properties"])["traceparent"]
+    assert traceparent.split("-")[1] == format(view.get_span_context().trace_id, "032x")
+    assert "_trace" not in event
