@@ -26,7 +26,11 @@ class DeviceStore(Protocol):
     """Device logins, topic filters and presence; every method is async."""
 
     async def authenticate(self, device_id: str, password: str) -> str | None:
-        """The device id these credentials belong to, or None."""
+        """The device id these credentials belong to, or None.
+
+        Adapters call it in the turn their `gateway.logins.LoginGate` gives. Hash off the
+        database thread (`gateway.passwords.check_password`), so logins never hold it up.
+        """
 
     async def exists(self, device_id: str) -> bool:
         """Whether a device has this id (its client id is then reserved to it)."""
