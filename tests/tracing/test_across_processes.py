@@ -1,5 +1,6 @@
 """The issue's check: a device's MQTT message handled by gateway A, whose group_send reaches a
-WebSocket on gateway B through Redis, is one trace with spans from both processes."""
+WebSocket on gateway B through Redis, is one trace with spans from both processes; A's reply
+publish carries the trace on to MQTT 5 subscribers."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from websockets.asyncio.client import connect
 
 from tests.integration.mosquitto import Mosquitto, running_mosquitto
 from tests.integration.redis import RedisServer, redis_server
-from tests.mqtt.external_support import mosquitto_pub
+from tests.mqtt.external_support import Subscriber, mosquitto_pub
 from tests.server.process import GatewayProcess, gateway_env, spawn, wait_ready
 
 __all__ = ["redis_server"]
@@ -82,11 +83,19 @@ async def test_device_to_websocket_on_another_process_is_one_trace(
     gateways: tuple[GatewayProcess, GatewayProcess], broker: Mosquitto
 ) -> None:
     a, b = gateways
-    async with connect(b.ws_url + "/ws/dashboard/", open_timeout=WAIT) as browser:
-        assert await asyncio.wait_for(browser.recv(), WAIT) == "joined"
-        user_property = ["-V", "mqttv5", "-D", "publish", "user-property", "traceparent"]
-        await mosquitto_pub(broker, "devices/d1/telemetry", "21", *user_property, TRACEPARENT)
-        assert await asyncio.wait_for(browser.recv(), WAIT) == "21"
+    acks = await Subscriber.start(broker, "devices/+/ack", "-V", "mqttv5", "-F", "%t %P")
+    try:
+        async with connect(b.ws_url + "/ws/dashboard/", open_timeout=WAIT) as browser:
+            assert await asyncio.wait_for(browser.recv(), WAIT) == "joined"
+            user_property = ["-V", "mqttv5", "-D", "publish", "user-property", "traceparent"]
+            await mosquitto_pub(broker, "devices/d1/telemetry", "21", *user_property, TRACEPARENT)
+            assert await asyncio.wait_for(browser.recv(), WAIT) == "21"
+        ack = (await acks.message()).decode()
+    finally:
+        await acks.close()
+    # The consumer's publish carries the trace on to MQTT 5 subscribers.
+    assert ack.startswith("devices/d1/ack ")
+    assert f"traceparent:00-{DEVICE_TRACE}-" in ack
 
     event = await asyncio.to_thread(_spans, a, "mqtt devices/d1/telemetry")
     group_send = await asyncio.to_thread(_spans, a, "group_send dashboard")

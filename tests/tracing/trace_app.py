@@ -1,6 +1,7 @@
 """The cross-process trace test's application, exporting its spans as JSON lines.
 
-MQTT devices/<id>/telemetry: `Telemetry` sends the reading to group "dashboard";
+MQTT devices/<id>/telemetry: `Telemetry` sends the reading to group "dashboard" and publishes
+devices/<id>/ack;
 /ws/dashboard/: `Dashboard` joins it and sends each reading to its browser. The process's
 spans go, one JSON object a line, to the file named by TRACE_TEST_SPANS.
 """
@@ -47,6 +48,7 @@ trace.set_tracer_provider(provider)
 class Telemetry(AsyncJsonMqttConsumer):
     async def receive_json(self, content: Any) -> None:
         await self.channel_layer.group_send("dashboard", {"type": "reading", "value": content})
+        await self.publish(self.topic.replace("/telemetry", "/ack"), b"ok", qos=1)
 
 
 class Dashboard(AsyncWebsocketConsumer):
