@@ -146,6 +146,7 @@ async def drive(call: Any, load: str, seconds: float) -> dict[str, float]:
         "p50": ordered[len(ordered) // 2] * 1000,
         "p99": ordered[int(len(ordered) * 0.99)] * 1000,
         "failed": len(failures),
+        "errors": sorted({f[:120] for f in failures})[:3],  # type: ignore[dict-item]
     }
 
 
@@ -176,7 +177,14 @@ def call_gateway(kind: str, port: int, load: str, seconds: float, db: str) -> No
     commands: dict[str, Any] = {}
     if kind == "gateway-memory-store":
         commands["STORE"] = "benchmarks.mqtt_commands.MemoryStore"
-    options = {"URL": f"mqtt://127.0.0.1:{port}", "COMMANDS": commands or True}
+    # No session left behind: a dead process's persistent session would keep its subscription
+    # to every answer, and the broker would queue each one for it in the later runs.
+    options = {
+        "URL": f"mqtt://127.0.0.1:{port}",
+        "COMMANDS": commands or True,
+        "CLEAN_START": True,
+        "SESSION_EXPIRY": 0,
+    }
     adapters = {"mqtt": {"BACKEND": "protocol_adapters.mqtt.ExternalBroker", "OPTIONS": options}}
     settings = GatewaySettings({"HTTP": {"ENABLED": False}, "ADAPTERS": adapters})
     gateway = Gateway(ProtocolTypeRouter({"mqtt": MqttTopicRouter([])}), settings=settings)
