@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from importlib.metadata import version
-from typing import Final
+from typing import Any, Final
 
 from aiosmtpd.smtp import SMTP as _LibrarySMTP
 
@@ -93,6 +93,7 @@ class SMTP(_LibrarySMTP):
         if data.answer is not None:
             self._set_post_data_state()  # type: ignore[no-untyped-call]
             if not data.answered:
+                logger.warning("DATA from %s refused: %s", self._peer(), data.answer)
                 await self.push(data.answer)
             return
         envelope.content = envelope.original_content = b"".join(data.lines)
@@ -123,8 +124,11 @@ class SMTP(_LibrarySMTP):
         logger.warning(
             "DATA line over %d octets from %s: answered 500, the rest is skipped",
             self.line_length_limit,
-            self.session.peer if self.session is not None else None,
+            self._peer(),
         )
         data.refuse(ANSWER_LINE_TOO_LONG)
         data.answered = True
         await self.push(ANSWER_LINE_TOO_LONG)
+
+    def _peer(self) -> Any:
+        return self.session.peer if self.session is not None else None

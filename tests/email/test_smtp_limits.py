@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import smtplib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -81,8 +82,11 @@ async def command(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, li
     return await answer(reader)
 
 
-async def test_a_data_line_without_end_is_answered_500_at_once_and_not_kept() -> None:
+async def test_a_data_line_without_end_is_answered_500_at_once_and_not_kept(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     inbox = Inbox()
+    caplog.set_level(logging.WARNING, "gateway.smtp")
     async with running(inbox) as (_, port):
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         assert (await answer(reader)).startswith(b"220")
@@ -109,9 +113,12 @@ async def test_a_data_line_without_end_is_answered_500_at_once_and_not_kept() ->
         writer.close()
     assert growth < 8 * 1024 * 1024, f"RSS grew {growth} bytes for a 50 MiB line"
     assert [seen["subject"] for seen in inbox.seen] == ["Printer on fire"]
+    assert caplog.text.count("DATA line over 1001 octets from ('127.0.0.1'") == 1
 
 
-async def test_a_long_line_after_the_size_limit_is_still_one_answer() -> None:
+async def test_a_message_over_the_size_limit_is_one_552_after_the_dot(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     inbox = Inbox()
     body = b"Subject: big\r\n\r\n" + b"y" * 900 + b"\r\n"
     async with running(inbox, DATA_SIZE_LIMIT=2000) as (_, port):
@@ -121,10 +128,13 @@ async def test_a_long_line_after_the_size_limit_is_still_one_answer() -> None:
             await command(reader, writer, line)
         assert (await command(reader, writer, b"DATA")).startswith(b"354")
         writer.write(body * 4 + b".\r\n")  # over the size limit, every line within 1,000
-        assert (await answer(reader)).startswith(b"552")
+        with caplog.at_level(logging.WARNING, "gateway.smtp"):
+            assert (await answer(reader)).startswith(b"552 5.3.4")
         assert (await command(reader, writer, b"QUIT")).startswith(b"221")
         writer.close()
     assert inbox.seen == []
+    assert "DATA from ('127.0.0.1'" in caplog.text
+    assert "refused: 552 5.3.4 Message too big for this system" in caplog.text
 
 
 def banner(port: int) -> bytes:
