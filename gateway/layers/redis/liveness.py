@@ -42,6 +42,8 @@ class Liveness:
         # Per shard: the other processes alive at this process's last heartbeat.
         self.peers: list[frozenset[str]] = [frozenset()] * shards
         self.recoveries = 0  # shards recovered after a data loss, for logs and tests
+        # Per shard: whether this loop saw its marker (else a missing one is a first use).
+        self.known = [False] * shards
         self._task: asyncio.Task[None] | None = None
         self._recovering: dict[int, asyncio.Future[None]] = {}
 
@@ -73,6 +75,7 @@ class Liveness:
             await self.recover(index)
         else:
             self.peers[index] = frozenset(name.decode() for name in reply) - {self.name}
+            self.known[index] = True
 
     def keys(self, index: int) -> list[str]:
         """The shard's live set and marker."""
@@ -104,10 +107,13 @@ class Liveness:
                 break
             await asyncio.sleep(_POLL)
         self.recoveries += 1
-        logger.warning(
-            "Redis shard %d had lost its data: re-asserted %d group memberships; %d of %d"
+        lost, self.known[index] = self.known[index], True
+        logger.log(
+            logging.WARNING if lost else logging.INFO,
+            "Redis shard %d %s: re-asserted %d group memberships; %d of %d"
             " processes seen before came back within %.2fs%s",
             index,
+            "had lost its data" if lost else "is new or was emptied (no marker yet)",
             restored,
             len(expected & live),
             len(expected),
