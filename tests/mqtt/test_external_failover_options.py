@@ -6,6 +6,9 @@ from typing import Any
 
 import pytest
 
+from gateway.exceptions import ImproperlyConfiguredGateway
+from protocol_adapters.mqtt._compat_gmqtt import Client
+from protocol_adapters.mqtt.external_failover import SessionFailover
 from protocol_adapters.mqtt.external_options import (
     ExternalOptions,
     FailoverOptions,
@@ -35,3 +38,13 @@ def test_failover_is_off_by_default_and_parsed_when_given() -> None:
 def test_failover_problems_name_the_option(options: dict[str, Any], problem: str) -> None:
     errors = check_external_options(PERSISTENT | options)
     assert any("FAILOVER" in error and problem in error for error in errors), errors
+
+
+def test_failover_without_a_redis_layer_fails_at_start_naming_the_option() -> None:
+    async def connect(client_id: str, clean: bool) -> Client:
+        raise AssertionError("never called")
+
+    # tests.settings: CHANNEL_LAYERS["default"] is the in-memory layer, which no other
+    # process can read a heartbeat from.
+    with pytest.raises(ImproperlyConfiguredGateway, match=r'\["FAILOVER"\] needs a Redis'):
+        SessionFailover("broker", "gw-1", FailoverOptions(), connect, list)
