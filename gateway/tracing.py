@@ -57,21 +57,21 @@ TRACE_KEY = "_trace"
 """The reserved channel-layer message key that carries the trace context."""
 
 
-def configure() -> bool:
+def configure(provider: trace.TracerProvider | None = None) -> bool:
     """Trace from now on if a tracer provider is set (the SDK's, by the application).
 
     The gateway and the worker call it as they start, after the application was imported (its
     module or settings set the provider). Without a provider, the API's no-op spans would record
     nothing yet cost about half the MQTT intake's throughput (benchmarks/README.md), so
-    nothing is traced.
+    nothing is traced. `provider` (a test's own) is used instead of the global one.
     """
     global tracer
     if not INSTALLED:
         return False
-    provider = trace.get_tracer_provider()
+    provider = provider or trace.get_tracer_provider()
     # The API's default until a provider is set: a proxy, and a no-op behind it.
     unset = isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider)
-    tracer = None if unset else trace.get_tracer("gateway")
+    tracer = None if unset else provider.get_tracer("gateway")
     logger.info("Tracing: %s", "off (no tracer provider)" if unset else type(provider).__name__)
     return tracer is not None
 

@@ -12,12 +12,18 @@ if TYPE_CHECKING:
 
 
 @pytest.fixture
-def spans() -> Iterator[InMemorySpanExporter]:
-    """The SDK's in-memory exporter behind the process's tracer provider, emptied per test."""
-    pytest.importorskip("opentelemetry.sdk")
-    from tests.tracing.support import recorded_spans
+def spans(monkeypatch: pytest.MonkeyPatch) -> Iterator[InMemorySpanExporter]:
+    """The SDK's in-memory exporter behind the process's tracer provider, emptied per test.
 
-    exporter = recorded_spans()
+    Tracing is on for the test only: the tests that run after it see the gateway untraced.
+    """
+    pytest.importorskip("opentelemetry.sdk")
+    from gateway import tracing
+    from tests.tracing.support import recording_provider
+
+    monkeypatch.setattr(tracing, "tracer", tracing.tracer)  # restored at teardown
+    provider, exporter = recording_provider()
+    assert tracing.configure(provider)
     exporter.clear()
     yield exporter
     exporter.clear()

@@ -10,7 +10,6 @@ from asgiref.sync import async_to_sync
 
 pytest.importorskip("opentelemetry.sdk")
 
-from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
@@ -21,6 +20,7 @@ from gateway.run_event import run_one_event
 from gateway.testing import WebsocketCommunicator
 from gateway.types import Message
 from tests.consumers.support import CountingLayer
+from tests.tracing.support import recording_provider
 
 DEVICE_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 TRACEPARENT = f"00-{DEVICE_TRACE}-00f067aa0ba902b7-01"
@@ -173,6 +173,7 @@ class SyncTelemetry(JsonMqttConsumer):
         async_to_sync(self.channel_layer.group_send)("dashboard", {"type": "reading", **content})
 
 
+@pytest.mark.django_db(transaction=True)  # a sync consumer closes stale connections
 async def test_a_sync_consumers_group_send_continues_the_trace(
     layer: CountingLayer, spans: InMemorySpanExporter
 ) -> None:
@@ -210,7 +211,7 @@ async def test_apublish_in_a_span_reaches_mqtt_with_its_traceparent(
         stop.set()
 
     serving = asyncio.create_task(serve_publish_channel(publish, stop=stop))
-    tracer = trace.get_tracer("tests")
+    tracer = recording_provider()[0].get_tracer("tests")
     with tracer.start_as_current_span("view") as view:
         await apublish("devices/d1/commands", b"reboot", 1)
     await asyncio.wait_for(serving, 10)
