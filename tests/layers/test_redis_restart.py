@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from gateway.exceptions import ChannelLayerUnavailable
+from gateway.exceptions import ChannelLayerUnavailable, ImproperlyConfiguredGateway
 from gateway.layers.redis import RedisChannelLayer
 from tests.integration.redis import RedisServer
 
@@ -85,3 +85,9 @@ async def test_no_group_send_accepted_after_a_restart_reaches_nobody(
         for layer in (dashboard, sender):
             await layer.flush()
             await layer.close()
+
+
+@pytest.mark.parametrize(("heartbeat", "expiry"), [(0, 5), (5, 2), (1, 1)])
+def test_heartbeat_must_be_positive_and_below_its_expiry(heartbeat: float, expiry: float) -> None:
+    with pytest.raises(ImproperlyConfiguredGateway, match="heartbeat must be positive"):
+        RedisChannelLayer(heartbeat=heartbeat, heartbeat_expiry=expiry)
