@@ -15,7 +15,7 @@ from django.template.response import TemplateResponse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from django_app import devices
+from django_app import broker_access, devices
 from django_app.admin.commands import ask_devices, history_table
 from django_app.models.devices import Device, DeviceCredential
 from gateway import mqtt
@@ -54,7 +54,8 @@ class DeviceCredentialForm(_CredentialForm):
     def save(self, commit: bool = True) -> DeviceCredential:
         password = self.cleaned_data.get("new_password")
         if password:
-            self.instance.set_password(password)
+            # The plaintext goes to the broker's access control too (Mosquitto's dynsec).
+            broker_access.set_password(self.instance, password)
         return super().save(commit)
 
 
@@ -122,7 +123,16 @@ class DeviceAdmin(_DeviceModelAdmin):
     list_display = ["device_id", "name", "online", "last_seen", "state_summary"]
     list_filter = ["online"]
     search_fields = ["device_id", "name"]
-    readonly_fields = ["online", "last_seen", "created", "last_readings", "command_history"]
+    # The state is what the device reports: saving the page must not write an old copy back
+    # over readings recorded meanwhile.
+    readonly_fields = [
+        "online",
+        "last_seen",
+        "state",
+        "created",
+        "last_readings",
+        "command_history",
+    ]
     inlines = [DeviceCredentialInline]
     actions = ["send_command"]
 

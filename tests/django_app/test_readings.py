@@ -72,3 +72,21 @@ def test_a_device_without_readings_says_so(admin_client: Client) -> None:
     device = Device.objects.create(device_id="valve-2")
     page = admin_client.get(f"/admin/gateway/device/{device.pk}/change/")
     assert b"No readings yet." in page.content
+
+
+@pytest.mark.urls("tests.django_app.device_admin_urls")
+def test_the_admin_page_does_not_write_the_state_back(admin_client: Client) -> None:
+    device = Device.objects.create(device_id="valve-9", state={"temperature": 1})
+    page = admin_client.get(f"/admin/gateway/device/{device.pk}/change/")
+    assert page.status_code == 200
+    assert 'name="state"' not in page.content.decode()  # shown, not editable
+    async_to_sync(devices.record_reading)("valve-9", {"temperature": 2})  # while the page is open
+    admin_client.post(
+        f"/admin/gateway/device/{device.pk}/change/",
+        {"device_id": "valve-9", "name": "Valve", "state": '{"temperature": 1}'}
+        | {"credential-TOTAL_FORMS": "0", "credential-INITIAL_FORMS": "0"},
+    )
+    device.refresh_from_db()
+    assert device.name == "Valve"
+    assert device.state["temperature"] == 2
+    assert len(devices.last_readings(device)) == 1

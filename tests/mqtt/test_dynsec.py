@@ -288,3 +288,28 @@ async def test_adddevices_reaches_the_broker(broker: Broker) -> None:
     assert [await login(broker, d, "s3cret") for d in ("pump-1", "pump-2")] == [0, 0]
     await sync_to_async(call_command)("adddevices", "pump-1", password="n3w", stdout=io.StringIO())
     assert [await login(broker, "pump-1", p) for p in ("s3cret", "n3w")] == [NOT_AUTHORISED, 0]
+
+
+@pytest.mark.urls("tests.django_app.device_admin_urls")
+async def test_a_password_set_in_the_admin_reaches_the_broker(
+    broker: Broker, admin_client: Any
+) -> None:
+    await add_device("pump-1", "old-secret")
+    pump = await Device.objects.aget(device_id="pump-1")
+    credential = await DeviceCredential.objects.aget(device=pump)
+    form = {
+        "device_id": "pump-1",
+        "name": "",
+        "credential-TOTAL_FORMS": "1",
+        "credential-INITIAL_FORMS": "1",
+        "credential-MIN_NUM_FORMS": "0",
+        "credential-MAX_NUM_FORMS": "1",
+        "credential-0-id": str(credential.pk),
+        "credential-0-device": str(pump.pk),
+        "credential-0-topics": "[]",
+        "credential-0-new_password": "admin-set",
+    }
+    page = await sync_to_async(admin_client.post)(f"/admin/gateway/device/{pump.pk}/change/", form)
+    assert page.status_code == 302, page.content.decode()[:2000]
+    assert await login(broker, "pump-1", "old-secret") == NOT_AUTHORISED
+    assert await login(broker, "pump-1", "admin-set") == 0
