@@ -51,10 +51,10 @@ def test_set_names_the_variable() -> None:
 
 
 def test_set_on_the_command_line_sets_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("GATEWAY_ADAPTERS__SMTP__PORT", raising=False)
+    # setenv records the variable as it was (absent), so it is restored after the test.
+    monkeypatch.setenv("GATEWAY_ADAPTERS__SMTP__PORT", "before")
     build_parser().parse_args(["run", "app:application", "--set", "smtp.PORT=2526"])
     assert os.environ["GATEWAY_ADAPTERS__SMTP__PORT"] == "2526"
-    monkeypatch.delenv("GATEWAY_ADAPTERS__SMTP__PORT")
 
 
 def test_a_malformed_set_is_a_usage_error(tmp_path: Path) -> None:
