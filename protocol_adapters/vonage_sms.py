@@ -178,6 +178,8 @@ class VonageSmsAdapter(SmsWebhookAdapter):
         fields = raw_fields(request)
         if "sig" not in fields:
             return "unsigned request (no sig)"
+        if not isinstance(fields["sig"], str):
+            return "invalid sig (not a string)"
         assert self.auth is not None
         # check_signature pops "sig" and adds "timestamp" when missing: give it a copy.
         return None if self.auth.check_signature(dict(fields)) else "invalid sig"

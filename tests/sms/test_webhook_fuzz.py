@@ -113,3 +113,16 @@ async def test_random_requests_get_a_4xx_and_never_reach_the_app(provider: str) 
 
         await asyncio.to_thread(fuzz)
         assert gw.dead_letters == []
+
+
+async def test_a_vonage_json_body_with_a_null_sig_is_refused() -> None:
+    backend, options = PROVIDERS["vonage"]
+    app = SmsRecorder()
+    async with running_provider(app, backend, {**options, "API_BASE_URL": NOWHERE}) as gw:
+        response = await gw.client.post(
+            f"{gw.url}/sms/vonage/",
+            content=b'{"":null,"sig":null}',
+            headers={"content-type": "application/json"},
+        )
+    assert response.status_code == 403
+    assert app.messages == 0
