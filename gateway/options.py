@@ -23,6 +23,7 @@ import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from gateway.logins import LoginLimits
 from gateway.passwords import HASH_THREADS
@@ -34,15 +35,19 @@ __all__ = [
     "Option",
     "OptionSet",
     "ReconnectPolicy",
+    "flag",
     "is_int",
     "is_number",
     "logins_option",
     "one_of",
+    "optional_http_url",
+    "optional_text",
     "positive_int",
     "positive_number",
     "reconnect_option",
     "retry_option",
     "tls_option",
+    "url_path",
 ]
 
 Check = Callable[[Any], str | None]
@@ -63,6 +68,23 @@ def positive_int(value: object) -> str | None:
 
 def positive_number(value: object) -> str | None:
     return None if is_number(value) and value > 0 else "a positive number"  # type: ignore[operator]
+
+
+def flag(value: object) -> str | None:
+    return None if isinstance(value, bool) else "True or False"
+
+
+def optional_text(value: object) -> str | None:
+    return None if value is None or isinstance(value, str) else "a str or None"
+
+
+def url_path(value: object) -> str | None:
+    return None if isinstance(value, str) and value.startswith("/") else "a path starting with '/'"
+
+
+def optional_http_url(value: object) -> str | None:
+    ok = value is None or urlsplit(str(value)).scheme in ("http", "https")
+    return None if ok else "an http(s) URL"
 
 
 def one_of(*choices: object) -> Check:
@@ -296,10 +318,6 @@ def _path(value: object) -> str | None:
     return None if ok else "the path of a readable PEM file"
 
 
-def _flag(value: object) -> str | None:
-    return None if isinstance(value, bool) else "True or False"
-
-
 def _port(value: object) -> str | None:
     return None if is_int(value) and 0 <= value <= 65535 else "an integer 0-65535"  # type: ignore[operator]
 
@@ -308,7 +326,7 @@ TLS_RULES: dict[str, tuple[Check, bool]] = {
     "CA_FILE": (_path, False),
     "CERT_FILE": (_path, False),
     "KEY_FILE": (_path, False),
-    "INSECURE": (_flag, False),
+    "INSECURE": (flag, False),
     "PORT": (_port, False),
 }
 

@@ -17,10 +17,14 @@ from urllib.parse import parse_qsl, urlsplit
 from gateway.options import (
     Option,
     OptionSet,
+    flag,
     is_number,
+    optional_http_url,
+    optional_text,
     positive_int,
     positive_number,
     retry_option,
+    url_path,
 )
 from gateway.sms import normalize_number, split_channel
 from gateway.types import Receive, Scope, Send, SmsMedia
@@ -109,23 +113,6 @@ class Answer:
 # --- options every provider shares -----------------------------------------------------------
 
 
-def _path(value: object) -> str | None:
-    return None if isinstance(value, str) and value.startswith("/") else "a path starting with '/'"
-
-
-def _http_url(value: object) -> str | None:
-    ok = value is None or urlsplit(str(value)).scheme in ("http", "https")
-    return None if ok else "an http(s) URL"
-
-
-def _text(value: object) -> str | None:
-    return None if value is None or isinstance(value, str) else "a str or None"
-
-
-def _flag(value: object) -> str | None:
-    return None if isinstance(value, bool) else "True or False"
-
-
 Legacy = tuple[tuple[str, Callable[[Any], Any]], ...]
 
 
@@ -145,7 +132,7 @@ def webhook_options(
             dataclasses.replace(option, legacy=old[option.key]) if option.key in old else option
             for option in _shared_options(provider, deadline, max_deadline)
         ),
-        *(Option(key, None, _text) for key in account_keys),
+        *(Option(key, None, optional_text) for key in account_keys),
     )
 
 
@@ -155,17 +142,17 @@ def _shared_options(provider: str, deadline: float, max_deadline: float) -> list
         return None if ok else f"seconds between 0 and {max_deadline:g}"
 
     return [
-        Option("WEBHOOK_PATH", f"/sms/{provider}/", _path),
-        Option("STATUS_PATH", f"/sms/{provider}/status/", _path),
-        Option("PUBLIC_URL", None, _http_url),
-        Option("TRUST_FORWARDED_HEADERS", False, _flag),
-        Option("FROM", None, _text),
+        Option("WEBHOOK_PATH", f"/sms/{provider}/", url_path),
+        Option("STATUS_PATH", f"/sms/{provider}/status/", url_path),
+        Option("PUBLIC_URL", None, optional_http_url),
+        Option("TRUST_FORWARDED_HEADERS", False, flag),
+        Option("FROM", None, optional_text),
         Option("DEADLINE", deadline, check_deadline),
         Option("MAX_IN_FLIGHT", 100, positive_int),
         retry_option("RETRY", attempts=1, initial=0.1, maximum=30.0),
         Option("STORE", None),
-        Option("HELP_TEXT", "Reply STOP to unsubscribe.", _text),
-        Option("API_BASE_URL", None, _http_url),
+        Option("HELP_TEXT", "Reply STOP to unsubscribe.", optional_text),
+        Option("API_BASE_URL", None, optional_http_url),
         retry_option("SEND_RETRY", attempts=3, initial=0.5, maximum=5.0),
         Option("SEND_TIMEOUT", 10.0, positive_number),
     ]

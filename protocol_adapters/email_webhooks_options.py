@@ -14,10 +14,19 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
-from urllib.parse import urlsplit
 
 from gateway.email_store import mail_store_problems
-from gateway.options import Option, OptionSet, one_of, positive_int, positive_number, retry_option
+from gateway.options import (
+    Option,
+    OptionSet,
+    flag,
+    one_of,
+    optional_http_url,
+    optional_text,
+    positive_int,
+    positive_number,
+    retry_option,
+)
 
 __all__ = [
     "AMAZON_CERT_URL",
@@ -115,23 +124,10 @@ def _basic_auth(value: object) -> str | None:
     return "'user:password' (or a list of them), from the environment"
 
 
-def _text(value: object) -> str | None:
-    return None if value is None or isinstance(value, str) else "a str or None"
-
-
-def _http_url(value: object) -> str | None:
-    ok = value is None or urlsplit(str(value)).scheme in ("http", "https")
-    return None if ok else "an http(s) URL"
-
-
 def _kwargs(value: object) -> str | None:
     if isinstance(value, Mapping) and all(isinstance(key, str) for key in value):
         return None
     return "a dict of anymail settings for this provider's view"
-
-
-def _flag(value: object) -> str | None:
-    return None if isinstance(value, bool) else "True or False"
 
 
 def _pattern(value: object) -> str | None:
@@ -155,13 +151,13 @@ EMAIL_WEBHOOK_OPTIONS: Final = OptionSet(
     Option("WEBHOOK_PATH", None, _path),
     Option("WEBHOOK_SECRET", None, _basic_auth),
     Option("SIGNING_KEY", None, _secret),
-    Option("API_KEY", None, _text),
-    Option("API_URL", None, _http_url),
-    Option("WEBHOOK_URL", None, _http_url),
+    Option("API_KEY", None, optional_text),
+    Option("API_URL", None, optional_http_url),
+    Option("WEBHOOK_URL", None, optional_http_url),
     Option("ANYMAIL", {}, _kwargs),
     Option("ON_APP_ERROR", None, one_of(None, "retry", "dead_letter")),
     # Amazon SES only: check SNS's own signature too (anymail checks only the basic auth).
-    Option("SNS_SIGNATURE", True, _flag),
+    Option("SNS_SIGNATURE", True, flag),
     Option("SNS_CERT_URL", AMAZON_CERT_URL, _pattern),
     Option("MAX_BODY_BYTES", 40 * 1024 * 1024, positive_int),
     Option("MAX_IN_FLIGHT", 100, positive_int),

@@ -13,7 +13,7 @@ from typing import Any, Final
 from gateway.adapters import DeployRisk, is_public_host
 from gateway.email_run import DEFAULT_APP_TIMEOUT
 from gateway.email_store import checkpoint_store_problems, mail_store_problems
-from gateway.options import Option, OptionSet, is_int, is_number, positive_int, tls_option
+from gateway.options import Option, OptionSet, flag, is_int, is_number, positive_int, tls_option
 
 __all__ = [
     "EMAIL_OPTIONS",
@@ -29,10 +29,6 @@ def _seconds(value: object) -> str | None:
 
 def _port(value: object) -> str | None:
     return None if is_int(value) and 0 <= value <= 65535 else "an integer 0-65535"  # type: ignore[operator]
-
-
-def _flag(value: object) -> str | None:
-    return None if isinstance(value, bool) else "True or False"
 
 
 def _banner(value: object) -> str | None:
@@ -101,10 +97,10 @@ SMTP_OPTIONS: Final = OptionSet(
     Option("MAX_RECIPIENTS", 1000, positive_int),
     Option("TIMEOUT", 300.0, _seconds),  # idle connection timeout (RFC 5321 suggests 5 minutes)
     _starttls(),
-    Option("REQUIRE_STARTTLS", False, _flag),
+    Option("REQUIRE_STARTTLS", False, flag),
     Option("AUTH_USERS", None, checks=_users),  # {login: password}; AUTH off when None
-    Option("AUTH_REQUIRED", False, _flag),
-    Option("AUTH_REQUIRE_TLS", True, _flag),
+    Option("AUTH_REQUIRED", False, flag),
+    Option("AUTH_REQUIRE_TLS", True, flag),
     EMAIL_OPTIONS,
 )
 """Every OPTIONS key of `SMTPAdapter`, with its default and check (docs/email.md)."""

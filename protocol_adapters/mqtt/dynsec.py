@@ -18,12 +18,11 @@ from urllib.parse import unquote, urlsplit
 from gateway.adapters import AdapterHealth, Listener, ProtocolAdapter
 from gateway.broker_access import DeviceAccess, SyncReport, load_device_source
 from gateway.exceptions import ImproperlyConfiguredGateway
-from gateway.mqtt import MqttPublishError, validate_topic_filter
-from gateway.options import Option, OptionSet, positive_number
+from gateway.options import Option, OptionSet, optional_text, positive_number
 from protocol_adapters.mqtt._compat_gmqtt import check_version
 from protocol_adapters.mqtt.dynsec_client import DynsecConnection, DynsecError, Target, control
 from protocol_adapters.mqtt.dynsec_plan import BrokerClient, Plan, acls_from_json, plan
-from protocol_adapters.mqtt.embedded_acl import DEFAULT_ACL
+from protocol_adapters.mqtt.embedded_acl import DEFAULT_ACL, topic_filter_list
 
 __all__ = ["DYNSEC_OPTIONS", "DynsecSyncer", "MosquittoDynsec"]
 
@@ -38,21 +37,6 @@ def _url(value: object) -> str | None:
     return None if ok else "mqtt://[user:password@]host[:port]"
 
 
-def _text_or_none(value: object) -> str | None:
-    return None if value is None or isinstance(value, str) else "a str or None"
-
-
-def _acl(value: object) -> str | None:
-    if not isinstance(value, list | tuple) or not value:
-        return "a non-empty list of topic filters"
-    try:
-        for item in value:
-            validate_topic_filter(item)
-    except MqttPublishError as exc:
-        return f"a list of topic filters ({exc})"
-    return None
-
-
 def _prefix(value: object) -> str | None:
     ok = isinstance(value, str) and value != ""
     return None if ok else "a non-empty str"
@@ -60,11 +44,11 @@ def _prefix(value: object) -> str | None:
 
 DYNSEC_OPTIONS: Final = OptionSet(
     Option("URL", "mqtt://127.0.0.1:1883", _url),
-    Option("USERNAME", None, _text_or_none),
-    Option("PASSWORD", None, _text_or_none),
-    Option("ACL", list(DEFAULT_ACL), _acl),
+    Option("USERNAME", None, optional_text),
+    Option("PASSWORD", None, optional_text),
+    Option("ACL", list(DEFAULT_ACL), topic_filter_list),
     Option("ROLE_PREFIX", "gateway-device-", _prefix),
-    Option("DEVICE_SOURCE", None, _text_or_none),
+    Option("DEVICE_SOURCE", None, optional_text),
     Option("SYNC_ON_START", True, lambda v: None if isinstance(v, bool) else "True or False"),
     Option("TIMEOUT", 5.0, positive_number),
 )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from gateway.mqtt import filter_covers, topic_matches
+from gateway.mqtt import MqttPublishError, filter_covers, topic_matches, validate_topic_filter
 
 __all__ = ["DEFAULT_ACL", "acl_for", "may_publish", "may_subscribe"]
 
@@ -35,3 +35,15 @@ def may_publish(allowed: Sequence[str], topic: str) -> bool:
 def may_subscribe(allowed: Sequence[str], topic_filter: str) -> bool:
     """Whether every topic `topic_filter` can match is allowed by one of `allowed`."""
     return any(filter_covers(pattern, topic_filter) for pattern in allowed)
+
+
+def topic_filter_list(value: object) -> str | None:
+    """An OPTIONS check: a non-empty list of valid topic filters (the broker-access adapters)."""
+    if not isinstance(value, list | tuple) or not value:
+        return "a non-empty list of topic filters"
+    try:
+        for item in value:
+            validate_topic_filter(item)
+    except MqttPublishError as exc:
+        return f"a list of topic filters ({exc})"
+    return None

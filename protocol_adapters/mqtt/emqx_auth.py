@@ -31,31 +31,29 @@ from urllib.parse import parse_qsl
 from gateway.adapters import Listener, ProtocolAdapter
 from gateway.devices import DeviceStore, load_device_store
 from gateway.logins import LoginGate, LoginRefused
-from gateway.mqtt import MqttPublishError, split_shared_subscription, validate_topic_filter
-from gateway.options import Option, OptionSet, is_number, logins_option, positive_int
+from gateway.mqtt import split_shared_subscription
+from gateway.options import (
+    Option,
+    OptionSet,
+    is_number,
+    logins_option,
+    optional_text,
+    positive_int,
+    url_path,
+)
 from gateway.types import ASGIApp, Receive, Scope, Send
-from protocol_adapters.mqtt.embedded_acl import DEFAULT_ACL, acl_for, may_publish, may_subscribe
+from protocol_adapters.mqtt.embedded_acl import (
+    DEFAULT_ACL,
+    acl_for,
+    may_publish,
+    may_subscribe,
+    topic_filter_list,
+)
 
 __all__ = ["EMQX_OPTIONS", "EmqxAuth"]
 
 logger = logging.getLogger("gateway.mqtt")
 MAX_BODY: Final = 65536
-
-
-def _path(value: object) -> str | None:
-    ok = isinstance(value, str) and value.startswith("/")
-    return None if ok else "a path starting with '/'"
-
-
-def _acl(value: object) -> str | None:
-    if not isinstance(value, list | tuple) or not value:
-        return "a non-empty list of topic filters"
-    try:
-        for item in value:
-            validate_topic_filter(item)
-    except MqttPublishError as exc:
-        return f"a list of topic filters ({exc})"
-    return None
 
 
 def _secret(value: object) -> str | None:
@@ -68,16 +66,12 @@ def _ttl(value: object) -> str | None:
     return None if ok else "a number of seconds from 0 to 3600"
 
 
-def _text_or_none(value: object) -> str | None:
-    return None if value is None or isinstance(value, str) else "a str or None"
-
-
 EMQX_OPTIONS: Final = OptionSet(
     Option("SECRET", None, _secret, required="(use the environment)"),
-    Option("AUTHN_PATH", "/mqtt/emqx/authn/", _path),
-    Option("AUTHZ_PATH", "/mqtt/emqx/authz/", _path),
-    Option("ACL", list(DEFAULT_ACL), _acl),
-    Option("DEVICE_STORE", None, _text_or_none),
+    Option("AUTHN_PATH", "/mqtt/emqx/authn/", url_path),
+    Option("AUTHZ_PATH", "/mqtt/emqx/authz/", url_path),
+    Option("ACL", list(DEFAULT_ACL), topic_filter_list),
+    Option("DEVICE_STORE", None, optional_text),
     Option("CACHE_TTL", 30.0, _ttl),
     Option("CACHE_SIZE", 100000, positive_int),
     logins_option(),

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 from gateway.mqtt import MAX_PAYLOAD, MqttPublishError, validate_topic_filter
-from gateway.options import Option, OptionSet, is_int, positive_int, retry_option
+from gateway.options import Option, OptionSet, flag, is_int, positive_int, retry_option
 from gateway.pipeline import RetryPolicy
 
 __all__ = [
@@ -37,10 +37,6 @@ def _alias(value: object) -> str | None:
     return None if isinstance(value, str) and value != "" else "a CHANNEL_LAYERS alias"
 
 
-def _flag(value: object) -> str | None:
-    return None if isinstance(value, bool) else "True or False"
-
-
 def _subscriptions(value: object) -> list[str]:
     if value is None:
         return []
@@ -62,7 +58,7 @@ COMMON_OPTIONS: Final = OptionSet(
     Option("SUBSCRIPTIONS", None, checks=_subscriptions),
     Option("QOS", 1, _qos),
     Option("LAYER_ALIAS", "default", _alias),
-    Option("SERVE_PUBLISH_CHANNEL", True, _flag),
+    Option("SERVE_PUBLISH_CHANNEL", True, flag),
 )
 """The OPTIONS keys both MQTT adapters accept; each adapter's set adds its own."""
 DEFAULT_OPTIONS: Final = COMMON_OPTIONS.defaults()
