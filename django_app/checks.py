@@ -7,6 +7,11 @@ gateway.E004  a dotted path in GATEWAY imports the wrong kind of object
 gateway.E005  an adapter rejects its OPTIONS (its check_options)
 gateway.E006  CHANNEL_LAYERS is not a dict of aliases, each with a BACKEND
 gateway.E007  a CHANNEL_LAYERS BACKEND cannot be imported or is not a channel layer
+gateway.E008  a per-process override (GATEWAY_ADAPTERS__...) names no adapter of GATEWAY
+gateway.W001  a SQLite file database with deferred transactions (django_app.sqlite_check)
+
+GATEWAY is checked as the process runs it: with its per-process overrides applied
+(gateway.overrides); a problem in an overridden adapter names the variables in its hint.
 
 With ``--deploy``, gateway.W101-W106 name settings that work but are risky in production
 (gateway.deploy).
@@ -22,7 +27,9 @@ from django.conf import settings
 from django.core import checks
 from django.utils.module_loading import import_string
 
+from django_app.sqlite_check import check_sqlite_transactions
 from gateway.conf import validate
+from gateway.overrides import effective_setting, override_note
 
 GATEWAY_TAG = "gateway"
 
@@ -31,6 +38,7 @@ def register() -> None:
     """Register the checks under the "gateway" tag (idempotent)."""
     checks.register(check_gateway_setting, GATEWAY_TAG)
     checks.register(check_channel_layers, GATEWAY_TAG)
+    checks.register(check_sqlite_transactions, GATEWAY_TAG)
     checks.register(check_gateway_deploy, GATEWAY_TAG, checks.Tags.security, deploy=True)
 
 
@@ -41,8 +49,8 @@ def check_gateway_deploy(
     from gateway.conf import GatewaySettings
     from gateway.deploy import deploy_risks
 
-    gateway = getattr(settings, "GATEWAY", {})
-    if validate(gateway):
+    gateway, unusable = effective_setting(getattr(settings, "GATEWAY", {}))
+    if unusable or validate(gateway):
         return []  # the errors come first; check_gateway_setting reports them
     risks = deploy_risks(GatewaySettings(gateway), debug=bool(settings.DEBUG))
     return [checks.Warning(risk.message, hint=risk.hint, id=risk.id) for risk in risks]
@@ -51,11 +59,14 @@ def check_gateway_deploy(
 def check_gateway_setting(
     app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
 ) -> list[checks.CheckMessage]:
-    """One error per problem with settings.GATEWAY."""
-    return [
-        checks.Error(problem.message, hint=problem.hint, id=problem.id)
-        for problem in validate(getattr(settings, "GATEWAY", {}))
-    ]
+    """One error per problem with settings.GATEWAY, per-process overrides applied."""
+    gateway, unusable = effective_setting(getattr(settings, "GATEWAY", {}))
+    errors: list[checks.CheckMessage] = [] if unusable is None else [_error("E008", unusable)]
+    for problem in validate(gateway):
+        note = override_note(problem.setting)
+        hint = " ".join(part for part in (problem.hint, note) if part) or None
+        errors.append(checks.Error(problem.message, hint=hint, id=problem.id))
+    return errors
 
 
 def check_channel_layers(

@@ -11,7 +11,10 @@ on one host (an SMTP port, an MQTT client id) is given per process, in one schem
 
 A value is read as JSON when it is JSON (``2526``, ``true``, ``null``, ``{"MAX": 5}``), else
 it is the string as written (``gw-2``). An override of an adapter the settings do not have is
-an error naming the variable; the result is checked like the rest of ``GATEWAY``.
+an error naming the variable; the result is checked like the rest of ``GATEWAY``: the system
+checks (``manage.py check``, and those ``gateway run`` runs first) check the settings with the
+overrides applied (`effective_setting`), and a problem in an overridden adapter names the
+variables that set it (`override_note`).
 """
 
 from __future__ import annotations
@@ -19,14 +22,23 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 from collections.abc import Mapping
 from typing import Any, Final
 
 from gateway.exceptions import ImproperlyConfiguredGateway
 
-__all__ = ["ENV_PREFIX", "apply_overrides", "env_name_for", "set_from_command_line"]
+__all__ = [
+    "ENV_PREFIX",
+    "apply_overrides",
+    "effective_setting",
+    "env_name_for",
+    "override_note",
+    "set_from_command_line",
+]
 
 ENV_PREFIX: Final = "GATEWAY_ADAPTERS__"
+_ADAPTER_SETTING: Final = re.compile(r'GATEWAY\["ADAPTERS"\]\["([^"]+)"\]')
 
 
 def env_name_for(assignment: str) -> tuple[str, str]:
@@ -71,6 +83,32 @@ def apply_overrides(gateway: Any, environ: Mapping[str, str] | None = None) -> A
                 raise ImproperlyConfiguredGateway(f"{variable}: {key} is not a dict of options")
         options[keys[-1]] = _value(raw)
     return result
+
+
+def effective_setting(
+    gateway: Any, environ: Mapping[str, str] | None = None
+) -> tuple[Any, str | None]:
+    """The GATEWAY setting a process runs with, and None; or, when an override cannot be
+    applied, the setting as written and why (a sentence naming the variable)."""
+    try:
+        return apply_overrides(gateway, environ), None
+    except ImproperlyConfiguredGateway as exc:
+        return gateway, str(exc)
+
+
+def override_note(setting: str, environ: Mapping[str, str] | None = None) -> str | None:
+    """For a problem in `setting` (``GATEWAY["ADAPTERS"]["smtp"]...``): the overrides of that
+    adapter, ``NAME=value`` each, in a sentence; None when nothing overrides it."""
+    found = _ADAPTER_SETTING.match(setting)
+    if found is None:
+        return None
+    environ = os.environ if environ is None else environ
+    prefix = f"{ENV_PREFIX}{found.group(1).upper()}__"
+    names = sorted(name for name in environ if name.startswith(prefix))
+    if not names:
+        return None
+    given = ", ".join(f"{name}={environ[name]}" for name in names)
+    return f"Overridden for this process (environment or `gateway run --set`): {given}."
 
 
 def _value(raw: str) -> Any:
