@@ -73,6 +73,13 @@ DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": os.environ.get("DEMO_DB", str(BASE_DIR / "demo.sqlite3")),
+        # The gateway's database thread and the sync consumers write at the same time:
+        # IMMEDIATE makes a transaction wait for the write lock instead of failing with
+        # "database is locked"; WAL lets readers go on while one writes (gateway.W001).
+        "OPTIONS": {
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL",
+        },
     }
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
