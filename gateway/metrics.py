@@ -6,7 +6,7 @@ from collections import Counter
 from typing import Literal
 
 CounterName = Literal[
-    "received", "handled", "failed", "retried", "dead_lettered", "rejected", "dropped"
+    "received", "handled", "failed", "retried", "dead_lettered", "rejected", "dropped", "overloaded"
 ]
 
 _HELP: dict[str, str] = {
@@ -17,6 +17,7 @@ _HELP: dict[str, str] = {
     "dead_lettered": "Events given up on and handed to the dead-letter hook.",
     "rejected": "Events refused at the protocol level (bad input, overload).",
     "dropped": "Outbound messages dropped: a client's queue was full, or it could not keep up.",
+    "overloaded": "Events refused at an intake's cap (HTTP 503, SMTP 421); in rejected too.",
 }
 
 

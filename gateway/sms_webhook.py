@@ -7,6 +7,12 @@ and speaks only its wire: `verify` a request with the provider's SDK, `parse` it
 id through the `SmsStore`, STOP/START/HELP, the keyed dispatcher (order per sender, retries,
 dead letters), the deadline, status callbacks.
 
+Reading, checking, parsing and storing a request (the store's record runs on the database
+thread every adapter shares) happen in a turn of the adapter's `IntakeGate` (``INTAKE``):
+past its cap a request is answered 503 with Retry-After before anything of it is stored, so
+the provider's retry is a first delivery, and a flood here cannot queue without bound ahead
+of the other intakes' database work.
+
 Replies (``sms.reply``): a provider with a reply format of its own (``replies_in_answer``) gets
 those sent before the deadline in the webhook's answer; every other reply goes out through the
 provider's REST API after the webhook was answered (`gateway.sms_replies`), and one that
@@ -24,6 +30,7 @@ from typing import Any, ClassVar
 
 from gateway.adapters import AdapterHealth, DeployRisk, Listener, ProtocolAdapter
 from gateway.exceptions import SmsSendError
+from gateway.intakes import IntakeBusy, IntakeGate
 from gateway.options import OptionSet
 from gateway.pipeline import DispatcherClosed, KeyedDispatcher
 from gateway.sms import (
@@ -84,6 +91,8 @@ class SmsWebhookAdapter(ProtocolAdapter):
         self.sender = self.sms_sender(self.context.options, self.store)
         self.replies = RestReplies(self.sender, self.store)
         self.dispatcher: KeyedDispatcher | None = None
+        self.gate = IntakeGate(values["INTAKE"])
+        """Bounds the work before the application: reading, checking, storing (``INTAKE``)."""
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._background: set[asyncio.Task[None]] = set()
         self._stopped = asyncio.Event()
@@ -162,7 +171,10 @@ class SmsWebhookAdapter(ProtocolAdapter):
 
     def health(self) -> AdapterHealth:
         in_flight = self.dispatcher.in_flight if self.dispatcher else 0
-        return AdapterHealth("ok", f"{in_flight} message(s) in flight")
+        gate = self.gate
+        return AdapterHealth(
+            "ok", f"{in_flight} message(s) in flight, {gate.working + gate.waiting} in intake"
+        )
 
     def _missing_secrets(self) -> list[str]:
         return [key for key in self.SECRETS if not self.values[key]]
@@ -171,21 +183,40 @@ class SmsWebhookAdapter(ProtocolAdapter):
 
     async def webhook(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The provider's webhook: inbound messages and delivery reports alike."""
+        try:
+            async with self.gate.turn():
+                taken = await self._take(scope, receive, send)
+        except IntakeBusy as exc:
+            await self._busy(send, str(exc))
+            return
+        if taken is None:
+            return  # refused, and answered
+        event, message = taken
+        if isinstance(event, InboundSms):
+            replies = [] if message is None else await self.deliver(message)
+            await respond(send, self.answer(replies, event))
+            return
+        await respond(send, self.answer([], None))
+
+    async def _take(
+        self, scope: Scope, receive: Receive, send: Send
+    ) -> tuple[InboundSms | StatusUpdate | None, InboundSms | None] | None:
+        """Read, check, parse and store one request, in the gate's turn: the event and the
+        message to run the application on (None: a duplicate, a part, a status); None when
+        the request was refused (and answered)."""
         request = await self._verified(scope, receive, send)
         if request is None:
-            return
+            return None
         try:
             event = self.parse(request)
         except Malformed as exc:
             await self._refuse(send, 400, f"Bad Request: {exc}")
-            return
+            return None
         if isinstance(event, InboundSms):
-            replies = await self._inbound(event)
-            await respond(send, self.answer(replies, event))
-            return
+            return event, await self._taken(event)
         if isinstance(event, StatusUpdate):
             await self._status(event)
-        await respond(send, self.answer([], None))
+        return event, None
 
     async def _verified(self, scope: Scope, receive: Receive, send: Send) -> WebhookRequest | None:
         """The whole request once verified, or None after answering 405 / 413 / 403."""
@@ -219,6 +250,20 @@ class SmsWebhookAdapter(ProtocolAdapter):
         headers = [(b"allow", allow)] if allow else []
         await respond(send, Answer(status, f"{text}\n".encode(), TEXT), headers)
 
+    async def _busy(self, send: Send, detail: str) -> None:
+        """Past the ``INTAKE`` cap: 503 with Retry-After, nothing stored; the provider retries."""
+        self.context.metrics.inc(self.protocol, "rejected")
+        self.context.metrics.inc(self.protocol, "overloaded")
+        retry_after = self.gate.limits.retry_after
+        logger.warning(
+            "%s SMS webhook answered 503 (retry after %ds): busy, %s.",
+            self.provider,
+            retry_after,
+            detail,
+        )
+        headers = [(b"retry-after", str(retry_after).encode())]
+        await respond(send, Answer(503, b"Service Unavailable: busy, retry later\n", TEXT), headers)
+
     async def _status(self, update: StatusUpdate) -> None:
         try:
             await self.store.update_status(update.sid, update.status, update.error)
@@ -227,14 +272,13 @@ class SmsWebhookAdapter(ProtocolAdapter):
 
     # One inbound message.
 
-    async def _inbound(self, part: InboundSms) -> list[str]:
-        """Dedup, assembly, keywords, then the application, answered within the deadline."""
+    async def _taken(self, part: InboundSms) -> InboundSms | None:
+        """Dedup and assembly: the whole message to run the application on, once."""
         if not await self._first_time(part):
             logger.info("SMS %s was already received; not handled again.", part.message_id)
             self.context.metrics.inc(self.protocol, "rejected")
-            return []
-        message = await self.assemble(part)
-        return [] if message is None else await self.deliver(message)
+            return None
+        return await self.assemble(part)
 
     async def deliver(self, message: InboundSms) -> list[str]:
         """Keywords, then the application; the replies for the answer. A provider's adapter

@@ -14,6 +14,7 @@ from functools import cached_property
 from typing import Any, Final
 from urllib.parse import parse_qsl, urlsplit
 
+from gateway.intakes import intake_option
 from gateway.options import (
     Option,
     OptionSet,
@@ -149,6 +150,8 @@ def _shared_options(provider: str, deadline: float, max_deadline: float) -> list
         Option("FROM", None, optional_text),
         Option("DEADLINE", deadline, check_deadline),
         Option("MAX_IN_FLIGHT", 100, positive_int),
+        # Reading, checking and storing a request before the application (gateway.intakes).
+        intake_option(),
         retry_option("RETRY", attempts=1, initial=0.1, maximum=30.0),
         Option("STORE", None),
         Option("HELP_TEXT", "Reply STOP to unsubscribe.", optional_text),

@@ -13,10 +13,12 @@ message then goes through the same `EmailIntake` as SMTP and IMAP: an ``email`` 
 Answers: ``200`` once the application returned for every recipient (or the message was
 already handled: same provider event id, or same bytes and Message-ID); ``401`` / ``403``
 for a missing or wrong signature or password; ``400`` for a body that is not the provider's;
-``405`` for another method; ``413`` past ``MAX_BODY_BYTES``. On an application error the
-status that makes the provider retry (`Provider.retry_status`), or, for a provider that does
-not retry (or ``ON_APP_ERROR: "dead_letter"``), a dead letter for replay and ``200``. This is
-the only module that imports anymail.
+``405`` for another method; ``413`` past ``MAX_BODY_BYTES``; ``503`` with ``Retry-After``
+when busy: past the ``INTAKE`` cap on requests being read, checked and parsed at once
+(`gateway.intakes`), or with ``MAX_IN_FLIGHT`` messages already at the application. On an
+application error the status that makes the provider retry (`Provider.retry_status`), or, for
+a provider that does not retry (or ``ON_APP_ERROR: "dead_letter"``), a dead letter for replay
+and ``200``. This is the only module that imports anymail.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from django.core.handlers.asgi import ASGIRequest
 
 from gateway.adapters import AdapterHealth, Listener, ProtocolAdapter
 from gateway.email_store import load_mail_store
+from gateway.intakes import IntakeBusy, IntakeGate
 from gateway.pipeline import DeadLetter, KeyedDispatcher, RetryPolicy
 from gateway.types import Receive, Scope, Send
 from protocol_adapters.email_common import Delivery, EmailIntake, scope_from_raw
@@ -88,6 +91,8 @@ class EmailWebhookAdapter(ProtocolAdapter):
         sns = self.provider.name == "amazon_ses" and self.values["SNS_SIGNATURE"]
         self.sns = SnsVerifier(self.values["SNS_CERT_URL"]) if sns else None
         self._intake: EmailIntake | None = None
+        self.gate = IntakeGate(self.values["INTAKE"])
+        """Bounds reading, checking and parsing requests (``INTAKE``)."""
         self._handled: OrderedDict[str, None] = OrderedDict()
 
     @classmethod
@@ -146,8 +151,12 @@ class EmailWebhookAdapter(ProtocolAdapter):
             await _respond(send, 200, b"")
             return
         try:
-            events = await self._events(scope, receive)
+            async with self.gate.turn():  # reading, checking and parsing: INTAKE's cap
+                events = await self._events(scope, receive)
             status = await self._deliver_all(events, scope)
+        except IntakeBusy as exc:
+            await self._busy(send, str(exc))
+            return
         except _Refused as refused:
             self.context.metrics.inc(self.protocol, "rejected")
             logger.warning(
@@ -160,6 +169,20 @@ class EmailWebhookAdapter(ProtocolAdapter):
             await _respond(send, 500, b"Internal Server Error\n")
             return
         await _respond(send, status, b"OK\n" if status < 300 else b"Try again later\n")
+
+    async def _busy(self, send: Send, detail: str) -> None:
+        """Past the cap: 503 with Retry-After; the provider keeps the mail and retries."""
+        self.context.metrics.inc(self.protocol, "rejected")
+        self.context.metrics.inc(self.protocol, "overloaded")
+        retry_after = self.gate.limits.retry_after
+        logger.warning(
+            "%s webhook answered 503 (retry after %ds): busy, %s.",
+            self.provider.name,
+            retry_after,
+            detail,
+        )
+        headers = [(b"retry-after", str(retry_after).encode())]
+        await _respond(send, 503, b"Service Unavailable: busy, retry later\n", headers)
 
     async def _events(self, scope: Scope, receive: Receive) -> list[Any]:
         """The inbound events of a checked request, or `_Refused`."""
@@ -244,7 +267,14 @@ class EmailWebhookAdapter(ProtocolAdapter):
         if not accepted:
             await self._unrouted(raw, from_, to, envelope)
             return []
-        return await self.intake.deliver_all(raw, sender=from_, recipients=accepted, **envelope)
+        # Without waiting for the dispatcher: full, a recipient's delivery is "busy" (nothing
+        # stored) and the request is answered 503, as past the gate.
+        deliveries = await self.intake.deliver_all(
+            raw, sender=from_, recipients=accepted, wait=False, **envelope
+        )
+        if any(delivery.status == "busy" for delivery in deliveries):
+            raise IntakeBusy(f"{self.intake.dispatcher.max_in_flight} messages in flight")
+        return deliveries
 
     async def _unrouted(
         self, raw: bytes, from_: str, to: list[str], envelope: dict[str, Any]

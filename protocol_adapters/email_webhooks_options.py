@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from gateway.email_store import mail_store_problems
+from gateway.intakes import IntakeLimits, intake_option
 from gateway.options import (
     Option,
     OptionSet,
@@ -161,6 +162,8 @@ EMAIL_WEBHOOK_OPTIONS: Final = OptionSet(
     Option("SNS_CERT_URL", AMAZON_CERT_URL, _pattern),
     Option("MAX_BODY_BYTES", 40 * 1024 * 1024, positive_int),
     Option("MAX_IN_FLIGHT", 100, positive_int),
+    # Requests read, checked and parsed at once, and waiting for that (gateway.intakes).
+    intake_option(IntakeLimits(concurrency=8)),
     Option("APP_TIMEOUT", 25.0, positive_number),
     retry_option("RETRY", attempts=3, initial=0.5, maximum=5.0),
     Option("STORE", None, checks=_store),

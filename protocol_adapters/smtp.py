@@ -4,7 +4,10 @@ Recipients are checked against the application's `EmailToRouter` at ``RCPT`` (``
 for the rest: never an open relay). After ``DATA`` the application runs once per accepted
 recipient and the client gets ``250`` only when every run returned; a failure, a timeout or
 overload answers ``451`` so the sending server retries, and the dedup store keeps a retried
-message from being handled twice. This is the only module that imports aiosmtpd.
+message from being handled twice. Past ``MAX_CONNECTIONS`` open connections a new one gets
+``421`` instead of the greeting and is closed: a flood of sessions holds neither memory (every
+session may buffer up to ``DATA_SIZE_LIMIT``) nor the loop's time beyond that. This is the
+only module that imports aiosmtpd.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ logger = logging.getLogger("gateway.smtp")
 ANSWER_UNKNOWN_RECIPIENT: Final = "550 5.1.1 Recipient address rejected: no such mailbox here"
 ANSWER_TOO_MANY_RECIPIENTS: Final = "452 4.5.3 Too many recipients"
 ANSWER_SHUTTING_DOWN: Final = "421 4.3.2 Service shutting down, try again later"
+ANSWER_TOO_MANY_CONNECTIONS: Final = "421 4.3.2 Too many connections, try again later"
 ANSWER_TEMPORARY: Final = "451 4.3.0 Temporary failure, try again later"
 ANSWER_RECIPIENT_OK: Final = "250 2.1.5 OK"
 
@@ -142,9 +146,11 @@ class _Handler:
         users = adapter.options["AUTH_USERS"] or {}
         self.users: dict[bytes, bytes] = {k.encode(): v.encode() for k, v in users.items()}
 
-    def protocol(self) -> SMTP:
-        """A new aiosmtpd SMTP protocol for one connection."""
+    def protocol(self) -> asyncio.BaseProtocol:
+        """A new aiosmtpd SMTP protocol for one connection; past ``MAX_CONNECTIONS`` a 421."""
         options = self.adapter.options
+        if len(self.adapter.connections) >= options["MAX_CONNECTIONS"]:
+            return _TooMany(self.adapter)
         return _Connection(
             self,
             self.adapter.connections,
@@ -251,6 +257,29 @@ class _Connection(SMTP):
         # Every end comes here: QUIT, the client hanging up, the idle timeout, a reset, stop().
         self.connections.discard(self)
         super().connection_lost(error)
+
+
+class _TooMany(asyncio.Protocol):
+    """A connection past ``MAX_CONNECTIONS``: 421 and closed, before any SMTP session.
+
+    RFC 5321 (3.8) lets a server answer 421 instead of its greeting; the client retries later.
+    """
+
+    def __init__(self, adapter: SMTPAdapter) -> None:
+        self.adapter = adapter
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.WriteTransport)
+        metrics = self.adapter.context.metrics
+        metrics.inc(self.adapter.protocol, "rejected")
+        metrics.inc(self.adapter.protocol, "overloaded")
+        logger.warning(
+            "Answering 421 to %s: %d connections open (MAX_CONNECTIONS).",
+            transport.get_extra_info("peername"),
+            len(self.adapter.connections),
+        )
+        transport.write(f"{ANSWER_TOO_MANY_CONNECTIONS}\r\n".encode())
+        transport.close()
 
 
 def _peer(session: Session) -> tuple[str, int] | None:

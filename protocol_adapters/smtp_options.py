@@ -95,6 +95,8 @@ SMTP_OPTIONS: Final = OptionSet(
     Option("BANNER", "ESMTP", _banner),
     Option("DATA_SIZE_LIMIT", 26214400, positive_int),  # 25 MiB, a common MX limit
     Option("MAX_RECIPIENTS", 1000, positive_int),
+    # Open sessions; one more is answered 421 and closed (each may buffer DATA_SIZE_LIMIT).
+    Option("MAX_CONNECTIONS", 200, positive_int),
     Option("TIMEOUT", 300.0, _seconds),  # idle connection timeout (RFC 5321 suggests 5 minutes)
     _starttls(),
     Option("REQUIRE_STARTTLS", False, flag),
