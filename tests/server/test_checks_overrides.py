@@ -11,6 +11,7 @@ import io
 from pathlib import Path
 
 import pytest
+from django.core.checks import CheckMessage
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 from django.test import override_settings
@@ -26,8 +27,8 @@ def gateway(port: object, host: str = "127.0.0.1") -> dict[str, object]:
     return {"ADAPTERS": {"smtp": {"BACKEND": SMTP, "OPTIONS": {"PORT": port, "HOST": host}}}}
 
 
-def messages(errors: list[object]) -> list[tuple[str, str, str]]:
-    return [(e.id, e.msg, e.hint or "") for e in errors]  # type: ignore[attr-defined]
+def messages(errors: list[CheckMessage]) -> list[tuple[str, str, str]]:
+    return [(str(e.id), e.msg, e.hint or "") for e in errors]
 
 
 @override_settings(GATEWAY=gateway(2525))

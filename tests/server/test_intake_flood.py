@@ -1,0 +1,204 @@
+"""A flood on one intake leaves the others answering; the flooded one refuses past its cap.
+
+One gateway serves every intake at once: the embedded MQTT broker (device logins), the
+Twilio SMS webhook and the Mailgun inbound-mail webhook (both storing to the database), SMTP
+and the application's HTTP view. Each test floods one intake for a few seconds with real
+clients while probing every other intake one exchange at a time, then checks behaviour, not
+times: every probe was answered with success; the flooded intake answered each exchange with
+success or its "busy, retry" answer (503 with Retry-After, SMTP 421, CONNACK 3; wrong MQTT
+passwords CONNACK 5), never an error or a hang, and refused some as busy past its cap (counted
+in ``overloaded``); every SMS or mail that was answered with success reached the
+application. The latency figures (within 2x of idle) are in benchmarks/intake_flood.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from typing import Any
+
+import pytest
+
+from benchmarks.intake_clients import (
+    MAIL_SIGNING_KEY,
+    SMS_TOKEN,
+    Exchange,
+    Intakes,
+    http_get,
+    mail_webhook,
+    mqtt_login,
+    sms_webhook,
+    smtp_mail,
+)
+from gateway import AsyncEmailConsumer, AsyncSmsConsumer
+from gateway.conf import GatewaySettings
+from gateway.metrics import registry
+from gateway.server import Gateway
+from gateway.types import Receive, Scope, Send
+from routers import EmailToRouter, ProtocolTypeRouter, SMSFromRouter, address
+from tests.mqtt.device_support import fast_hashing, make_device
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+__all__ = ["fast_hashing"]  # the fixture, imported for pytest
+
+FLOOD_SECONDS = 2.5
+FLOODERS = 30
+FLOOD_HOST = "127.0.0.2"  # the MQTT flood's own address: its failures count apart
+PASSWORD = "the-valid-device-password"
+CAP = {"CONCURRENCY": 1, "MAX_WAITING": 4, "WAIT": 0.5, "RETRY_AFTER": 3}
+WAIT = 30.0
+
+
+@dataclass
+class Seen:
+    """What reached the application: SMS MessageSids and mail Message-IDs."""
+
+    sms: set[str] = field(default_factory=set)
+    mail: set[str] = field(default_factory=set)
+
+
+def make_app(seen: Seen) -> Any:
+    class Texts(AsyncSmsConsumer):
+        async def receive(self, body: str) -> None:
+            seen.sms.add(self.scope["message_id"])
+
+    class Mail(AsyncEmailConsumer):
+        async def receive(self, message: EmailMessage) -> None:
+            seen.mail.add(f"<{self.scope['message_id']}>")
+
+    async def ping(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"pong"})
+
+    async def telemetry(scope: Scope, receive: Receive, send: Send) -> None:
+        await receive()
+
+    return ProtocolTypeRouter(
+        {
+            "http": ping,
+            "mqtt": telemetry,
+            "sms": SMSFromRouter([], default=Texts.as_asgi()),
+            "email": EmailToRouter([address(r"support@example\.com", Mail.as_asgi())]),
+        }
+    )
+
+
+def settings() -> GatewaySettings:
+    adapters = {
+        "mqtt": ("protocol_adapters.mqtt.EmbeddedBroker", {"PORT": 0}),
+        "sms": ("protocol_adapters.twilio_sms.TwilioSmsAdapter",
+                {"AUTH_TOKEN": SMS_TOKEN, "INTAKE": CAP}),
+        "mail": ("protocol_adapters.email_webhooks.EmailWebhookAdapter",
+                 {"PROVIDER": "mailgun", "SIGNING_KEY": MAIL_SIGNING_KEY, "STORE": True,
+                  "INTAKE": CAP, "MAX_IN_FLIGHT": 4}),
+        "smtp": ("protocol_adapters.smtp.SMTPAdapter", {"PORT": 0, "MAX_CONNECTIONS": 8}),
+    }  # fmt: skip
+    return GatewaySettings(
+        {
+            "HTTP": {"PORT": 0},
+            "SHUTDOWN_TIMEOUT": 5,
+            "LOOP": "asyncio",
+            "ADAPTERS": {
+                name: {"BACKEND": backend, "OPTIONS": options}
+                for name, (backend, options) in adapters.items()
+            },
+        }
+    )
+
+
+@asynccontextmanager
+async def running(seen: Seen) -> AsyncIterator[Intakes]:
+    gateway = Gateway(make_app(seen), settings=settings(), host="127.0.0.1", port=0)
+    ready = asyncio.Event()
+    serving = asyncio.create_task(gateway.serve(ready))
+    waiter = asyncio.create_task(ready.wait())
+    await asyncio.wait([serving, waiter], timeout=WAIT, return_when="FIRST_COMPLETED")
+    waiter.cancel()
+    assert ready.is_set(), f"the gateway did not start: {serving}"
+    ports = {item.protocol: int(item.address.rsplit(":", 1)[1].rstrip("/")) for item in
+             gateway.listeners if item.protocol in ("http", "mqtt", "smtp")}  # fmt: skip
+    try:
+        yield Intakes(ports["http"], ports["mqtt"], ports["smtp"])
+    finally:
+        gateway.stop()
+        assert await asyncio.wait_for(serving, WAIT) == 0
+
+
+Client = Callable[[Intakes], Awaitable[Exchange]]
+
+PROBES: dict[str, Client] = {
+    "mqtt": lambda at: mqtt_login(at.mqtt, "valid-1", PASSWORD),
+    "sms": lambda at: sms_webhook(at.http),
+    "mail": lambda at: mail_webhook(at.http),
+    "smtp": lambda at: smtp_mail(at.smtp),
+    "http": lambda at: http_get(at.http),
+}
+FLOODS: dict[str, Client] = {
+    **PROBES,
+    "mqtt": lambda at: mqtt_login(at.mqtt, "valid-1", "a guess", FLOOD_HOST),
+}
+PROTOCOL = {"sms": "sms", "mail": "email", "smtp": "email"}
+
+
+async def flood(client: Client, at: Intakes) -> list[Exchange]:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + FLOOD_SECONDS
+    done: list[Exchange] = []
+
+    async def worker() -> None:
+        while loop.time() < deadline:
+            done.append(await client(at))
+
+    await asyncio.gather(*(worker() for _ in range(FLOODERS)))
+    return done
+
+
+async def probe(others: list[str], at: Intakes, flooding: asyncio.Task[Any]) -> list[Exchange]:
+    """Each other intake in turn, one exchange at a time, until the flood ends."""
+    await asyncio.sleep(0.3)  # the flood is on
+    done: list[tuple[str, Exchange]] = []
+    while not flooding.done() or len(done) < len(others):
+        for name in others:
+            done.append((name, await PROBES[name](at)))
+    assert {name for name, _ in done} == set(others)
+    return [exchange for _, exchange in done]
+
+
+async def eventually(check: Callable[[], bool], what: str) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + WAIT
+    while not check():
+        assert loop.time() < deadline, what
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.usefixtures("fast_hashing")
+@pytest.mark.parametrize("flooded", list(FLOODS))
+async def test_a_flood_on_one_intake_starves_no_other(flooded: str) -> None:
+    await make_device("valid-1", PASSWORD)
+    seen = Seen()
+    registry.reset()
+    async with running(seen) as at:
+        flooding = asyncio.create_task(flood(FLOODS[flooded], at))
+        others = [name for name in PROBES if name != flooded]
+        probes = await probe(others, at, flooding)
+        floods = await flooding
+
+        outcomes = Counter(exchange.outcome for exchange in floods)
+        print(f"{flooded} flood: {dict(outcomes)}; {len(probes)} probes of the others")
+        failed = [p for p in probes if p.outcome != "ok"]
+        assert not failed, f"other intakes failed during the {flooded} flood: {failed[:3]}"
+        allowed = {"refused", "busy"} if flooded == "mqtt" else {"ok", "busy"}
+        assert set(outcomes) <= allowed, [e for e in floods if e.outcome not in allowed][:3]
+        if flooded in PROTOCOL:
+            assert outcomes["busy"] > 0, f"the {flooded} flood was never refused: {outcomes}"
+            assert registry.get(PROTOCOL[flooded], "overloaded") == outcomes["busy"]
+        # Nothing accepted is lost: every SMS and mail answered with success was handled.
+        accepted = [e.sent_id for e in (*floods, *probes) if e.outcome == "ok" and e.sent_id]
+        await eventually(
+            lambda: set(accepted) <= seen.sms | seen.mail, "an accepted message was lost"
+        )
