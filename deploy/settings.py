@@ -27,6 +27,7 @@ host) is given on its command line (`gateway run ... --set mqtt.CLIENT_ID=gw-1`)
 | `TWILIO_AUTH_TOKEN` | unset: no Twilio webhook | checks the webhook's signatures |
 | `SMS_PUBLIC_URL` | unset | the base URL Twilio calls, e.g. `https://sms.example.com` |
 | `FORWARDED_ALLOW_IPS` | `"127.0.0.1"` | the proxies whose `X-Forwarded-*` headers are trusted |
+| `SECURE_HSTS_SECONDS` | `"0"` | Django's HSTS header, if the proxy does not send one |
 | `SHUTDOWN_TIMEOUT` | `"10"` | seconds a stopping process drains |
 | `GATEWAY_LOG_FORMAT` | `text` | `json`: one JSON object a line (read by the `gateway` command) |
 """
@@ -81,6 +82,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 ROOT_URLCONF = env["DJANGO_ROOT_URLCONF"]
 TEMPLATES = [
@@ -103,6 +105,9 @@ USE_TZ = True
 TIME_ZONE = "UTC"
 # Behind the TLS-terminating proxy: it says whether the request came over HTTPS.
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True  # cookies over HTTPS only
+# HTTPS redirects and HSTS are the proxy's (plain-HTTP health probes reach the processes).
+SECURE_HSTS_SECONDS = int(env.get("SECURE_HSTS_SECONDS", "0"))
 
 CHANNEL_LAYERS = {
     "default": {
