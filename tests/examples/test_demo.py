@@ -9,10 +9,12 @@ import re
 import shutil
 import smtplib
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import closing
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -74,7 +76,7 @@ def demo_listeners(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[st
         text=True,
     )
     try:
-        yield _wait_ready(proc)
+        yield {**_wait_ready(proc), "db": str(db)}
     finally:
         proc.terminate()
         assert proc.wait(30) == 0
@@ -257,7 +259,9 @@ async def test_a_text_message_is_routed_by_country_and_answered(demo: str) -> No
     assert text["body"] == "STATUS sensor-1"
 
 
-async def test_a_vonage_text_message_is_routed_by_country(demo: str) -> None:
+async def test_a_vonage_text_message_is_routed_by_country(
+    demo: str, demo_listeners: dict[str, str]
+) -> None:
     url = demo + "/sms/vonage/"
     fields = {"msisdn": "447700900123", "to": "447700900001", "messageId": "V-demo-1",
               "text": "STATUS sensor-1", "timestamp": str(int(time.time()))}  # fmt: skip
@@ -275,6 +279,17 @@ async def test_a_vonage_text_message_is_routed_by_country(demo: str) -> None:
     assert text["region"] == "UK"
     assert text["body"] == "STATUS sensor-1"
     assert text["reply"].startswith("sensor-1: online")
+    # The reply cannot go out (no API secret in the demo): logged, not a dead letter.
+    await asyncio.sleep(1.0)
+    assert _dead_letters(demo_listeners["db"], "447700900123") == 0
+
+
+def _dead_letters(db: str, key: str) -> int:
+    with closing(sqlite3.connect(db)) as conn:
+        (count,) = conn.execute(
+            "SELECT count(*) FROM gateway_deadletter WHERE key LIKE ?", (f"%{key}",)
+        ).fetchone()
+    return int(count)
 
 
 async def test_a_postmark_webhook_opens_a_ticket(demo: str) -> None:
