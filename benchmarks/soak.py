@@ -287,6 +287,8 @@ def run(options: Options, out: Path) -> tuple[list[dict[str, float]], list[str]]
 
 def main(argv: Sequence[str] | None = None) -> int:
     options, out = parse(argv)
+    # Stopped with SIGTERM (kill, a CI timeout): unwind, so the gateway and devices stop too.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     _, checks = run(options, out)
     print("\n".join(checks))
     return 0 if all(line.startswith("ok") for line in checks) else 1
