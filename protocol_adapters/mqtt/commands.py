@@ -31,8 +31,8 @@ __all__ = ["CommandService"]
 logger = logging.getLogger("gateway.mqtt")
 HISTORY_DELAY = 0.25
 """Seconds the history writer lets changes gather before it writes them."""
-HISTORY_SLICE = 100
-"""Changes recorded in one call of the store (one transaction)."""
+HISTORY_SLICE = 5000
+"""Changes recorded in one call of the store (one transaction), at most."""
 _REQUEST_KEYS = ("request_id", "device_id", "command", "payload", "qos", "timeout", "reply_channel")
 
 
@@ -193,7 +193,7 @@ class CommandService:
 
     async def _flush(self) -> None:
         changes, self._changes = self._changes, []
-        # In slices: the store's own Python work holds the GIL, and a long hold stalls the loop.
+        # A command and its answer in one call are written once; the slices bound a transaction.
         for start in range(0, len(changes), HISTORY_SLICE):
             await self._record(changes[start : start + HISTORY_SLICE])
 
@@ -233,6 +233,9 @@ class CommandService:
             # A batch being written when cancelled is finished by its worker thread anyway.
             await asyncio.gather(self._writer, return_exceptions=True)
         await self._flush()
+        close = getattr(self.store, "aclose", None)  # optional: a store may hold a connection
+        if close is not None:
+            await close()
 
 
 def _failed(request_id: str, error: str) -> dict[str, Any]:

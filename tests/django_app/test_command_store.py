@@ -60,3 +60,23 @@ def test_changes_in_one_batch_and_across_batches_end_in_the_same_state() -> None
     row = DeviceCommand.objects.get(request_id="b")
     assert (row.sent_at, row.answered_at) == (T0, T0 + timedelta(seconds=3))
     assert (bytes(row.payload), row.command, row.timeout) == (b"go", "reboot", 1.0)
+
+
+def test_a_device_deleted_after_its_key_was_kept_loses_no_later_command() -> None:
+    store = DatabaseCommandStore()
+    first = Device.objects.create(device_id="pump-7")
+    assert async_to_sync(store.record)([sent("a")]) == []
+    first.delete()  # the store still holds its primary key
+    assert async_to_sync(store.record)([sent("b"), answered("b")]) == ["b"]  # no device: unknown
+    second = Device.objects.create(device_id="pump-7")
+    assert async_to_sync(store.record)([sent("c")]) == []
+    assert DeviceCommand.objects.get(request_id="c").device_id == second.pk
+    async_to_sync(store.aclose)()
+
+
+def test_one_batch_of_many_commands_is_final_in_one_call() -> None:
+    Device.objects.create(device_id="pump-7")
+    changes = [c for n in range(1000) for c in (sent(f"r{n}"), answered(f"r{n}"))]
+    assert record(*changes[:1500]) == []
+    assert record(*changes[1500:]) == []
+    assert DeviceCommand.objects.filter(status="answered").count() == 1000
