@@ -3,13 +3,20 @@
 `DeviceLink.take` sees every inbound PUBLISH before the application: an answer to a command
 or a status message no route covers is the gateway's own (handled here, then acknowledged);
 everything else goes on to the application, after presence noted the device was seen.
+
+On MQTT 5, Mosquitto delivers one copy of a message per matching subscription, so a status
+topic that both the adapter (plainly, for the retained state) and a route (``$share/...``, or a
+wider filter) subscribe to comes twice. The adapter's subscriptions and the application's then
+carry different subscription identifiers (`APP_SUBSCRIPTION`, `OWN_SUBSCRIPTION`), and each copy
+goes only where its subscription says: the adapter's copy to commands and presence, the
+application's copy to the application.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Coroutine
-from typing import Any
+from typing import Any, Final, Literal
 
 from gateway.mqtt import PublishFunc, match_subscription
 from gateway.types import MqttProperties
@@ -17,11 +24,33 @@ from protocol_adapters.mqtt.commands import CommandService
 from protocol_adapters.mqtt.device_options import CommandsOptions, PresenceOptions
 from protocol_adapters.mqtt.presence import PresenceTracker
 
-__all__ = ["DeviceLink"]
+__all__ = ["APP_SUBSCRIPTION", "OWN_SUBSCRIPTION", "Copy", "DeviceLink", "copy_of"]
+
+APP_SUBSCRIPTION: Final = 1
+"""The subscription identifier of the application's subscriptions (MQTT 5)."""
+OWN_SUBSCRIPTION: Final = 2
+"""The subscription identifier of the adapter's own subscriptions (MQTT 5)."""
+Copy = Literal["app", "own"] | None
+"""Whose subscription a copy of a message came through; None: unknown, or both."""
+
+
+def copy_of(identifiers: object) -> Copy:
+    """The `Copy` a PUBLISH's subscription identifiers (a list, or absent) say it is."""
+    if not identifiers or not isinstance(identifiers, list):
+        return None
+    app, own = APP_SUBSCRIPTION in identifiers, OWN_SUBSCRIPTION in identifiers
+    return None if app == own else "app" if app else "own"
 
 
 async def _nothing() -> None:
     return None
+
+
+def _matches(service: CommandService | PresenceTracker | None, topic: str) -> bool:
+    """Whether `topic` is one of the service's own: an answer, a status topic."""
+    if isinstance(service, CommandService):
+        return service.options.response_topic.match(topic) is not None
+    return service is not None and service.options.topic.match(topic) is not None
 
 
 class DeviceLink:
@@ -38,6 +67,11 @@ class DeviceLink:
         self.commands = commands
         self.presence = presence
         self._tasks: set[asyncio.Task[None]] = set()
+        subscribed = self.filters
+        # Whether answers and status topics come through a subscription of the adapter's own
+        # (not one identical to a route's): the application's copies of them are then extra.
+        self._answers_apart = bool(commands and set(commands.filters) & set(subscribed))
+        self._status_apart = bool(presence and set(presence.filters) & set(subscribed))
 
     @classmethod
     def build(
@@ -75,9 +109,34 @@ class DeviceLink:
         return found + ([self.presence.run(stop)] if self.presence else [])
 
     def take(
-        self, topic: str, payload: bytes, retain: bool, properties: MqttProperties
+        self,
+        topic: str,
+        payload: bytes,
+        retain: bool,
+        properties: MqttProperties,
+        copy: Copy = None,
     ) -> Coroutine[Any, Any, None] | None:
         """None: the message is the application's. Else what handles it (then acknowledge)."""
+        if copy == "app":
+            return self._app_copy(topic, payload, retain, properties)
+        own = self._own(topic, payload, retain, properties)
+        if own is None and copy == "own":
+            return _nothing()  # the application's subscription brings it its own copy
+        return own
+
+    def _app_copy(
+        self, topic: str, payload: bytes, retain: bool, properties: MqttProperties
+    ) -> Coroutine[Any, Any, None] | None:
+        """The application's copy: what the adapter's own copy covers is not looked at again."""
+        if self._answers_apart and _matches(self.commands, topic):
+            return _nothing()  # answers are never the application's
+        if self._status_apart and _matches(self.presence, topic):
+            return None
+        return self._own(topic, payload, retain, properties)
+
+    def _own(
+        self, topic: str, payload: bytes, retain: bool, properties: MqttProperties
+    ) -> Coroutine[Any, Any, None] | None:
         if self.commands is not None:
             answer = self.commands.answer(topic, payload, properties)
             if answer is not None:

@@ -39,7 +39,7 @@ from gateway.types import MqttPublishEvent
 from protocol_adapters.mqtt._compat_gmqtt import OUTBOUND_PROPERTIES, check_version
 from protocol_adapters.mqtt._compat_gmqtt import Client as _Client
 from protocol_adapters.mqtt.common import MqttIntake, serve_publish_channel, subscriptions_for
-from protocol_adapters.mqtt.device_link import DeviceLink
+from protocol_adapters.mqtt.device_link import APP_SUBSCRIPTION, OWN_SUBSCRIPTION, DeviceLink
 from protocol_adapters.mqtt.external_failover import SessionFailover
 from protocol_adapters.mqtt.external_inbound import InboundFlow
 from protocol_adapters.mqtt.external_options import (
@@ -301,16 +301,22 @@ class ExternalBroker(ProtocolAdapter):
             return
         # retain_handling 1: retained messages for a new subscription, not on each resubscribe.
         # The adapter's own (status topics) always get them: they are the devices' state.
-        retain_handling = 1 if self.options.protocol == 5 else 0
+        mqtt5 = self.options.protocol == 5
+        retain_handling = 1 if mqtt5 else 0
         qos = self.options.common.qos
         subs = [
             Subscription(f, qos=qos, retain_handling_options=retain_handling) for f in self._filters
         ]
-        subs += [Subscription(f, qos=max(qos, 1), retain_handling_options=0) for f in own]
-        waiter: asyncio.Future[tuple[int, ...]] = asyncio.get_running_loop().create_future()
-        mid = client.subscribe(subs)
-        client.subacks[mid] = waiter
-        codes = await waiter
+        mine = [Subscription(f, qos=max(qos, 1), retain_handling_options=0) for f in own]
+        sent: list[tuple[list[Subscription], int | None]]
+        if mqtt5:  # a copy per subscription: each SUBSCRIBE's identifier says whose it is
+            sent = [(subs, APP_SUBSCRIPTION), (mine, OWN_SUBSCRIPTION)]
+        else:
+            sent = [(subs + mine, None)]
+        codes: list[int] = []
+        for batch, identifier in sent:
+            if batch:
+                codes += await _subscribed(client, batch, identifier)
         for topic_filter, code in zip([*self._filters, *own], codes, strict=False):
             if code >= 0x80:
                 self._refused.append(f"{topic_filter} (0x{code:02x})")
@@ -383,3 +389,15 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError):
         return "timed out"
     return str(exc) or type(exc).__name__
+
+
+async def _subscribed(
+    client: _Client, subscriptions: list[Subscription], identifier: int | None
+) -> tuple[int, ...]:
+    """One SUBSCRIBE (with `identifier`, MQTT 5), its SUBACK's reason codes."""
+    if identifier is not None:
+        for subscription in subscriptions:
+            subscription.subscription_identifier = identifier
+    waiter: asyncio.Future[tuple[int, ...]] = asyncio.get_running_loop().create_future()
+    client.subacks[client.subscribe(subscriptions)] = waiter
+    return await waiter

@@ -16,7 +16,7 @@ from gateway.pipeline import DispatcherClosed, OnDone, Outcome
 from protocol_adapters.mqtt._compat_gmqtt import Client as _Client
 from protocol_adapters.mqtt._compat_gmqtt import scope_properties
 from protocol_adapters.mqtt.common import InboundMessage, MqttIntake, match_subscription
-from protocol_adapters.mqtt.device_link import DeviceLink
+from protocol_adapters.mqtt.device_link import DeviceLink, copy_of
 
 __all__ = ["InboundFlow"]
 
@@ -62,7 +62,8 @@ class InboundFlow:
             return  # not acknowledged: the broker keeps it for the next session
         message = self._message(topic, payload, qos, mid, properties)
         if self.link is not None:
-            own = self.link.take(topic, payload, message.retain, message.properties)
+            copy = copy_of(properties.get("subscription_identifier"))
+            own = self.link.take(topic, payload, message.retain, message.properties, copy)
             if own is not None:  # the gateway's own (an answer, a status): not the app's
                 done = None if mid is None else partial(client.acknowledge, qos, mid)
                 self.link.spawn(own, done)

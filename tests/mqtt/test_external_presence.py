@@ -170,3 +170,49 @@ async def test_status_messages_reach_a_route_that_covers_them(broker: Mosquitto)
         ("devices/pump-1/status", b"online"),
         ("devices/pump-1/status", b"offline"),
     ]
+
+
+@pytest.mark.parametrize(
+    ("shared_group", "route"),
+    [
+        ("gateways", "devices/{device_id}/status"),  # $share/gateways/devices/+/status
+        ("gateways", "devices/{device_id}/{kind}"),
+        (None, "devices/{device_id}/{kind}"),  # devices/+/+ beside the adapter's own filter
+    ],
+)
+async def test_a_route_covering_the_status_topics_gets_each_status_message_once(
+    broker: Mosquitto, shared_group: str | None, route: str
+) -> None:
+    """MQTT 5: Mosquitto sends a copy per subscription; the adapter's own copy is not the app's."""
+    await add_devices("pump-1")
+    seen: list[tuple[str, bytes]] = []
+    routes = [topic(route, Telemetry.as_asgi(seen=seen))]
+    if "{kind}" not in route:
+        routes.append(topic("devices/{device_id}/telemetry", Telemetry.as_asgi(seen=seen)))
+    application = ProtocolTypeRouter({"mqtt": MqttTopicRouter(routes)})
+    settings = settings_for(broker, PRESENCE=True, SHARED_GROUP=shared_group)
+    async with running_gateway(application, settings):
+        device = await asyncio.to_thread(PahoClient, broker, "pump-1")
+        try:
+            await asyncio.to_thread(device.publish, "devices/pump-1/status", "online", 1, True)
+            await until("pump-1", True)
+            await asyncio.to_thread(device.publish, "devices/pump-1/telemetry", "21.5", 1)
+            await asyncio.to_thread(device.publish, "devices/pump-1/status", "offline", 1, True)
+            await until("pump-1", False)
+            # The telemetry after the first status, the last status: whatever came twice is in.
+            await asyncio.to_thread(device.publish, "devices/pump-1/telemetry", "22.5", 1)
+            for _ in range(int(WAIT / 0.05)):
+                if ("devices/pump-1/telemetry", b"22.5") in seen:
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            device.close()
+    # Once each (the order holds per topic: different topics are handled concurrently).
+    assert [m for m in seen if m[0].endswith("/status")] == [
+        ("devices/pump-1/status", b"online"),
+        ("devices/pump-1/status", b"offline"),
+    ]
+    assert [m for m in seen if m[0].endswith("/telemetry")] == [
+        ("devices/pump-1/telemetry", b"21.5"),
+        ("devices/pump-1/telemetry", b"22.5"),
+    ]
