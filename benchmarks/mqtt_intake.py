@@ -140,7 +140,7 @@ def receive_gateway(kind: str, port: int, qos: int, counter: Counter) -> None:
 
     async def main() -> None:
         started = asyncio.Event()
-        serving = asyncio.create_task(gateway.serve(started))
+        serving = asyncio.create_task(gateway.serve(started, settle_heap=True))  # as `gateway run`
         await started.wait()
         address = next(item.address for item in gateway.listeners if item.protocol == "mqtt")
         ready(int(address.split(" ")[0].rsplit(":", 1)[1]))
