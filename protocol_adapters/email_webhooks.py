@@ -15,7 +15,8 @@ already handled: same provider event id, or same bytes and Message-ID); ``401`` 
 for a missing or wrong signature or password; ``400`` for a body that is not the provider's;
 ``405`` for another method; ``413`` past ``MAX_BODY_BYTES``; ``503`` with ``Retry-After``
 when busy: past the ``INTAKE`` cap on requests being read, checked and parsed at once
-(`gateway.intakes`), or with ``MAX_IN_FLIGHT`` messages already at the application. On an
+(`gateway.intakes`), or, for a provider that retries, with ``MAX_IN_FLIGHT`` messages already
+at the application (a provider that does not retry waits for a slot instead). On an
 application error the status that makes the provider retry (`Provider.retry_status`), or, for
 a provider that does not retry (or ``ON_APP_ERROR: "dead_letter"``), a dead letter for replay
 and ``200``. This is the only module that imports anymail.
@@ -267,10 +268,11 @@ class EmailWebhookAdapter(ProtocolAdapter):
         if not accepted:
             await self._unrouted(raw, from_, to, envelope)
             return []
-        # Without waiting for the dispatcher: full, a recipient's delivery is "busy" (nothing
-        # stored) and the request is answered 503, as past the gate.
+        # A provider that retries is not kept waiting for a full dispatcher: the delivery is
+        # "busy" (nothing stored) and the request answered 503, as past the gate. One that
+        # does not retry waits for a slot: a 503 could be the end of its mail.
         deliveries = await self.intake.deliver_all(
-            raw, sender=from_, recipients=accepted, wait=False, **envelope
+            raw, sender=from_, recipients=accepted, wait=not self.retries, **envelope
         )
         if any(delivery.status == "busy" for delivery in deliveries):
             raise IntakeBusy(f"{self.intake.dispatcher.max_in_flight} messages in flight")
