@@ -26,6 +26,8 @@ from urllib.parse import urlsplit
 __all__ = ["SimulatedDevice", "Simulation", "reading", "register"]
 
 logger = logging.getLogger("gateway.simulate")
+CONNECT_TIMEOUT = 10.0
+"""Seconds a device waits for its CONNACK."""
 
 
 def reading(index: int, last_command: Any = None) -> dict[str, Any]:
@@ -74,6 +76,7 @@ class Simulation:
     password: str | None = None
     prefix: str = "sensor"
     qos: int = 0
+    connect_timeout: float = CONNECT_TIMEOUT
     sent: int = 0
     members: list[SimulatedDevice] = field(default_factory=list)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
@@ -103,9 +106,10 @@ class Simulation:
             client.set_auth_credentials(member.device_id, self.password)
         client.on_message = member.on_message
         try:
-            await client.connect(host, port, keepalive=30, version=mqtt311)
+            await _connect(client, host, port, mqtt311, self.connect_timeout)
         except Exception as exc:
-            message = f"{member.device_id} could not connect to {self.url}: {exc}"
+            connected = f"{len(self.members)} of {self.devices} devices connected"
+            message = f"{member.device_id} could not connect to {self.url}: {exc} ({connected})"
             raise ConnectionError(message) from exc
         client.subscribe(f"{member.topic}/commands", qos=1)
         client.publish(f"{member.topic}/status", b"online", qos=1)
@@ -141,6 +145,46 @@ class Simulation:
             with contextlib.suppress(Exception):
                 await member.client.disconnect()
         self.members.clear()
+
+
+async def _connect(client: Any, host: str, port: int, version: int, timeout: float) -> None:
+    """Connect, or raise saying why: the CONNACK's refusal, a closed connection, no answer.
+
+    gmqtt waits for the CONNACK forever when the broker closes the connection first (as a
+    broker over a connection cap does), so the close and a timeout end the wait here.
+    """
+    from gmqtt import MQTTConnectError
+
+    closed = asyncio.Event()
+    client.on_disconnect = lambda *args, **kwargs: closed.set()
+    connecting = asyncio.ensure_future(client.connect(host, port, keepalive=30, version=version))
+    close_seen = asyncio.ensure_future(closed.wait())
+    try:
+        await asyncio.wait([connecting, close_seen], timeout=timeout, return_when="FIRST_COMPLETED")
+        if closed.is_set() and not connecting.done():
+            # A refusing CONNACK may come just before the close: its reason says more.
+            await asyncio.wait([connecting], timeout=0.5)
+        if connecting.done():
+            try:
+                connecting.result()
+            except MQTTConnectError as exc:
+                raise ConnectionError(f"refused by the broker: CONNACK {exc}") from exc
+            return
+        if closed.is_set():
+            raise ConnectionError(
+                "the broker closed the connection before its CONNACK "
+                "(a connection limit such as MAX_CONNECTIONS_PER_ADDRESS, or not an MQTT broker?)"
+            )
+        raise TimeoutError(f"no CONNACK within {timeout:g}s")
+    finally:
+        for task in (connecting, close_seen):
+            task.cancel()
+        await asyncio.gather(connecting, close_seen, return_exceptions=True)
+        client.on_disconnect = _disconnected
+
+
+def _disconnected(client: Any, packet: Any = None, exc: Any = None) -> None:
+    logger.warning("%s was disconnected by the broker", getattr(client, "_client_id", "a device"))
 
 
 def _gmqtt() -> tuple[Any, int]:
@@ -181,6 +225,12 @@ def register(commands: Any) -> None:
     parser.add_argument("--prefix", default="sensor", help="device ids are PREFIX-1..N")
     parser.add_argument("--qos", type=int, choices=(0, 1), default=0, help="telemetry QoS")
     parser.add_argument("--duration", type=float, help="stop after this many seconds")
+    parser.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=CONNECT_TIMEOUT,
+        help=f"seconds to wait for each CONNACK (default: {CONNECT_TIMEOUT:g})",
+    )
     add_common_options(parser)
     parser.set_defaults(handler=_simulate_command, needs_django=False)
 
@@ -188,15 +238,16 @@ def register(commands: Any) -> None:
 def _simulate_command(args: argparse.Namespace) -> int:
     from gateway.cli import UsageError
 
-    if args.devices < 1 or args.rate <= 0:
-        raise UsageError("--devices must be at least 1 and --rate above 0")
+    if args.devices < 1 or args.rate <= 0 or args.connect_timeout <= 0:
+        raise UsageError("--devices must be at least 1, --rate and --connect-timeout above 0")
     try:
         _host_port(args.broker)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     simulation = Simulation(
-        args.broker, args.devices, args.rate, args.password, args.prefix, args.qos
-    )
+        args.broker, args.devices, args.rate, args.password, args.prefix, args.qos,
+        args.connect_timeout,
+    )  # fmt: skip
     try:
         return asyncio.run(_simulate(simulation, args.duration))
     except KeyboardInterrupt:

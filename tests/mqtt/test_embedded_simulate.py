@@ -41,3 +41,53 @@ async def test_simulated_devices_publish_and_receive_commands() -> None:
             _, err = await asyncio.wait_for(proc.communicate(), WAIT)
     assert proc.returncode == 0, err.decode()
     assert "commands 1" in err.decode()
+
+
+async def _simulate(port: int, *args: str) -> tuple[int | None, str]:
+    """Run `gateway simulate` to its end (WAIT turns a hang into a failure): code, stderr."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway", "simulate", "--rate", "5",
+        "--broker", f"mqtt://127.0.0.1:{port}", "--duration", "60", *args,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        _, err = await asyncio.wait_for(proc.communicate(), WAIT)
+    except TimeoutError:
+        proc.kill()
+        _, err = await proc.communicate()
+        raise AssertionError(f"gateway simulate hung: {err.decode()}") from None
+    return proc.returncode, err.decode()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_wrong_password_is_reported_with_the_connack_reason() -> None:
+    async with running_broker(Recorder(), AUTH="devices") as run:
+        code, err = await _simulate(run.port, "--devices", "2", "--password", "wrong")
+    assert code == 1
+    assert "sensor-1 could not connect" in err
+    assert "refused by the broker: CONNACK code 5 (Connection Refused: not authorised)" in err
+    assert "(0 of 2 devices connected)" in err
+
+
+async def test_a_connection_the_broker_closes_before_its_connack_is_reported() -> None:
+    # The embedded broker's per-address cap closes the third connection without a CONNACK.
+    options = {"AUTH": "anonymous", "MAX_CONNECTIONS_PER_ADDRESS": 2}
+    async with running_broker(Recorder(), **options) as run:
+        code, err = await _simulate(run.port, "--devices", "3")
+    assert code == 1
+    assert "sensor-3 could not connect" in err
+    assert "closed the connection before its CONNACK" in err, err
+    assert "(2 of 3 devices connected)" in err
+
+
+async def test_a_broker_that_never_answers_is_reported_after_the_connect_timeout() -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # reads the CONNECT, answers nothing
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        code, err = await _simulate(port, "--devices", "1", "--connect-timeout", "0.5")
+    assert code == 1
+    assert "sensor-1 could not connect" in err
+    assert "no CONNACK within 0.5s" in err, err
