@@ -3,7 +3,7 @@
 ``INTAKE_FLOOD_MODE`` ``capped`` keeps the adapters' caps at their defaults; ``open`` lifts
 them (``INTAKE``, ``MAX_CONNECTIONS`` and ``LOGINS`` so large that nothing is refused), as
 the intakes were before the caps. ``/ping/`` is a Django view that reads the database, as a
-dashboard's request does, on the thread Django's sync views share with the stores.
+dashboard's request does.
 """
 
 from __future__ import annotations

@@ -8,7 +8,9 @@ times: every probe was answered with success; the flooded intake answered each e
 success or its "busy, retry" answer (503 with Retry-After, SMTP 421, CONNACK 3; wrong MQTT
 passwords CONNACK 5), never an error or a hang, and refused some as busy past its cap (counted
 in ``overloaded``); every SMS or mail that was answered with success reached the
-application. The latency figures (within 2x of idle) are in benchmarks/intake_flood.py.
+application. An SMS flood keeps at most ``INTAKE["CONCURRENCY"]`` store calls queued for the
+database thread the stores share; the same flood without the cap queues one per client.
+The latency figures (against idle) are in benchmarks/intake_flood.py.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from email.message import EmailMessage
 from typing import Any
 
 import pytest
+from asgiref.sync import SyncToAsync
 
 from benchmarks.intake_clients import (
     MAIL_SIGNING_KEY,
@@ -87,11 +90,11 @@ def make_app(seen: Seen) -> Any:
     )
 
 
-def settings() -> GatewaySettings:
+def settings(sms_cap: dict[str, Any]) -> GatewaySettings:
     adapters = {
         "mqtt": ("protocol_adapters.mqtt.EmbeddedBroker", {"PORT": 0}),
         "sms": ("protocol_adapters.twilio_sms.TwilioSmsAdapter",
-                {"AUTH_TOKEN": SMS_TOKEN, "INTAKE": CAP}),
+                {"AUTH_TOKEN": SMS_TOKEN, "INTAKE": sms_cap}),
         "mail": ("protocol_adapters.email_webhooks.EmailWebhookAdapter",
                  {"PROVIDER": "mailgun", "SIGNING_KEY": MAIL_SIGNING_KEY, "STORE": True,
                   "INTAKE": CAP, "MAX_IN_FLIGHT": 4}),
@@ -111,8 +114,8 @@ def settings() -> GatewaySettings:
 
 
 @asynccontextmanager
-async def running(seen: Seen) -> AsyncIterator[Intakes]:
-    gateway = Gateway(make_app(seen), settings=settings(), host="127.0.0.1", port=0)
+async def running(seen: Seen, sms_cap: dict[str, Any] = CAP) -> AsyncIterator[Intakes]:
+    gateway = Gateway(make_app(seen), settings=settings(sms_cap), host="127.0.0.1", port=0)
     ready = asyncio.Event()
     serving = asyncio.create_task(gateway.serve(ready))
     waiter = asyncio.create_task(ready.wait())
@@ -174,6 +177,37 @@ async def eventually(check: Callable[[], bool], what: str) -> None:
     while not check():
         assert loop.time() < deadline, what
         await asyncio.sleep(0.05)
+
+
+class DatabaseThreadQueue:
+    """The deepest queue of calls waiting for the database thread the stores share."""
+
+    def __init__(self) -> None:
+        self.deepest = 0
+
+    async def watch(self, until: asyncio.Task[Any]) -> None:
+        queue = SyncToAsync.single_thread_executor._work_queue
+        while not until.done():
+            self.deepest = max(self.deepest, queue.qsize())
+            await asyncio.sleep(0.001)
+
+
+@pytest.mark.parametrize("intake", ["capped", "open"])
+async def test_an_sms_flood_queues_at_most_its_cap_on_the_database_thread(intake: str) -> None:
+    """The SMS store's records wait for the shared thread CONCURRENCY at a time, the rest of
+    the flood waits (or is refused) in the gate; without the cap it all queues there."""
+    seen = Seen()
+    cap = CAP if intake == "capped" else {"CONCURRENCY": 10**6, "MAX_WAITING": 10**6}
+    async with running(seen, cap) as at:
+        flooding = asyncio.create_task(flood(FLOODS["sms"], at))
+        depth = DatabaseThreadQueue()
+        await depth.watch(flooding)
+        floods = await flooding
+    print(f"{intake}: {len(floods)} requests, {depth.deepest} calls queued at most")
+    if intake == "capped":
+        assert depth.deepest <= CAP["CONCURRENCY"]
+    else:  # the reference: the same flood without the cap queues past it
+        assert depth.deepest > CAP["CONCURRENCY"]
 
 
 @pytest.mark.usefixtures("fast_hashing")
