@@ -88,10 +88,10 @@ class IntakeGate:
         try:
             await turn
         except asyncio.CancelledError:
-            if turn.done() and not turn.cancelled():
+            if turn.done() and not turn.cancelled() and turn.exception() is None:
                 self._release()  # the turn came with the cancellation: pass it on
             else:
-                self._forget(turn)
+                self._forget(turn)  # (an expired turn is forgotten already)
             raise
         finally:
             timer.cancel()

@@ -102,3 +102,20 @@ def test_smtp_max_connections() -> None:
     assert SMTP_OPTIONS.check({"MAX_CONNECTIONS": 0}) == [
         'OPTIONS["MAX_CONNECTIONS"] must be a positive integer, got 0'
     ]
+
+
+async def test_a_waiter_cancelled_just_after_its_wait_ran_out_releases_nothing() -> None:
+    gate = IntakeGate(IntakeLimits(concurrency=1, max_waiting=5, wait=60.0))
+    release, done = asyncio.Event(), list[int]()
+    holder = asyncio.create_task(hold(gate, release, done, 0))
+    waiter = asyncio.create_task(hold(gate, release, done, 1))
+    await settle()
+    [turn] = gate._turns
+    gate._expire(turn)  # the wait runs out, and in the same step the waiter is cancelled
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert (gate.working, gate.waiting, gate.refused) == (1, 0, 1)
+    release.set()
+    await holder
+    assert (gate.working, done) == (0, [0])
