@@ -48,6 +48,7 @@ from protocol_adapters.mqtt.embedded_acl import may_publish, may_subscribe
 from protocol_adapters.mqtt.embedded_auth import log_in
 from protocol_adapters.mqtt.embedded_broker import Broker, BrokerLimits, Login
 from protocol_adapters.mqtt.embedded_connections import Connection, ConnectionSettings
+from protocol_adapters.mqtt.embedded_deadlines import Deadlines
 from protocol_adapters.mqtt.embedded_options import EMBEDDED_OPTIONS, embedded_deploy_risks
 from protocol_adapters.mqtt.embedded_sessions import QueueLimits, Session
 from protocol_adapters.mqtt.embedded_websocket import serve_websocket
@@ -79,6 +80,12 @@ class EmbeddedBroker(ProtocolAdapter):
         self.intake: MqttIntake | None = None
         self.broker = Broker(_limits(self.settings), on_dropped=self._dropped)
         self.connections: dict[tuple[str, int], Connection] = {}
+        self.deadlines = Deadlines()
+        """Every connection's CONNECT timeout or keep-alive, on one timer."""
+        self._connection_settings = ConnectionSettings(
+            max_packet=self.options.max_payload + MAX_TOPIC_BYTES + 4,
+            connect_timeout=float(self.settings["CONNECT_TIMEOUT"]),
+        )
         self.peak_in_flight = 0
         """The most messages the intake held at once, as seen after each submit."""
         self._per_address: Counter[str] = Counter()
@@ -155,11 +162,7 @@ class EmbeddedBroker(ProtocolAdapter):
         return Listener(name, _address(scheme, server.sockets))
 
     def _connection(self, listener: str) -> Connection:
-        settings = ConnectionSettings(
-            max_packet=self.options.max_payload + MAX_TOPIC_BYTES + 4,
-            connect_timeout=float(self.settings["CONNECT_TIMEOUT"]),
-        )
-        return Connection(self, listener, settings)
+        return Connection(self, listener, self._connection_settings)
 
     async def _serve_websocket(self, websocket: ServerConnection) -> None:
         await serve_websocket(websocket, self._connection("mqtt-ws"))
@@ -200,6 +203,7 @@ class EmbeddedBroker(ProtocolAdapter):
         tasks = [c.task for c in connections if c.task is not None]
         if tasks:
             await asyncio.wait(tasks, timeout=5.0)
+        self.deadlines.close()
         self.broker.clear()
         for server in self._servers:
             with contextlib.suppress(Exception):

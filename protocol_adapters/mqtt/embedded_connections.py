@@ -1,11 +1,13 @@
 """One client connection of the embedded broker: an asyncio protocol and its packet loop.
 
-Bytes are split into packets as they arrive; one task per connection handles them in order,
-awaiting the adapter where it must (the login, the application's intake). While it waits,
-unread bytes pile up to `READ_BUFFER`, then the socket is no longer read and TCP pushes back
-on the client. The rules a server must enforce are enforced here: a CONNECT first and only
-once, within ``CONNECT_TIMEOUT``; the keep-alive (a client silent for 1.5 times it is cut
-off and its will published); any malformed packet closes the connection.
+Bytes are split into packets as they arrive; a task handles them in order, awaiting the
+adapter where it must (the login, the application's intake), and ends once no complete packet
+is left: an idle connection holds no task, no timer and no empty containers, only its small
+state (``__slots__``). While the task waits, unread bytes pile up to `READ_BUFFER`, then the
+socket is no longer read and TCP pushes back on the client. The rules a server must enforce
+are enforced here: a CONNECT first and only once, within ``CONNECT_TIMEOUT``; the keep-alive
+(a client silent for 1.5 times it is cut off and its will published), both on the adapter's
+shared `Deadlines`; any malformed packet closes the connection.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 from protocol_adapters.mqtt.embedded_broker import Broker, Login
+from protocol_adapters.mqtt.embedded_deadlines import Deadlines
 from protocol_adapters.mqtt.embedded_sessions import Session
 from protocol_adapters.mqtt.wire import (
     CONNACK_ACCEPTED,
@@ -66,6 +69,7 @@ class ConnectionHooks(Protocol):
     """What a connection asks the adapter."""
 
     broker: Broker
+    deadlines: Deadlines
 
     def admit(self, connection: Connection) -> bool: ...
 
@@ -88,6 +92,32 @@ class ConnectionSettings:
 
 class Connection(asyncio.Protocol):
     """One client: its socket, its login, its session, and the task handling its packets."""
+
+    __slots__ = (
+        "__weakref__",
+        "_logging_in",
+        "client_id",
+        "deadline_slot",
+        "done",
+        "graceful",
+        "hooks",
+        "idle",
+        "keep_alive",
+        "last_read",
+        "listener",
+        "login",
+        "loop",
+        "lost",
+        "paused",
+        "peer",
+        "reader",
+        "session",
+        "settings",
+        "stopping",
+        "task",
+        "transport",
+        "will",
+    )
 
     def __init__(self, hooks: ConnectionHooks, listener: str, settings: ConnectionSettings):
         self.hooks = hooks
@@ -112,8 +142,11 @@ class Connection(asyncio.Protocol):
         self.graceful = False
         """The client sent DISCONNECT: its will is discarded."""
         self.task: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
-        self._timer: asyncio.TimerHandle | None = None
+        """The task handling packets, while there are some (or the connection is ending)."""
+        self.done = False
+        """Refused, or finished: no task is started for it any more."""
+        self.deadline_slot: int | None = None
+        """Kept by the adapter's `Deadlines` (the CONNECT timeout, then the keep-alive)."""
         self._logging_in = False
 
     @property
@@ -136,25 +169,24 @@ class Connection(asyncio.Protocol):
             self.peer = (str(peer[0]), int(peer[1]))
         if not self.hooks.admit(self):
             self.transport.abort()
-            self.lost = True
+            self.lost = self.done = True
             return
-        self._timer = self.loop.call_later(self.settings.connect_timeout, self._connect_timeout)
-        self.task = self.loop.create_task(self._run(), name=f"mqtt-connection:{self.peer}")
+        self.hooks.deadlines.add(self, self.last_read + self.settings.connect_timeout)
 
     def data_received(self, data: bytes) -> None:
         self.reader.feed(data)
         self.last_read = self.loop.time()
         if len(self.reader.buffer) > READ_BUFFER and not self.paused:
             self._pause()
-        self._wake.set()
+        self._kick()
 
     def eof_received(self) -> bool:
         return False  # close our side too
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
-        self._wake.set()
         self._give_up_login()
+        self._kick()
 
     # --- what the session and the adapter call -----------------------------------------------
 
@@ -174,7 +206,7 @@ class Connection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.abort()
         self.lost = True
-        self._wake.set()
+        self._kick()
 
     def stop_reading(self) -> None:
         """Read nothing more from this client (the gateway is stopping)."""
@@ -183,31 +215,40 @@ class Connection(asyncio.Protocol):
 
     # --- the packet loop ---------------------------------------------------------------------
 
+    def _kick(self) -> None:
+        """Start the packet task unless it runs (it sees what came) or the connection is done."""
+        if self.task is None and not self.done:
+            self.task = self.loop.create_task(self._run(), name=f"mqtt-connection:{self.peer}")
+
     async def _run(self) -> None:
+        ended = True
         try:
-            await self._serve()
+            ended = await self._serve()
         except MalformedPacket as exc:
             logger.warning("mqtt client %s sent a malformed packet (%s): closing", self.describe(),
                            exc)  # fmt: skip
         except Exception:
             logger.exception("mqtt client %s: error handling a packet; closing", self.describe())
         finally:
-            await self._finish()
+            if ended:
+                self.done = True
+                await self._finish()
+            else:
+                self.task = None  # idle: the next bytes start a new task
 
-    async def _serve(self) -> None:
+    async def _serve(self) -> bool:
+        """Handle every complete packet; True when the connection ends, False when idle."""
         while True:
             frame = self.reader.next()
             if frame is None:
                 if self.lost:
-                    return
+                    return True
                 self.idle = True
                 self._resume()
-                self._wake.clear()
-                await self._wake.wait()
-                continue
+                return False
             self.idle = False
             if not await self._handle(frame):
-                return
+                return True
 
     async def _handle(self, frame: Frame) -> bool:
         """Handle one packet; False when the connection must end."""
@@ -269,7 +310,7 @@ class Connection(asyncio.Protocol):
         if broker.held_by_other(client_id, login):
             return self._refuse(CONNACK_ID_REJECTED, "its client id is held by another login")
         self.client_id, self.login, self.will = client_id, login, connect.will
-        self._cancel_timer()
+        self.hooks.deadlines.discard(self)
         session, present = broker.open_session(client_id, login, clean=connect.clean)
         self.session = session
         self.write(connack(present, CONNACK_ACCEPTED))
@@ -310,7 +351,7 @@ class Connection(asyncio.Protocol):
     # --- the end -----------------------------------------------------------------------------
 
     async def _finish(self) -> None:
-        self._cancel_timer()
+        self.hooks.deadlines.discard(self)
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
         self.lost = True
@@ -328,39 +369,28 @@ class Connection(asyncio.Protocol):
         if self._logging_in and self.task is not None:
             self.task.cancel()
 
-    def _connect_timeout(self) -> None:
-        self._timer = None
+    def expired(self, now: float) -> float | None:
+        """Its deadline came (see `Deadlines`): the CONNECT timeout, or the keep-alive's."""
         if self.session is None:
             what = "login was not checked" if self._logging_in else "sent no CONNECT"
             logger.warning("mqtt client %s %s in %gs: closing", self.describe(), what,
                            self.settings.connect_timeout)  # fmt: skip
             self.abort()
+            return None
+        limit = self.keep_alive * KEEP_ALIVE_FACTOR
+        if self.paused:
+            return now + limit  # waiting on us is not the client's silence
+        if now - self.last_read >= limit:
+            logger.warning("mqtt client %s silent for %.1fs (keep-alive %gs): disconnecting",
+                           self.describe(), limit, self.keep_alive)  # fmt: skip
+            self.abort()
+            return None
+        return self.last_read + limit
 
     def _start_keep_alive(self, seconds: int) -> None:
         self.keep_alive = float(seconds)
         if seconds > 0:
-            self._schedule(self.last_read + seconds * KEEP_ALIVE_FACTOR)
-
-    def _schedule(self, when: float) -> None:
-        self._timer = self.loop.call_at(when, self._check_keep_alive)
-
-    def _check_keep_alive(self) -> None:
-        limit = self.keep_alive * KEEP_ALIVE_FACTOR
-        now = self.loop.time()
-        if self.paused:
-            self._schedule(now + limit)  # waiting on us is not the client's silence
-        elif now - self.last_read >= limit:
-            self._timer = None
-            logger.warning("mqtt client %s silent for %.1fs (keep-alive %gs): disconnecting",
-                           self.describe(), limit, self.keep_alive)  # fmt: skip
-            self.abort()
-        else:
-            self._schedule(self.last_read + limit)
-
-    def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+            self.hooks.deadlines.add(self, self.last_read + seconds * KEEP_ALIVE_FACTOR)
 
     def _pause(self) -> None:
         if not self.paused and not self.lost:

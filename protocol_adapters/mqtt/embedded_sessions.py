@@ -57,7 +57,26 @@ class QueueLimits:
 
 
 class Session:
-    """One client id's session; `link` is its connection while it is connected."""
+    """One client id's session; `link` is its connection while it is connected.
+
+    Its queue and packet-id sets are made on first use: an idle device's session holds none.
+    """
+
+    __slots__ = (
+        "_handling",
+        "_last_id",
+        "_queue",
+        "_received",
+        "clean",
+        "client_id",
+        "inflight",
+        "limits",
+        "link",
+        "owner",
+        "queued_bytes",
+        "releasing",
+        "subscriptions",
+    )
 
     def __init__(self, client_id: str, owner: str, *, clean: bool, limits: QueueLimits) -> None:
         self.client_id = client_id
@@ -71,13 +90,32 @@ class Session:
         """Sent, waiting for PUBACK (QoS 1) or PUBREC (QoS 2), in the order sent."""
         self.releasing: dict[int, None] = {}
         """QoS 2 messages whose PUBREC came: PUBREL sent, waiting for PUBCOMP."""
-        self.queue: deque[Outgoing] = deque()
+        self._queue: deque[Outgoing] | None = None
         self.queued_bytes = 0
-        self.received: set[int] = set()
-        """Inbound QoS 2 packet ids acknowledged with PUBREC, until their PUBREL."""
-        self.handling: set[int] = set()
-        """Inbound QoS 1/2 packet ids the application has and has not finished."""
+        self._received: set[int] | None = None
+        self._handling: set[int] | None = None
         self._last_id = 0
+
+    @property
+    def queue(self) -> deque[Outgoing]:
+        """Messages waiting for a free slot in the window or for the client to come back."""
+        if self._queue is None:
+            self._queue = deque()
+        return self._queue
+
+    @property
+    def received(self) -> set[int]:
+        """Inbound QoS 2 packet ids acknowledged with PUBREC, until their PUBREL."""
+        if self._received is None:
+            self._received = set()
+        return self._received
+
+    @property
+    def handling(self) -> set[int]:
+        """Inbound QoS 1/2 packet ids the application has and has not finished."""
+        if self._handling is None:
+            self._handling = set()
+        return self._handling
 
     # --- connection --------------------------------------------------------------------------
 
@@ -107,7 +145,7 @@ class Session:
             if link is not None and link.writable():
                 link.write(_publish(message, None, dup=False))
             return 0  # QoS 0 is never queued for a client that is away, as in Mosquitto
-        if link is not None and not self.queue and self._window_open():
+        if link is not None and not self._queue and self._window_open():
             self._send(link, message)
             return 0
         return self._enqueue(message)
@@ -132,8 +170,8 @@ class Session:
 
     def _pump(self) -> None:
         link = self.link
-        while link is not None and self.queue and self._window_open():
-            message = self.queue.popleft()
+        while link is not None and self._queue and self._window_open():
+            message = self._queue.popleft()
             self.queued_bytes -= message.size
             if message.qos == 0:
                 link.write(_publish(message, None, dup=False))
@@ -170,7 +208,8 @@ class Session:
 
     def acknowledge(self, qos: int, packet_id: int) -> None:
         """An inbound message was handled: PUBACK it, or PUBREC it and remember its id."""
-        self.handling.discard(packet_id)
+        if self._handling is not None:
+            self._handling.discard(packet_id)
         if qos == 2:
             self.received.add(packet_id)
             self.send(ack(PUBREC, packet_id))
@@ -179,7 +218,8 @@ class Session:
 
     def pubrel(self, packet_id: int) -> None:
         """The client released an inbound QoS 2 message: it may reuse the id."""
-        self.received.discard(packet_id)
+        if self._received is not None:
+            self._received.discard(packet_id)
         self.send(ack(PUBCOMP, packet_id))
 
 

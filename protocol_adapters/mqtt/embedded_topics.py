@@ -7,18 +7,28 @@ literal one), so its cost follows the depth of the topic, not the number of subs
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Final
 
 from gateway.mqtt import topic_matches
 
 __all__ = ["RetainedStore", "SubscriptionTree"]
 
 
-@dataclass(eq=False, slots=True)
 class _Node:
-    children: dict[str, _Node] = field(default_factory=dict)
-    subscribers: dict[str, int] = field(default_factory=dict)
-    """client id -> granted QoS, for the filter that ends at this node."""
+    # A device's own filter (devices/<id>/commands) adds nodes of its own: those have either
+    # children or subscribers, so the other one is the shared empty dict until it is needed.
+    __slots__ = ("children", "subscribers")
+
+    def __init__(self) -> None:
+        self.children: dict[str, _Node] = _NO_CHILDREN
+        self.subscribers: dict[str, int] = _NO_SUBSCRIBERS
+        """client id -> granted QoS, for the filter that ends at this node."""
+
+
+_NO_CHILDREN: Final[dict[str, _Node]] = {}
+_NO_SUBSCRIBERS: Final[dict[str, int]] = {}
+"""Shared by every node without children or subscribers; never written to."""
 
 
 class SubscriptionTree:
@@ -30,7 +40,14 @@ class SubscriptionTree:
     def add(self, topic_filter: str, client_id: str, qos: int) -> None:
         node = self._root
         for level in topic_filter.split("/"):
-            node = node.children.setdefault(level, _Node())
+            child = node.children.get(level)
+            if child is None:
+                if node.children is _NO_CHILDREN:
+                    node.children = {}
+                child = node.children[level] = _Node()
+            node = child
+        if node.subscribers is _NO_SUBSCRIBERS:
+            node.subscribers = {}
         node.subscribers[client_id] = qos
 
     def remove(self, topic_filter: str, client_id: str) -> None:

@@ -69,6 +69,8 @@ class Frame:
 class FrameReader:
     """Splits a byte stream into frames; refuses packets over `max_packet` bytes."""
 
+    __slots__ = ("buffer", "max_packet")
+
     def __init__(self, max_packet: int) -> None:
         self.max_packet = max_packet
         self.buffer = bytearray()
