@@ -21,15 +21,28 @@ their own gate (`gateway.logins`), SMTP its connection cap (``MAX_CONNECTIONS``)
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Final
 
+from gateway.metrics import MetricsRegistry
 from gateway.options import Option, is_int, is_number
 
-__all__ = ["INTAKE_KEYS", "IntakeBusy", "IntakeGate", "IntakeLimits", "intake_option"]
+__all__ = [
+    "BUSY_BODY",
+    "INTAKE_KEYS",
+    "IntakeBusy",
+    "IntakeGate",
+    "IntakeLimits",
+    "intake_option",
+    "refused_busy",
+]
+
+BUSY_BODY: Final = b"Service Unavailable: busy, retry later\n"
+"""The body of a webhook's 503 past its cap."""
 
 
 @dataclass(frozen=True)
@@ -125,6 +138,17 @@ class IntakeGate:
                 turn.set_result(None)
                 self._start()
                 return
+
+
+def refused_busy(
+    log: logging.Logger, metrics: MetricsRegistry, protocol: str, what: str, limits: IntakeLimits,
+    detail: str,
+) -> list[tuple[bytes, bytes]]:  # fmt: skip
+    """Log and count one request refused as busy; the headers of its 503 (Retry-After)."""
+    metrics.inc(protocol, "rejected")
+    metrics.inc(protocol, "overloaded")
+    log.warning("%s answered 503 (retry after %ds): busy, %s.", what, limits.retry_after, detail)
+    return [(b"retry-after", str(limits.retry_after).encode())]
 
 
 def _positive_int(value: object) -> str | None:

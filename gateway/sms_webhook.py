@@ -7,11 +7,9 @@ and speaks only its wire: `verify` a request with the provider's SDK, `parse` it
 id through the `SmsStore`, STOP/START/HELP, the keyed dispatcher (order per sender, retries,
 dead letters), the deadline, status callbacks.
 
-Reading, checking, parsing and storing a request (the store's record runs on the database
-thread every adapter shares) happen in a turn of the adapter's `IntakeGate` (``INTAKE``):
-past its cap a request is answered 503 with Retry-After before anything of it is stored, so
-the provider's retry is a first delivery, and a flood here cannot queue without bound ahead
-of the other intakes' database work.
+Reading, checking, parsing and storing a request (the store's record is on the database thread
+all adapters share) happen in a turn of the adapter's `IntakeGate` (``INTAKE``); past its cap
+the request is answered 503 with Retry-After, nothing stored: the provider's retry is a first.
 
 Replies (``sms.reply``): a provider with a reply format of its own (``replies_in_answer``) gets
 those sent before the deadline in the webhook's answer; every other reply goes out through the
@@ -30,7 +28,7 @@ from typing import Any, ClassVar
 
 from gateway.adapters import AdapterHealth, DeployRisk, Listener, ProtocolAdapter
 from gateway.exceptions import SmsSendError
-from gateway.intakes import IntakeBusy, IntakeGate
+from gateway.intakes import BUSY_BODY, IntakeBusy, IntakeGate, refused_busy
 from gateway.options import OptionSet
 from gateway.pipeline import DispatcherClosed, KeyedDispatcher
 from gateway.sms import (
@@ -91,8 +89,7 @@ class SmsWebhookAdapter(ProtocolAdapter):
         self.sender = self.sms_sender(self.context.options, self.store)
         self.replies = RestReplies(self.sender, self.store)
         self.dispatcher: KeyedDispatcher | None = None
-        self.gate = IntakeGate(values["INTAKE"])
-        """Bounds the work before the application: reading, checking, storing (``INTAKE``)."""
+        self.gate = IntakeGate(values["INTAKE"])  # reading, checking, storing: INTAKE's cap
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._background: set[asyncio.Task[None]] = set()
         self._stopped = asyncio.Event()
@@ -171,10 +168,7 @@ class SmsWebhookAdapter(ProtocolAdapter):
 
     def health(self) -> AdapterHealth:
         in_flight = self.dispatcher.in_flight if self.dispatcher else 0
-        gate = self.gate
-        return AdapterHealth(
-            "ok", f"{in_flight} message(s) in flight, {gate.working + gate.waiting} in intake"
-        )
+        return AdapterHealth("ok", f"{in_flight} message(s) in flight")
 
     def _missing_secrets(self) -> list[str]:
         return [key for key in self.SECRETS if not self.values[key]]
@@ -201,9 +195,8 @@ class SmsWebhookAdapter(ProtocolAdapter):
     async def _take(
         self, scope: Scope, receive: Receive, send: Send
     ) -> tuple[InboundSms | StatusUpdate | None, InboundSms | None] | None:
-        """Read, check, parse and store one request, in the gate's turn: the event and the
-        message to run the application on (None: a duplicate, a part, a status); None when
-        the request was refused (and answered)."""
+        """Read, check, parse, store: the event and the message to run the app on (None: a
+        duplicate, a part, a status); None once the request was refused and answered."""
         request = await self._verified(scope, receive, send)
         if request is None:
             return None
@@ -252,17 +245,9 @@ class SmsWebhookAdapter(ProtocolAdapter):
 
     async def _busy(self, send: Send, detail: str) -> None:
         """Past the ``INTAKE`` cap: 503 with Retry-After, nothing stored; the provider retries."""
-        self.context.metrics.inc(self.protocol, "rejected")
-        self.context.metrics.inc(self.protocol, "overloaded")
-        retry_after = self.gate.limits.retry_after
-        logger.warning(
-            "%s SMS webhook answered 503 (retry after %ds): busy, %s.",
-            self.provider,
-            retry_after,
-            detail,
-        )
-        headers = [(b"retry-after", str(retry_after).encode())]
-        await respond(send, Answer(503, b"Service Unavailable: busy, retry later\n", TEXT), headers)
+        what, metrics = f"{self.provider} SMS webhook", self.context.metrics
+        headers = refused_busy(logger, metrics, self.protocol, what, self.gate.limits, detail)
+        await respond(send, Answer(503, BUSY_BODY, TEXT), headers)
 
     async def _status(self, update: StatusUpdate) -> None:
         try:

@@ -41,7 +41,7 @@ from django.core.handlers.asgi import ASGIRequest
 
 from gateway.adapters import AdapterHealth, Listener, ProtocolAdapter
 from gateway.email_store import load_mail_store
-from gateway.intakes import IntakeBusy, IntakeGate
+from gateway.intakes import BUSY_BODY, IntakeBusy, IntakeGate, refused_busy
 from gateway.pipeline import DeadLetter, KeyedDispatcher, RetryPolicy
 from gateway.types import Receive, Scope, Send
 from protocol_adapters.email_common import Delivery, EmailIntake, scope_from_raw
@@ -173,17 +173,9 @@ class EmailWebhookAdapter(ProtocolAdapter):
 
     async def _busy(self, send: Send, detail: str) -> None:
         """Past the cap: 503 with Retry-After; the provider keeps the mail and retries."""
-        self.context.metrics.inc(self.protocol, "rejected")
-        self.context.metrics.inc(self.protocol, "overloaded")
-        retry_after = self.gate.limits.retry_after
-        logger.warning(
-            "%s webhook answered 503 (retry after %ds): busy, %s.",
-            self.provider.name,
-            retry_after,
-            detail,
-        )
-        headers = [(b"retry-after", str(retry_after).encode())]
-        await _respond(send, 503, b"Service Unavailable: busy, retry later\n", headers)
+        what, metrics = f"{self.provider.name} webhook", self.context.metrics
+        headers = refused_busy(logger, metrics, self.protocol, what, self.gate.limits, detail)
+        await _respond(send, 503, BUSY_BODY, headers)
 
     async def _events(self, scope: Scope, receive: Receive) -> list[Any]:
         """The inbound events of a checked request, or `_Refused`."""
