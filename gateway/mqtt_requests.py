@@ -19,7 +19,7 @@ from typing import Any, Final, Literal, Protocol, cast
 
 from django.utils.module_loading import import_string
 
-from gateway.exceptions import CommandTimeout, ImproperlyConfiguredGateway
+from gateway.exceptions import ChannelFull, CommandTimeout, ImproperlyConfiguredGateway
 from gateway.types import MqttProperties, MqttRequestEvent
 
 __all__ = [
@@ -158,7 +158,7 @@ async def arequest(
     event = make_request_event(
         device, command, payload, timeout, qos=qos, reply_channel=reply_channel
     )
-    await layer.send(REQUEST_CHANNEL, dict(event))
+    await _send_request(layer, event)
     try:
         async with asyncio.timeout(event["timeout"] + GRACE):
             outcome: Mapping[str, Any] = await layer.receive(reply_channel)
@@ -177,6 +177,30 @@ async def arequest(
         )
     properties = cast(MqttProperties, outcome.get("properties") or {})
     return CommandResponse(event["request_id"], bytes(outcome["payload"]), properties)
+
+
+async def _send_request(layer: Any, event: MqttRequestEvent) -> None:
+    """Put the request on `REQUEST_CHANNEL`, waiting (within its timeout) while it is full.
+
+    The channel holds the layer's capacity (100 by default) of requests the serving process
+    has not taken yet; a burst, or that process stalled for a moment, fills it. The caller
+    then waits for room rather than fail a command the device never saw.
+    """
+    delay = 0.001
+    try:
+        async with asyncio.timeout(event["timeout"]):
+            while True:
+                try:
+                    await layer.send(REQUEST_CHANNEL, dict(event))
+                    return
+                except ChannelFull:
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 0.05)
+    except TimeoutError:
+        raise ChannelFull(
+            f"{REQUEST_CHANNEL} stayed full for {event['timeout']:g}s: the process serving "
+            f"it is behind; {event['command']!r} to {event['device_id']} was not sent"
+        ) from None
 
 
 def request(

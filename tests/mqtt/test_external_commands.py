@@ -13,7 +13,7 @@ from django_app.models.commands import DeviceCommand
 from django_app.models.devices import Device
 from gateway import AsyncMqttConsumer, MqttTopicRouter, ProtocolTypeRouter
 from gateway.db import database_sync_to_async
-from gateway.exceptions import CommandTimeout
+from gateway.exceptions import ChannelFull, CommandTimeout
 from gateway.mqtt import arequest, request
 from gateway.types import ASGIApp
 from routers import topic
@@ -197,3 +197,41 @@ async def eventually_async(check: Any, what: str) -> None:
             return
         await asyncio.sleep(0.04)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+async def test_a_burst_larger_than_the_request_channel_waits_for_room(
+    broker: Mosquitto, settings: Any
+) -> None:
+    """More requests at once than the channel holds: each waits for room, none fails."""
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "gateway.layers.InMemoryChannelLayer",
+            "CONFIG": {"channel_capacity": {"gateway.mqtt.request": 2}},
+        }
+    }
+    await add_device("pump-7")
+    async with running_gateway(app(), settings_for(broker, COMMANDS=True)):
+        pump = await device(broker, "pump-7")
+        try:
+            answers = await asyncio.gather(
+                *(arequest("pump-7", "count", {"n": n}, timeout=5) for n in range(30))
+            )
+        finally:
+            pump.close()
+    assert [a.json()["got"] for a in answers] == [f'{{"n":{n}}}' for n in range(30)]
+
+
+async def test_a_request_channel_that_stays_full_fails_the_command_saying_so(
+    settings: Any,
+) -> None:
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "gateway.layers.InMemoryChannelLayer",
+            "CONFIG": {"channel_capacity": {"gateway.mqtt.request": 1}},
+        }
+    }
+    nobody_serving = asyncio.ensure_future(arequest("pump-7", "first", timeout=0.2))
+    await asyncio.sleep(0)  # the first request fills the channel
+    with pytest.raises(ChannelFull, match=r"stayed full for 0.2s.*'second' to pump-7 was not"):
+        await arequest("pump-7", "second", timeout=0.2)
+    nobody_serving.cancel()
