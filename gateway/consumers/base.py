@@ -15,11 +15,13 @@ from gateway import tracing
 from gateway.db import database_sync_to_async
 from gateway.exceptions import ImproperlyConfiguredGateway, StopConsumer, UnknownMessageType
 from gateway.layers import BaseChannelLayer, get_channel_layer
+from gateway.layers.memory import InMemoryChannelLayer
 from gateway.types import Message, Receive, Scope, Send
 
 logger = logging.getLogger("gateway.consumers")
 
 DEFAULT_CHANNEL_LAYER = "default"
+_MEMORY_RECEIVE = InMemoryChannelLayer.receive
 
 
 def get_handler_name(message: Mapping[str, Any]) -> str:
@@ -37,6 +39,13 @@ def get_handler_name(message: Mapping[str, Any]) -> str:
             f"Malformed type in message (leading underscore): {message_type!r}."
         )
     return name
+
+
+def _direct_receiver(layer: BaseChannelLayer | None) -> InMemoryChannelLayer | None:
+    """The layer, when it is the in-memory one with its own receive (not a subclass's)."""
+    if isinstance(layer, InMemoryChannelLayer) and type(layer).receive is _MEMORY_RECEIVE:
+        return layer
+    return None
 
 
 class ConsumerApplication:
@@ -97,9 +106,9 @@ class AsyncConsumer:
         self.groups = list(self.groups or ())
         self.channel_layer = get_channel_layer(self.channel_layer_alias)
         self.base_send = async_to_sync(send) if self._sync else send
-        self._loop = asyncio.get_running_loop()
-        self._channel_created = asyncio.Event()
         self._joined_groups: list[str] = []
+        # What the dispatch loop waits for (none for a one-event scope): see _dispatch_loop.
+        self._bell: asyncio.Future[Message | None] | None = None
         try:
             if self.one_event_scope:
                 await self._dispatch_traced(await receive())
@@ -170,44 +179,76 @@ class AsyncConsumer:
 
     def _wake_dispatch_loop(self) -> None:
         """Tell the dispatch loop to start receiving from the new channel."""
-        loop = getattr(self, "_loop", None)
-        if loop is None:
+        bell = self._bell
+        if bell is None:
             return
         try:
             running = asyncio.get_running_loop()
         except RuntimeError:
             running = None
-        if running is loop:
-            self._channel_created.set()
+        if running is bell.get_loop():
+            self._ring()
         else:
-            # A sync handler runs in a worker thread; Event is not thread-safe.
-            loop.call_soon_threadsafe(self._channel_created.set)
+            # A sync handler runs in a worker thread; futures are not thread-safe.
+            bell.get_loop().call_soon_threadsafe(self._ring)
+
+    def _ring(self, _: object = None) -> None:
+        """Wake the dispatch loop (the client has a message, or the channel was created)."""
+        bell = self._bell
+        if bell is not None and not bell.done():
+            bell.set_result(None)
 
     async def _receive_from_layer(self) -> Message:
         assert self.channel_layer is not None
         return await self.channel_layer.receive(self.channel_name)
 
     async def _dispatch_loop(self, receive: Receive) -> None:
-        """Await the client and (once it exists) the layer channel; dispatch one at a time."""
+        """Await the client and (once it exists) the layer channel; dispatch one at a time.
+
+        The loop waits on one future, the bell. The in-memory layer hands the channel's next
+        message straight to it, so a message costs one loop turn from `group_send` to its
+        handler; the client's next message and a new channel ring it empty. Other layers'
+        receives run as a task that rings it.
+        """
+        loop = asyncio.get_running_loop()
         client: asyncio.Future[Message] = asyncio.ensure_future(receive())
-        layer: asyncio.Future[Message] | None = None
-        woken: asyncio.Future[Any] = asyncio.ensure_future(self._channel_created.wait())
+        client.add_done_callback(self._ring)
+        direct = _direct_receiver(self.channel_layer)
+        layer: asyncio.Future[Message] | None = None  # the receive task of another layer
+        bell: asyncio.Future[Message | None] | None = None
+        listening: str | None = None  # the channel whose in-memory receiver the bell is
         try:
             while True:
-                if layer is None and getattr(self, "_channel_name", None) is not None:
+                bell = self._bell = loop.create_future()
+                if client.done() or (layer is not None and layer.done()):
+                    bell.set_result(None)
+                name: str | None = getattr(self, "_channel_name", None)
+                if name is not None and direct is not None:
+                    direct.receive_into(name, bell)
+                    listening = name
+                elif name is not None and layer is None:
                     layer = asyncio.ensure_future(self._receive_from_layer())
-                waiting: set[asyncio.Future[Any]] = {client, layer or woken}
-                await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                    layer.add_done_callback(self._ring)
+                from_layer = await bell
+                if listening is not None and direct is not None and from_layer is None:
+                    direct.forget_receiver(listening, bell)
+                listening = None
                 if client.done():
                     message = client.result()
                     await self._dispatch_traced(message)
                     client = asyncio.ensure_future(receive())
+                    client.add_done_callback(self._ring)
+                if from_layer is not None:
+                    await self._dispatch_traced(from_layer)
                 if layer is not None and layer.done():
-                    message = layer.result()
+                    message, layer = layer.result(), None
                     await self._dispatch_traced(message)
-                    layer = asyncio.ensure_future(self._receive_from_layer())
         finally:
-            pending = [task for task in (client, layer, woken) if task is not None]
+            self._bell = None
+            if listening is not None and direct is not None and bell is not None:
+                direct.forget_receiver(listening, bell)  # puts back a message handed to it
+                bell.cancel()
+            pending = [task for task in (client, layer) if task is not None]
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)

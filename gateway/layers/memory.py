@@ -150,6 +150,41 @@ class InMemoryChannelLayer(BaseChannelLayer):
             self._abandon(channel, waiter)
             raise
 
+    def receive_into(self, channel: str, future: asyncio.Future[Any]) -> None:
+        """Resolve `future` (of the running loop) with the next message on a channel.
+
+        At once when one is queued, else when one is sent. For a receiver that waits on more
+        than the layer with one future of its own (a consumer's dispatch loop): it may resolve
+        the future itself first, and then calls `forget_receiver`; a message finds it done
+        and goes to the next receiver, or stays queued.
+        """
+        self.require_valid_channel_name(channel)
+        now = monotonic()
+        if now >= self._next_sweep:
+            self._sweep(now)
+        queue = self._queues.get(channel)
+        if queue is not None:
+            message = self._take(channel, queue, now)
+            if message is not None:
+                future.set_result(message)
+                return
+        waiting = self._waiters.get(channel)
+        if waiting is None:
+            self._waiters[channel] = [future]
+        else:
+            waiting.append(future)
+
+    def forget_receiver(self, channel: str, future: asyncio.Future[Any]) -> None:
+        """No more messages for `future` (given to `receive_into`); one it holds is put back."""
+        if future.done() and not future.cancelled() and future.result() is not None:
+            self._put_back(channel, future.result())  # handed over, never taken: not lost
+            return
+        waiting = self._waiters.get(channel)
+        if waiting is not None and future in waiting:
+            waiting.remove(future)
+            if not waiting:
+                del self._waiters[channel]
+
     def _take(self, channel: str, queue: _Queue, now: float) -> dict[str, Any] | None:
         """Pop the oldest unexpired message, dropping the expired ones before it."""
         message = None

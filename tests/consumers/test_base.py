@@ -294,3 +294,56 @@ async def test_a_one_event_scope_consumer_handles_one_event_and_ends() -> None:
     await asyncio.wait_for(OneShot.as_asgi()({"type": "thing"}, receive, send), 5)
     assert handled == [{"type": "thing.happened", "n": 1}]
     assert calls == 1
+
+
+async def test_a_group_message_reaches_its_handler_in_one_loop_turn() -> None:
+    # The in-memory layer hands the message straight to the future the dispatch loop awaits:
+    # no receive task and no asyncio.wait between group_send and the handler.
+    seen: list[int] = []
+
+    class Member(AsyncWebsocketConsumer):
+        groups = ["turns"]
+
+        async def note(self, message: Message) -> None:
+            seen.append(message["n"])
+
+    memory = {"default": {"BACKEND": "gateway.layers.InMemoryChannelLayer"}}
+    with override_settings(CHANNEL_LAYERS=memory):
+        communicator = WebsocketCommunicator(Member.as_asgi(), "/ws/")
+        assert await communicator.connect() == (True, None)
+        layer = get_channel_layer()
+        assert layer is not None
+        for n in (1, 2):
+            await layer.group_send("turns", {"type": "note", "n": n})
+            await asyncio.sleep(0)
+            assert seen[-1:] == [n]
+        await communicator.disconnect()
+        assert layer._waiters == {}  # type: ignore[attr-defined]
+
+
+async def test_a_client_message_first_leaves_the_group_message_waiting() -> None:
+    seen: list[str] = []
+
+    class Member(AsyncWebsocketConsumer):
+        groups = ["both"]
+
+        async def receive(
+            self, text_data: str | None = None, bytes_data: bytes | None = None
+        ) -> None:
+            seen.append(f"client {text_data}")
+
+        async def note(self, message: Message) -> None:
+            seen.append(f"layer {message['n']}")
+            await self.send(text_data="noted")
+
+    memory = {"default": {"BACKEND": "gateway.layers.InMemoryChannelLayer"}}
+    with override_settings(CHANNEL_LAYERS=memory):
+        communicator = WebsocketCommunicator(Member.as_asgi(), "/ws/")
+        assert await communicator.connect() == (True, None)
+        layer = get_channel_layer()
+        assert layer is not None
+        await communicator.send_to(text_data="a")
+        await layer.group_send("both", {"type": "note", "n": 1})
+        assert await communicator.receive_from() == "noted"
+        assert seen == ["client a", "layer 1"]
+        await communicator.disconnect()

@@ -95,3 +95,36 @@ async def test_send_from_another_thread_wakes_the_receiver() -> None:
     message = await asyncio.wait_for(task, 10)
     thread.join(10)
     assert message == {"type": "t", "from": "thread"}
+
+
+async def test_receive_into_a_future_of_the_receiver() -> None:
+    layer = InMemoryChannelLayer()
+    loop = asyncio.get_running_loop()
+    await layer.send("c", {"type": "t", "n": 1})
+    queued: asyncio.Future[dict[str, object]] = loop.create_future()
+    layer.receive_into("c", queued)  # a queued message resolves it at once
+    assert queued.result()["n"] == 1
+    waiting: asyncio.Future[dict[str, object]] = loop.create_future()
+    layer.receive_into("c", waiting)
+    await layer.group_add("g", "c")
+    await layer.group_send("g", {"type": "t", "n": 2})
+    assert waiting.result()["n"] == 2
+    assert layer._waiters == {}
+
+
+async def test_a_receiver_future_resolved_by_its_owner_loses_no_message() -> None:
+    layer = InMemoryChannelLayer()
+    loop = asyncio.get_running_loop()
+    rung: asyncio.Future[object] = loop.create_future()
+    layer.receive_into("c", rung)
+    rung.set_result(None)  # its owner was woken by something else first
+    await layer.send("c", {"type": "t", "n": 1})  # skips the done future: queued
+    layer.forget_receiver("c", rung)
+    handed: asyncio.Future[object] = loop.create_future()
+    layer.receive_into("c", handed)
+    await layer.send("c", {"type": "t", "n": 2})
+    assert handed.result() == {"type": "t", "n": 1}
+    layer.forget_receiver("c", handed)  # handed over but never taken: put back first
+    assert [(await receive(layer, "c"))["n"] for _ in range(2)] == [1, 2]
+    assert layer._queues == {}
+    assert layer._waiters == {}
