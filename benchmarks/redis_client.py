@@ -15,7 +15,7 @@ ops/s of each, the ratio ours / redis-py, and the CPU time of this process per o
   per call. Ours: `execute_many`; redis-py: `pipeline(transaction=False)`.
 - receive 1:1: a producer runs SEND for one message (through our client for both: only the
   receiving side changes) and waits until the receiver has it. The receiver pops the inbox
-  with BLMPOP behind 8 wake-up lists (COUNT 1024), as the layer's receive task does. Ours: 8
+  with BLMPOP behind a wake-up list (COUNT 1024), as the layer's receive task does. Ours: 8
   pops queued on a connection of its own, replies taken in `data_received`, topped up when 2
   are left (the layer's `_Pops`); redis-py: one task looping on `blmpop`, one pop at a time.
 - receive stream: redis-benchmark (another process: 4 connections, 16 commands pipelined on
@@ -56,6 +56,7 @@ from gateway.layers.redis.config import parse_hosts
 from gateway.layers.redis.connections import Script
 from gateway.layers.redis.receiver import BATCH, DEPTH, REFILL_AT, encode_entry
 from gateway.layers.redis.scripts import GROUP_SEND, SEND
+from gateway.layers.redis.sending import make_plan
 from gateway.layers.redis.wire import ReplyHandler, WireConnection, open_connection, pack
 from tests.integration.redis import running_redis
 
@@ -87,7 +88,8 @@ class Workload:
         self.lists = [self.layer.list_key(inbox) for inbox in self.inboxes]
         self.payload: bytes = msgpack.packb(MESSAGE)
         self.wake_keys = [f"bench:w:{prefix}.{n}" for n in range(DEPTH)]
-        self.pop_keys = [*self.wake_keys, self.lists[0]]  # the layer's order: wake-ups first
+        # The layer's order: a wake-up list first (each queued pop watches one of them).
+        self.pop_keys = [self.wake_keys[0], self.lists[0]]
         self.wake_set = {key.encode() for key in self.wake_keys}
 
     def send_call(self, caller: int) -> tuple[list[str], list[Any]]:
@@ -96,10 +98,8 @@ class Workload:
         channel = self.inboxes[caller % INBOXES] + secrets.token_hex(8)
         now_ms = int(time.time() * 1000)
         entry = encode_entry(now_ms + int(layer.expiry * 1000), channel, self.payload)
-        key = layer.list_key(channel, 0)
-        bang = channel.index("!")
-        args = [entry, layer.inbox_capacity, layer.expiry_seconds, now_ms, channel[bang + 1 :]]
-        return [key, key + "#"], args
+        plan = make_plan(layer, Script(SEND), channel)
+        return plan.keys, plan.args(now_ms, entry)
 
     def group_members(self) -> list[tuple[Any, ...]]:
         """The writes of `group_add` for MEMBERS channels spread over the inboxes."""
@@ -126,7 +126,8 @@ class Workload:
             layer.inbox_capacity,
             now_ms,
         ]
-        return [layer.group_key("group", 0)], args
+        # The shard's marker (see liveness): present, as on a Redis that kept its data.
+        return [layer.group_key("group", 0), "bench:ready"], args
 
     def group_add_call(self, caller: int) -> list[tuple[Any, ...]]:
         channel = self.inboxes[caller % INBOXES] + f"adder{caller}"
@@ -404,7 +405,7 @@ async def measure(url: str, port: int, rounds: int, seconds: float, messages: in
     ours, theirs = Ours(url), Theirs(url)
     for client in (ours, theirs):
         await client.open()
-    for command in work.group_members():
+    for command in [*work.group_members(), ("SET", "bench:ready", "bench")]:
         await ours.wire.execute(*command)
 
     cases: dict[str, Callable[[Client], Awaitable[Result]]] = {

@@ -127,6 +127,36 @@ async def test_a_specific_channel_whose_receiver_lags_refuses_sends(
 
 
 @pytest.mark.integration
+@pytest.mark.parametrize("specific", [False, True], ids=["normal", "specific"])
+async def test_a_full_list_whose_oldest_entries_expired_takes_new_ones(
+    redis_server: RedisServer, specific: bool
+) -> None:
+    # SEND pushes first and takes the entry back when the list was full, unless dropping the
+    # expired entries at its head made room. A normal channel's list is bounded by capacity,
+    # a process's inbox (nobody popping it here) by inbox_capacity.
+    config = {"capacity": 2, "inbox_capacity": 2, "expiry": 1}
+    layer = RedisChannelLayer(**redis_layer_config(redis_server.url, **config))
+    receiver = RedisChannelLayer(**redis_layer_config(redis_server.url, prefix=layer.prefix))
+    try:
+        channel = receiver.new_channel_name() if specific else "bounded-expiring"
+        for n in range(2):
+            await layer.send(channel, {"type": "test.message", "n": n})
+        with pytest.raises(ChannelFull):
+            await layer.send(channel, {"type": "test.message", "n": 2})
+        await asyncio.sleep(1.5)  # both expired: the next send drops them and is accepted
+        await layer.send(channel, {"type": "test.message", "n": 3})
+        await layer.send(channel, {"type": "test.message", "n": 4})
+        with pytest.raises(ChannelFull):
+            await layer.send(channel, {"type": "test.message", "n": 5})
+        assert [(await receive(receiver, channel))["n"] for _ in range(2)] == [3, 4]
+        assert await nothing_waiting(receiver, channel)
+    finally:
+        await layer.flush()
+        for each in (layer, receiver):
+            await each.close()
+
+
+@pytest.mark.integration
 @pytest.mark.parametrize("pattern", ["tiny-*", re.compile(r"^tiny-")], ids=["glob", "regex"])
 async def test_group_send_applies_channel_capacity_patterns(
     redis_server: RedisServer, pattern: object

@@ -81,6 +81,11 @@ class Script:
             self._heads[cache_key] = head
         return head + pack_args(args)
 
+    def head(self, keys: list[str], fixed: list[Any], more: int) -> bytes:
+        """The start of a call whose first arguments are `fixed`, `more` arguments to follow."""
+        count = 3 + len(keys) + len(fixed) + more
+        return b"*%d\r\n%b" % (count, pack_args(["EVALSHA", self.sha, len(keys), *keys, *fixed]))
+
     async def run(self, connection: WireConnection, keys: list[str], args: list[Any]) -> Any:
         try:
             return await connection.request(self.command(keys, args))

@@ -30,8 +30,8 @@ from gateway.layers.redis.connections import (
 from gateway.layers.redis.durable import Delivery
 from gateway.layers.redis.groups import Groups
 from gateway.layers.redis.loop_state import LoopState
-from gateway.layers.redis.receiver import encode_entry
 from gateway.layers.redis.scripts import DURABLE_SEND, SEND
+from gateway.layers.redis.sending import SendPlan, make_plan
 from gateway.layers.redis.wire import WireConnection
 from gateway.layers.serialization import copy_message
 from gateway.types import Message
@@ -133,6 +133,8 @@ class RedisChannelLayer(BaseChannelLayer):
         self._durable = compile_globs(self.durable_patterns)
         self.expiry_seconds = max(1, int(expiry + 0.999))
         self._capacity_cache: dict[str, int] = {}
+        self._expiry_ms = int(expiry * 1000)
+        self._plans: dict[str, SendPlan] = {}  # per channel sent to: see `sending`
         self._groups = Groups(self, channel_capacity or {})
         self._states: dict[asyncio.AbstractEventLoop, LoopState] = {}
         self._last_state: LoopState | None = None  # the state loop_state() found last
@@ -276,36 +278,52 @@ class RedisChannelLayer(BaseChannelLayer):
 
     async def send(self, channel: str, message: Message) -> None:
         """Put a message on a channel; raise ChannelFull when the channel is at capacity."""
-        self.require_valid_channel_name(channel)
+        plan = self._plans.get(channel) if type(channel) is str else None
+        if plan is None:
+            self.require_valid_channel_name(channel)
+            if self._durable and self.is_durable(channel):
+                await self._send_durable(channel, message)
+                return
+            plan = self._plan(channel)
         copied, _ = copy_message(message)
         payload: bytes = msgpack.packb(copied)
-        capacity = self.capacity_of(channel)
-        index = self.shard_index(channel)
-        if self._durable and self.is_durable(channel):
-            keys = [self.stream_key(channel, index)]
-            args: list[Any] = [payload, capacity]
-            script = _DURABLE_SEND
-        else:
-            now_ms = int(time.time() * 1000)
-            entry = encode_entry(now_ms + int(self.expiry * 1000), channel, payload)
-            key = self.list_key(channel, index)
-            bang = channel.find("!")
-            if bang >= 0:  # the process's inbox: its own bound, and the full channels
-                keys = [key, key + "#"]
-                capacity = self.inbox_capacity
-            else:
-                keys = [key]
-            args = [entry, capacity, self.expiry_seconds, now_ms, channel[bang + 1 :]]
-            script = _SEND
-        if not await self.run_script(index, script, keys, args):
+        now_ms = int(time.time() * 1000)
+        entry = b"%014d%b\n%b" % (now_ms + self._expiry_ms, plan.channel, payload)
+        args = plan.args(now_ms, entry)
+        if not await self.run_script(
+            plan.shard, _SEND, plan.keys, args, plan.command(now_ms, entry)
+        ):
             raise ChannelFull(f"channel {channel!r} holds its capacity of messages")
 
-    async def run_script(self, index: int, script: Script, keys: list[str], args: list[Any]) -> Any:
-        """One script call on a host: straight on its open connection, else through `call`."""
+    def _plan(self, channel: str) -> SendPlan:
+        if len(self._plans) > 4096:
+            self._plans.clear()
+        plan = self._plans[channel] = make_plan(self, _SEND, channel)
+        return plan
+
+    async def _send_durable(self, channel: str, message: Message) -> None:
+        copied, _ = copy_message(message)
+        index = self.shard_index(channel)
+        keys = [self.stream_key(channel, index)]
+        args = [msgpack.packb(copied), self.capacity_of(channel)]
+        if not await self.run_script(index, _DURABLE_SEND, keys, args):
+            raise ChannelFull(f"channel {channel!r} holds its capacity of messages")
+
+    async def run_script(
+        self,
+        index: int,
+        script: Script,
+        keys: list[str],
+        args: list[Any],
+        encoded: bytes | None = None,
+    ) -> Any:
+        """One script call on a host: straight on its open connection, else through `call`.
+
+        `encoded` is the call already in RESP, when the caller has it (`send`)."""
         wire = self.loop_state().shards[index].wire
         if wire is not None and not wire.closed:
             try:
-                return await wire.request(script.command(keys, args))
+                return await wire.request(encoded or script.command(keys, args))
             except ResponseError as exc:
                 if is_noscript(exc):
                     return await self.call(
@@ -320,11 +338,13 @@ class RedisChannelLayer(BaseChannelLayer):
 
     async def receive(self, channel: str) -> dict[str, Any]:
         """Wait for the next message on a channel; a durable one is acknowledged at once."""
-        self.require_valid_channel_name(channel)
-        if self._durable and self.is_durable(channel):
-            delivery = await self.receive_delivery(channel)
-            await delivery.ack()
-            return delivery.message
+        if type(channel) is not str or channel not in self._plans:  # else checked, not durable
+            self.require_valid_channel_name(channel)
+            if self._durable and self.is_durable(channel):
+                delivery = await self.receive_delivery(channel)
+                await delivery.ack()
+                return delivery.message
+            self._plan(channel)
         return await self.loop_state().receiver.receive(channel)
 
     async def receive_delivery(self, channel: str) -> Delivery:

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from typing import TYPE_CHECKING, Any
 
 from gateway.layers.redis.connections import UNAVAILABLE, Shard
@@ -64,20 +64,22 @@ class Fanout:
         if "!" in channel and len(buffer) >= self.layer.capacity_of(channel):
             self._mark_full(channel, True)
 
-    def deliver_many(self, channels: list[str], message: dict[str, Any], expires: float) -> None:
+    def deliver_many(
+        self, channels: Iterable[str], message: dict[str, Any], expires: float
+    ) -> None:
         """Deliver one message to several channels, each its own copy."""
         nested = any(type(value) in _CONTAINERS for value in message.values())
         copy = copier(message, nested)  # each receiver gets its own copy
         waiters = self.waiters
+        take = waiters.pop
         for channel in channels:
-            waiting = waiters.get(channel)
-            if waiting is not None and len(waiting) == 1:
-                # The common case inlined: one receive() waits on this channel.
-                waiter = waiting[0]
-                if not waiter.done():
-                    del waiters[channel]
+            waiting = take(channel, None)
+            if waiting is not None:
+                if len(waiting) == 1 and not (waiter := waiting[0]).done():
+                    # The common case inlined: one receive() waits on this channel.
                     waiter.set_result(copy())
                     continue
+                waiters[channel] = waiting  # `deliver` sorts the rest out
             self.deliver(channel, copy(), expires)
 
     def _hand_to_waiter(self, channel: str, message: dict[str, Any]) -> bool:

@@ -13,17 +13,22 @@ __all__ = ["DURABLE_SEND", "GROUP_SEND", "HEARTBEAT", "SEND"]
 
 # KEYS[1] the list, KEYS[2] (specific channels only) the inbox's set of full channels (the
 # parts of their names after the '!').
-# ARGV: entry, capacity of the list, expiry seconds, now in ms, the channel's part after '!'.
+# ARGV: capacity of the list, expiry seconds, the channel's part after '!', now in ms, entry
+# (what is the same for every send to a channel first: the caller caches its encoding).
 # A normal channel's list is its own, so its length is the channel's. A specific channel shares
 # its process's inbox: the receiving process buffers its messages and names the channels whose
 # buffer is full in KEYS[2]; the inbox list itself holds at most inbox_capacity entries (a
-# process that stopped popping). When a list looks full, expired entries at its head go first.
+# process that stopped popping). The entry is pushed first and taken back when that made the
+# list too long (the script is atomic, so nobody sees it): one call fewer than LLEN first.
+# Then expired entries at the head go, and the entry is pushed again if that made room.
 SEND = """
 local key = KEYS[1]
-if #KEYS == 2 and redis.call('SISMEMBER', KEYS[2], ARGV[5]) == 1 then return 0 end
-local capacity = tonumber(ARGV[2])
-local length = redis.call('LLEN', key)
-if length >= capacity then
+if #KEYS == 2 and redis.call('SISMEMBER', KEYS[2], ARGV[3]) == 1 then return 0 end
+local capacity = tonumber(ARGV[1])
+local length = redis.call('RPUSH', key, ARGV[5])
+if length > capacity then
+  redis.call('RPOP', key)
+  length = length - 1
   local now = tonumber(ARGV[4])
   while length > 0 do
     local head = redis.call('LINDEX', key, 0)
@@ -32,9 +37,9 @@ if length >= capacity then
     length = length - 1
   end
   if length >= capacity then return 0 end
+  redis.call('RPUSH', key, ARGV[5])
 end
-redis.call('RPUSH', key, ARGV[1])
-redis.call('EXPIRE', key, ARGV[3])
+redis.call('EXPIRE', key, ARGV[2])
 return 1
 """
 
