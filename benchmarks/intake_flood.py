@@ -7,15 +7,16 @@ Two `gateway run` processes (intake_flood_settings.py, one SQLite file, Django's
 password hasher) serve every intake: the embedded MQTT broker, the Twilio SMS webhook and the
 Mailgun inbound-mail webhook (both storing to the database), SMTP, and ``/ping/``, a Django
 view reading the database. ``capped`` runs the defaults; ``open`` lifts ``INTAKE``,
-``MAX_CONNECTIONS`` and ``LOGINS``. Rounds interleave the two processes. In each round, for
-each flooded intake: every other intake is timed alone (``--idle`` exchanges each, one at a
-time: a valid device's CONNACK, a signed webhook answered, a mail sent connect to QUIT, a GET),
-then ``--flooders`` clients flood the intake for ``--seconds`` (new connections, new
-messages; wrong passwords from a loopback address of their own for MQTT) while the others
-are timed again, one exchange at a time. The table gives, per flooded intake and mode, the
-median of each other intake under the flood over its idle median (all rounds), the worst
-such ratio, and the flood's answers (ok, busy: 503 / 421 / CONNACK 3, refused: CONNACK 5,
-error).
+``MAX_CONNECTIONS``, ``LOGINS`` and the mail webhook's ``MAX_IN_FLIGHT``. Rounds interleave
+the two processes. In each round, for each flooded intake: once both gateways are quiet (under
+5 % of a core for 0.5 s, so no flood's leftover work, such as logins still hashing, is timed
+as idle), every other intake is timed alone (``--idle`` exchanges each, one at a time: a
+valid device's CONNACK, a signed webhook answered, a mail sent connect to QUIT, a GET); then
+``--flooders`` clients flood the intake for ``--seconds`` (new connections, new messages;
+wrong passwords from a loopback address of their own for MQTT) while the others are timed
+again, one exchange at a time. The table gives, per flooded intake and mode, the median of
+each other intake under the flood over its idle median (all rounds), the worst such ratio,
+and the flood's answers (ok; busy: 503, 421, CONNACK 3; refused: CONNACK 5; error).
 """
 
 from __future__ import annotations
@@ -96,12 +97,30 @@ async def flood(client: Client, at: Intakes, flooders: int, seconds: float) -> C
     return answers
 
 
-async def one_round(at: Intakes, number: int, args: argparse.Namespace) -> list[dict[str, Any]]:
+def cpu_seconds(pid: int) -> float:
+    """The process's CPU time so far (user and system, every thread)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def quiet(pids: list[int], window: float = 0.5, share: float = 0.05) -> None:
+    """Until every gateway used under `share` of a core for `window` seconds: a flood's
+    leftovers (logins still hashing after their clients left) are not timed as idle."""
+    for _ in range(240):
+        before = [cpu_seconds(pid) for pid in pids]
+        await asyncio.sleep(window)
+        used = [cpu_seconds(pid) - start for pid, start in zip(pids, before, strict=True)]
+        if max(used) < share * window:
+            return
+
+
+async def one_round(at: Intakes, number: int, args: argparse.Namespace, pids: list[int]
+                    ) -> list[dict[str, Any]]:  # fmt: skip
     rows = []
     for flooded in PROBES:
+        await quiet(pids)
         others = [name for name in PROBES if name != flooded]
         idle = await timed(others, at, None, args.idle)
-        await asyncio.sleep(0.5)
         flooding = asyncio.create_task(
             flood(flood_client(flooded, number), at, args.flooders, args.seconds)
         )
@@ -110,7 +129,6 @@ async def one_round(at: Intakes, number: int, args: argparse.Namespace) -> list[
         answers = await flooding
         rows.append({"flooded": flooded, "idle": idle, "flood": under, "answers": answers})
         print(f"  {flooded} flooded: {dict(answers)}", file=sys.stderr)
-        await asyncio.sleep(1.0)  # the flood's last work drains
     return rows
 
 
@@ -176,12 +194,13 @@ def main() -> None:
         database = str(Path(folder) / "intake_flood.sqlite3")
         prepare_database(database)
         running = {mode: start(mode, database) for mode in MODES}
+        pids = [proc.pid for proc, _ in running.values()]
         try:
             for _, at in running.values():
                 run_loop(timed(list(PROBES), at, None, 2))  # warm-up: imports, first requests
             for number in range(args.rounds):
                 for mode, (_, at) in running.items():
-                    results[mode] += run_loop(one_round(at, number, args))
+                    results[mode] += run_loop(one_round(at, number, args, pids))
                     print(f"round {number + 1} {mode} done", file=sys.stderr)
         finally:
             for proc, _ in running.values():

@@ -1,9 +1,9 @@
 """Settings for intake_flood.py: every intake in one `gateway run`, on one SQLite file.
 
 ``INTAKE_FLOOD_MODE`` ``capped`` keeps the adapters' caps at their defaults; ``open`` lifts
-them (``INTAKE``, ``MAX_CONNECTIONS`` and ``LOGINS`` so large that nothing is refused), as
-the intakes were before the caps. ``/ping/`` is a Django view that reads the database, as a
-dashboard's request does.
+them (``INTAKE``, ``MAX_CONNECTIONS``, ``LOGINS`` and the mail webhook's ``MAX_IN_FLIGHT``
+so large that nothing is refused), as the intakes were before the caps. ``/ping/`` is a
+Django view that reads the database, as a dashboard's request does.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ smtp: dict[str, Any] = {"PORT": int(os.environ.get("INTAKE_FLOOD_SMTP_PORT", "0"
 if MODE == "open":
     mqtt["LOGINS"] = OPEN_GATE
     sms["INTAKE"] = mail["INTAKE"] = OPEN_INTAKE
+    mail["MAX_IN_FLIGHT"] = OPEN  # before the caps a full dispatcher was waited for
     smtp["MAX_CONNECTIONS"] = OPEN
 GATEWAY: dict[str, Any] = {  # type: ignore[no-redef]
     "HTTP": {"PORT": 0},
