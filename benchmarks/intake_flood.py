@@ -186,7 +186,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--idle", type=int, default=5, help="idle exchanges per intake")
-    parser.add_argument("--flooders", type=int, default=40)
+    parser.add_argument("--flooders", type=int, default=150)
     parser.add_argument("--seconds", type=float, default=3.0)
     args = parser.parse_args()
     results: dict[str, list[dict[str, Any]]] = {mode: [] for mode in MODES}
