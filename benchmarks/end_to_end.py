@@ -22,7 +22,9 @@ where the receiving socket's bytes are parsed, and only then is the next one pub
 reading at a time; --interval adds a pause between readings). The first --warmup readings are
 not counted. Each variant runs --rounds times, rounds interleaved (every round starts a fresh
 gateway process), and the median of the rounds' p50 and p99 is reported with their range,
-next to its ratio to the raw broker's in the same run. The client side's garbage collector is
+next to its ratio to the raw broker's in the same run. With --previous-tree DIR (a checkout
+of an earlier commit: `git worktree add /tmp/prev <commit>`) every gateway variant also runs
+from that tree as `<variant>-previous`, in the same rounds. The client side's garbage collector is
 off while a round runs, for every variant alike.
 """
 
@@ -275,13 +277,16 @@ async def measure_mosquitto(ports: Ports, args: argparse.Namespace) -> list[floa
 
 
 @contextmanager
-def gateway_process(variant: str, ports: Ports, qos: int) -> Iterator[tuple[int, int]]:
+def gateway_process(
+    variant: str, ports: Ports, qos: int, tree: Path | None
+) -> Iterator[tuple[int, int]]:
     """`gateway run` for `variant`; yields its HTTP port and the port devices publish to."""
-    broker, layer = variant.split("-")
+    broker, layer = variant.split("-")[:2]
+    tree = tree if variant.endswith("-previous") else ROOT
     mqtt_port = ports.mosquitto if broker == "external" else free_port()
     env = {
         **os.environ,
-        "PYTHONPATH": str(ROOT),
+        "PYTHONPATH": str(tree),
         "DJANGO_SETTINGS_MODULE": "benchmarks.end_to_end_settings",
         "E2E_BROKER": broker,
         "E2E_LAYER": layer,
@@ -289,7 +294,8 @@ def gateway_process(variant: str, ports: Ports, qos: int) -> Iterator[tuple[int,
         "E2E_QOS": str(qos),
         "E2E_REDIS_URL": ports.redis_url or "",
     }
-    proc, http_port = start_gateway("benchmarks.end_to_end_apps:application", env, ROOT)
+    assert tree is not None, f"{variant} needs --previous-tree"
+    proc, http_port = start_gateway("benchmarks.end_to_end_apps:application", env, tree)
     try:
         wait_port(mqtt_port)
         yield http_port, mqtt_port
@@ -303,7 +309,7 @@ def gateway_process(variant: str, ports: Ports, qos: int) -> Iterator[tuple[int,
 
 
 async def measure_gateway(variant: str, ports: Ports, args: argparse.Namespace) -> list[float]:
-    with gateway_process(variant, ports, args.qos) as (http_port, mqtt_port):
+    with gateway_process(variant, ports, args.qos, args.previous_tree) as (http_port, mqtt_port):
         receiver = await open_client(WebSocketClient(), http_port)
         await asyncio.wait_for(receiver.ready, TIMEOUT)
         publisher = await open_client(Publisher(args.qos), mqtt_port)
@@ -331,9 +337,14 @@ def redis_server(needed: bool) -> AbstractContextManager[object]:
 
 
 async def drive(args: argparse.Namespace, ports: Ports) -> None:
-    results: dict[str, list[tuple[float, float]]] = {name: [] for name in args.only}
+    variants = list(args.only)
+    if args.previous_tree is not None:
+        variants = [
+            v for name in args.only for v in (name, f"{name}-previous") if v != "mosquitto-previous"
+        ]
+    results: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
     for round_number in range(1, args.rounds + 1):
-        for variant in args.only:
+        for variant in variants:
             if variant == "mosquitto":
                 latencies = await measure_mosquitto(ports, args)
             else:
@@ -346,18 +357,26 @@ async def drive(args: argparse.Namespace, ports: Ports) -> None:
 
 
 def report(results: dict[str, list[tuple[float, float]]]) -> None:
-    print("\nvariant            p50 ms (range)            p99 ms (range)            p50, p99 / raw")
-    raw = results.get("mosquitto")
-    raw50 = statistics.median(r[0] for r in raw) if raw else 0.0
-    raw99 = statistics.median(r[1] for r in raw) if raw else 0.0
+    print(f"\n{'variant':27} {'p50 ms (range)':24} {'p99 ms (range)':24} p50, p99 / raw")
+    medians = {
+        variant: (statistics.median(r[0] for r in rounds), statistics.median(r[1] for r in rounds))
+        for variant, rounds in results.items()
+    }
+    raw = medians.get("mosquitto")
     for variant, rounds in results.items():
         p50s, p99s = [r[0] for r in rounds], [r[1] for r in rounds]
-        p50, p99 = statistics.median(p50s), statistics.median(p99s)
-        ratio = f"{p50 / raw50:.2f}x, {p99 / raw99:.2f}x" if raw else "-"
+        p50, p99 = medians[variant]
+        ratio = f"{p50 / raw[0]:.2f}x, {p99 / raw[1]:.2f}x" if raw else "-"
         print(
-            f"{variant:18} {p50:.3f} ({min(p50s):.3f}-{max(p50s):.3f})"
-            f"{'':6} {p99:.3f} ({min(p99s):.3f}-{max(p99s):.3f}){'':6} {ratio}"
+            f"{variant:27} {p50:.3f} ({min(p50s):.3f}-{max(p50s):.3f}){'':5}"
+            f" {p99:.3f} ({min(p99s):.3f}-{max(p99s):.3f}){'':5} {ratio}"
         )
+    for variant, (p50, p99) in medians.items():
+        previous = medians.get(f"{variant}-previous")
+        if previous:
+            print(
+                f"{variant} / previous: p50 {p50 / previous[0]:.2f}x, p99 {p99 / previous[1]:.2f}x"
+            )
 
 
 def main() -> None:
@@ -368,6 +387,11 @@ def main() -> None:
     parser.add_argument("--qos", type=int, choices=[0, 1], default=0)
     parser.add_argument("--interval", type=float, default=0.0, help="pause between readings, s")
     parser.add_argument("--only", nargs="+", choices=VARIANTS, default=list(VARIANTS))
+    parser.add_argument(
+        "--previous-tree",
+        type=Path,
+        help="a checkout of an earlier commit: each gateway variant also runs from it",
+    )
     args = parser.parse_args()
     print(
         f"{args.messages:,} readings one at a time (after {args.warmup} not counted), "

@@ -12,9 +12,9 @@ QoS 0 and QoS 1, one receiver at a time (each its own process):
 - gateway-embedded: our gateway with `EmbeddedBroker` (the gateway's own MQTT 3.1.1 broker in
   its loop, PUBACK after the consumer returned); the publisher connects to the gateway itself,
   no Mosquitto involved;
-- gateway-embedded-previous (with --previous-tree DIR, a checkout of an earlier commit, e.g.
-  `git worktree add /tmp/prev f55bce4~1`): the same receiver run from that tree, to compare
-  the embedded broker with an earlier one in the same run;
+- gateway-embedded-previous, gateway-external-previous (with --previous-tree DIR, a checkout
+  of an earlier commit, e.g. `git worktree add /tmp/prev f55bce4~1`): the same receiver run
+  from that tree, to compare with an earlier gateway in the same run;
 - mqttasgi: mqttasgi 2.0.0 (paho) on the same Mosquitto, a Channels-style `MqttConsumer` that
   subscribes to the same filter and counts;
 - bare-gmqtt, bare-aiomqtt, bare-amqtt: a plain client receive loop that only counts (gmqtt
@@ -44,6 +44,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from inspect import signature
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,7 @@ CONTENDERS = (
     "gateway-external-asgi",
     "gateway-embedded",
     "gateway-embedded-previous",
+    "gateway-external-previous",
     "mqttasgi",
     "bare-gmqtt",
     "bare-aiomqtt",
@@ -140,7 +142,11 @@ def receive_gateway(kind: str, port: int, qos: int, counter: Counter) -> None:
 
     async def main() -> None:
         started = asyncio.Event()
-        serving = asyncio.create_task(gateway.serve(started, settle_heap=True))  # as `gateway run`
+        # As `gateway run` does (a --previous-tree from before settle_heap has no such option).
+        settle = (
+            {"settle_heap": True} if "settle_heap" in signature(gateway.serve).parameters else {}
+        )
+        serving = asyncio.create_task(gateway.serve(started, **settle))
         await started.wait()
         address = next(item.address for item in gateway.listeners if item.protocol == "mqtt")
         ready(int(address.split(" ")[0].rsplit(":", 1)[1]))
@@ -346,7 +352,7 @@ def spawn_receiver(
     command += ["--port", str(port), "--qos", str(qos), "--messages", str(count)]
     env = dict(os.environ)
     if name.endswith("-previous"):
-        assert tree is not None, "gateway-embedded-previous needs --previous-tree"
+        assert tree is not None, f"{name} needs --previous-tree"
         env["PYTHONPATH"] = str(tree)  # its gateway, routers and adapters come first
     proc = subprocess.Popen(
         command, cwd=tree if name.endswith("-previous") else ROOT, env=env,
@@ -386,7 +392,7 @@ def main() -> None:
     parser.add_argument("--role", choices=["drive", "receive"], default="drive")
     parser.add_argument("--contender", choices=CONTENDERS)
     parser.add_argument("--port", type=int)
-    parser.add_argument("--previous-tree", type=Path, help="for gateway-embedded-previous")
+    parser.add_argument("--previous-tree", type=Path, help="for the *-previous receivers")
     args = parser.parse_args()
     if args.previous_tree is None and args.role == "drive":
         args.only = [name for name in args.only if not name.endswith("-previous")]
@@ -424,7 +430,8 @@ def drive(args: argparse.Namespace, port: int) -> None:
             note = f", up to {lost[name]:,} not received" if lost[name] else ""
             print(f"  {name:22} {rate:>10,.0f} msgs/s  (range {spread}{note})")
         ours = rates.get("gateway-external", 0.0)
-        for peer in ("mqttasgi", "bare-aiomqtt", "bare-gmqtt", "bare-amqtt"):
+        for peer in ("gateway-external-previous", "mqttasgi", "bare-aiomqtt", "bare-gmqtt",
+                     "bare-amqtt"):  # fmt: skip
             if rates.get(peer):
                 print(f"  gateway-external / {peer}: {ours / rates[peer]:.2f}x")
         embedded = rates.get("gateway-embedded", 0.0)
