@@ -35,6 +35,7 @@ import asyncio
 import base64
 import gc
 import os
+import signal
 import statistics
 import struct
 import subprocess
@@ -279,8 +280,8 @@ async def measure_mosquitto(ports: Ports, args: argparse.Namespace) -> list[floa
 @contextmanager
 def gateway_process(
     variant: str, ports: Ports, qos: int, tree: Path | None
-) -> Iterator[tuple[int, int]]:
-    """`gateway run` for `variant`; yields its HTTP port and the port devices publish to."""
+) -> Iterator[tuple[int, int, int]]:
+    """`gateway run` for `variant`; yields its HTTP port, the port devices publish to, its pid."""
     broker, layer = variant.split("-")[:2]
     tree = tree if variant.endswith("-previous") else ROOT
     mqtt_port = ports.mosquitto if broker == "external" else free_port()
@@ -298,7 +299,7 @@ def gateway_process(
     proc, http_port = start_gateway("benchmarks.end_to_end_apps:application", env, tree)
     try:
         wait_port(mqtt_port)
-        yield http_port, mqtt_port
+        yield http_port, mqtt_port, proc.pid
     finally:
         proc.terminate()
         try:
@@ -309,16 +310,50 @@ def gateway_process(
 
 
 async def measure_gateway(variant: str, ports: Ports, args: argparse.Namespace) -> list[float]:
-    with gateway_process(variant, ports, args.qos, args.previous_tree) as (http_port, mqtt_port):
-        receiver = await open_client(WebSocketClient(), http_port)
-        await asyncio.wait_for(receiver.ready, TIMEOUT)
-        publisher = await open_client(Publisher(args.qos), mqtt_port)
-        await asyncio.wait_for(publisher.ready, TIMEOUT)
+    with gateway_process(variant, ports, args.qos, args.previous_tree) as (http, mqtt, pid):
+        publisher, receiver = await connect_clients(http, mqtt, args.qos)
         try:
+            if args.syscalls:
+                return await count_syscalls(variant, pid, publisher, receiver, args)
             return await timed(publisher, receiver, args)
         finally:
             publisher.transport.close()
             receiver.transport.close()
+
+
+async def connect_clients(http: int, mqtt: int, qos: int) -> tuple[Publisher, Receiving]:
+    receiver = await open_client(WebSocketClient(), http)
+    await asyncio.wait_for(receiver.ready, TIMEOUT)
+    publisher = await open_client(Publisher(qos), mqtt)
+    await asyncio.wait_for(publisher.ready, TIMEOUT)
+    return publisher, receiver
+
+
+async def count_syscalls(
+    variant: str, pid: int, publisher: Publisher, receiver: Receiving, args: argparse.Namespace
+) -> list[float]:
+    """The gateway's system calls per reading (strace -c, attached after the warm-up)."""
+    warmup = argparse.Namespace(**{**vars(args), "messages": 0})
+    await timed(publisher, receiver, warmup)
+    with tempfile.NamedTemporaryFile("r", suffix=".strace") as out:
+        strace = await asyncio.create_subprocess_exec(
+            "strace", "-c", "-f", "-p", str(pid), "-o", out.name, stderr=subprocess.DEVNULL
+        )
+        await asyncio.sleep(1.0)  # attached to every thread by then
+        timed_run = argparse.Namespace(**{**vars(args), "warmup": 0})
+        latencies = await timed(publisher, receiver, timed_run)
+        strace.send_signal(signal.SIGINT)
+        await strace.wait()
+        counts = {
+            fields[-1]: int(fields[3])
+            for line in out.read().splitlines()
+            if len(fields := line.split()) >= 5 and fields[3].isdigit()
+        }
+    per = ", ".join(
+        f"{name} {n / args.messages:.1f}" for name, n in counts.items() if name != "total"
+    )
+    print(f"  {variant:27} {counts.get('total', 0) / args.messages:.1f} per reading: {per}")
+    return latencies
 
 
 def percentile(sorted_values: list[float], fraction: float) -> float:
@@ -342,6 +377,8 @@ async def drive(args: argparse.Namespace, ports: Ports) -> None:
         variants = [
             v for name in args.only for v in (name, f"{name}-previous") if v != "mosquitto-previous"
         ]
+    if args.syscalls:  # one round, and its latencies (under strace) are not reported
+        args.rounds, variants = 1, [name for name in variants if name != "mosquitto"]
     results: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
     for round_number in range(1, args.rounds + 1):
         for variant in variants:
@@ -352,8 +389,10 @@ async def drive(args: argparse.Namespace, ports: Ports) -> None:
             latencies.sort()
             p50, p99 = percentile(latencies, 0.5) * 1e3, percentile(latencies, 0.99) * 1e3
             results[variant].append((p50, p99))
-            print(f"  round {round_number} {variant:16} p50 {p50:.3f} ms  p99 {p99:.3f} ms")
-    report(results)
+            if not args.syscalls:
+                print(f"  round {round_number} {variant:27} p50 {p50:.3f} ms  p99 {p99:.3f} ms")
+    if not args.syscalls:
+        report(results)
 
 
 def report(results: dict[str, list[tuple[float, float]]]) -> None:
@@ -387,6 +426,11 @@ def main() -> None:
     parser.add_argument("--qos", type=int, choices=[0, 1], default=0)
     parser.add_argument("--interval", type=float, default=0.0, help="pause between readings, s")
     parser.add_argument("--only", nargs="+", choices=VARIANTS, default=list(VARIANTS))
+    parser.add_argument(
+        "--syscalls",
+        action="store_true",
+        help="count the gateway's system calls per reading with strace (one round)",
+    )
     parser.add_argument(
         "--previous-tree",
         type=Path,
