@@ -70,6 +70,7 @@ class _RunningAdapter:
         self.name = name
         self.adapter = adapter
         self.phase: str = "starting"
+        self.serves_http = False  # it has webhook paths on the HTTP server
 
     def health(self) -> AdapterHealth:
         if self.phase != "running":
@@ -183,22 +184,29 @@ class Gateway:
 
     async def _start_all(self) -> None:
         if self.settings.http.enabled:
-            await self._start_http()
+            self._web = self._build_web()
         for entry in self.settings.adapters:
             if entry.enabled:
                 await self._start_adapter(entry)
+        if self._web is not None:
+            # Only now: a webhook request must never reach the root app (a 404) because its
+            # adapter had not mounted its paths yet.
+            await self._start_http(self._web)
         self._layer_probe = LayerProbe.for_default_layer()
         if self._layer_probe is not None:
             await self._layer_probe.start()
 
-    async def _start_http(self) -> None:
+    def _build_web(self) -> WebServer:
         http = self.settings.http
         http = dataclasses.replace(
             http, host=self.host or http.host, port=http.port if self.port is None else self.port
         )
-        self._web = WebServer(self._wrapped_app(), http, self.settings.shutdown_timeout, self.state)
+        return WebServer(self._wrapped_app(), http, self.settings.shutdown_timeout, self.state)
+
+    async def _start_http(self, web: WebServer) -> None:
+        http = web.settings
         try:
-            self.listeners.append(await self._web.start())
+            self.listeners.insert(0, await web.start())
         except OSError as exc:
             logger.error("Cannot listen on %s:%s: %s", http.host, http.port, exc)
             raise _StartFailed from exc
@@ -217,10 +225,11 @@ class Gateway:
             raise _StartFailed from exc
         running.phase = "running"
         self.listeners.extend(listeners)
-        self._mount_routes(entry.name, adapter)
+        running.serves_http = self._mount_routes(entry.name, adapter)
 
-    def _mount_routes(self, name: str, adapter: ProtocolAdapter) -> None:
-        """Put the adapter's webhook paths on the HTTP server, in front of the root app."""
+    def _mount_routes(self, name: str, adapter: ProtocolAdapter) -> bool:
+        """Put the adapter's webhook paths on the HTTP server, in front of the root app;
+        True when it has any."""
         try:
             routes = dict(adapter.http_routes())
             if routes and self._web is None:
@@ -233,6 +242,7 @@ class Gateway:
         except Exception as exc:
             logger.error("%s", exc)
             raise _StartFailed from exc
+        return bool(routes)
 
     def _build_adapter(self, entry: AdapterSettings) -> ProtocolAdapter:
         adapter_class: type[ProtocolAdapter] = import_string(entry.backend)
@@ -296,9 +306,13 @@ class Gateway:
             await self._layer_probe.stop()
         timeout = self.settings.shutdown_timeout
         logger.info("Stopping: draining for up to %.1f seconds.", timeout)
-        stops = [asyncio.create_task(self._stop_adapter(a, timeout)) for a in self._adapters]
-        if self._web is not None:
-            stops.append(asyncio.create_task(self._stop_http()))
+        http = asyncio.create_task(self._stop_http()) if self._web is not None else None
+        stops = [
+            asyncio.create_task(self._stop_adapter(a, timeout, http if a.serves_http else None))
+            for a in self._adapters
+        ]
+        if http is not None:
+            stops.append(http)
         self._draining = stops
         if not stops:
             return True
@@ -317,8 +331,17 @@ class Gateway:
             return False
         return True
 
-    async def _stop_adapter(self, running: _RunningAdapter, timeout: float) -> bool:
+    async def _stop_adapter(
+        self, running: _RunningAdapter, timeout: float, http: asyncio.Task[bool] | None = None
+    ) -> bool:
         # Adapters that failed or were cancelled in start() get stop() too: they may hold sockets.
+        if http is not None:
+            # Its webhooks come in through HTTP: a request the HTTP server still drains is
+            # handled by the running adapter, never refused by a stopped one after its body
+            # was read. The adapter then drains in what is left of the timeout.
+            begun = asyncio.get_running_loop().time()
+            await asyncio.wait([http])
+            timeout = max(0.0, timeout - (asyncio.get_running_loop().time() - begun))
         try:
             await running.adapter.stop(timeout)
         except Exception:
