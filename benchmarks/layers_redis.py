@@ -13,6 +13,12 @@ d) `redis-benchmark -c 1 -n 100000 -t set,lpush -q` against the same server: wha
 
 The in-memory layer runs a) to c) too, with no Redis at all: the floor asyncio sets (c above
 all: waking 1000 receiver tasks costs the same whatever the layer).
+
+With `--rounds N` every layer and redis-benchmark run N times, the layers' order rotating
+from round to round, so that a change in the host's speed hits them alike; each round gives
+its ratios and the medians are reported. Beside the wall-clock figures, the CPU time per
+message of a) is reported for this process (`time.process_time()`) and for redis-server (its
+utime + stime from /proc): what a message costs, whatever the host's speed.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import argparse
 import asyncio
 import gc
 import logging
+import os
 import re
 import shutil
 import statistics
@@ -44,13 +51,19 @@ from channels_redis.pubsub import RedisPubSubChannelLayer as ChannelsPubSubLayer
 from benchmarks.layer_workloads import FULL, MESSAGE, fan_out
 from gateway.layers.memory import InMemoryChannelLayer
 from gateway.layers.redis import RedisChannelLayer
-from tests.integration.redis import running_redis
+from tests.integration.redis import RedisServer, running_redis
 
 logger = logging.getLogger("gateway.benchmarks")
 
 
 async def one_to_one(layer: Any, seconds: float) -> float:
     """Messages per second from one sender task to one receiver task, for about `seconds`."""
+    rate, _ = await counted_one_to_one(layer, seconds)
+    return rate
+
+
+async def counted_one_to_one(layer: Any, seconds: float) -> tuple[float, int]:
+    """`one_to_one`'s rate, and how many messages it passed."""
     channel = await layer.new_channel()
     stop = time.perf_counter() + seconds
     sent = 0
@@ -83,7 +96,7 @@ async def one_to_one(layer: Any, seconds: float) -> float:
     receiving = asyncio.create_task(receiver())
     await sender()
     received = await asyncio.wait_for(receiving, 60)
-    return received / (time.perf_counter() - started)
+    return received / (time.perf_counter() - started), received
 
 
 async def latencies(layer: Any, count: int) -> list[float]:
@@ -105,34 +118,51 @@ def percentile(samples: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-async def measure(url: str, seconds: float, samples: int, members: int, repeat: int) -> Any:
-    builders: dict[str, Callable[[], Any]] = {
-        "gateway": lambda: RedisChannelLayer(hosts=[url], prefix="bench-gw"),
-        "channels_redis": lambda: ChannelsRedisLayer(hosts=[url], prefix="bench-core"),
-        "channels_redis pubsub": lambda: ChannelsPubSubLayer(hosts=[url], prefix="bench-ps"),
-        # No Redis at all: what asyncio alone costs, the floor of every figure above it.
-        "in-memory (no Redis)": InMemoryChannelLayer,
+def server_cpu(pid: int | None) -> float:
+    """CPU seconds (user + system) a process has used so far; 0 where /proc cannot tell."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+LAYERS: dict[str, Callable[[str], Any]] = {
+    "gateway": lambda url: RedisChannelLayer(hosts=[url], prefix="bench-gw"),
+    "channels_redis": lambda url: ChannelsRedisLayer(hosts=[url], prefix="bench-core"),
+    "channels_redis pubsub": lambda url: ChannelsPubSubLayer(hosts=[url], prefix="bench-ps"),
+    # No Redis at all: what asyncio alone costs, the floor of every figure above it.
+    "in-memory (no Redis)": lambda url: InMemoryChannelLayer(),
+}
+
+
+async def measure_layer(
+    name: str, url: str, pid: int | None, seconds: float, samples: int, members: int, repeat: int
+) -> dict[str, float]:
+    """Every figure of one layer: a) to c) and the CPU per message of a)."""
+    layer = LAYERS[name](url)
+    await one_to_one(layer, 0.5)  # warm up: connections, scripts
+    gc.collect()
+    cpu, server, count, rates = time.process_time(), server_cpu(pid), 0, []
+    for _ in range(2):
+        rate, passed = await counted_one_to_one(layer, seconds)
+        rates.append(rate)
+        count += passed
+    cpu, server = time.process_time() - cpu, server_cpu(pid) - server
+    times = await latencies(layer, samples)
+    fan = [await fan_out(layer, members, f"bench{n}", settle=0.5) for n in range(repeat)]
+    await layer.flush()
+    close = getattr(layer, "close", None) or getattr(layer, "close_pools", None)
+    if close is not None:
+        await close()
+    return {
+        "rate": max(rates),
+        "cpu": cpu / count,
+        "server_cpu": server / count if "Redis" not in name else 0.0,
+        "p50": percentile(times, 0.5),
+        "p99": percentile(times, 0.99),
+        "fan_out": statistics.median(fan),
     }
-    results: dict[str, dict[str, float]] = {}
-    for name, build in builders.items():
-        layer = build()
-        await one_to_one(layer, 0.5)  # warm up: connections, scripts
-        gc.collect()
-        rate = max([await one_to_one(layer, seconds) for _ in range(2)])
-        times = await latencies(layer, samples)
-        fan = [await fan_out(layer, members, f"bench{n}", settle=0.5) for n in range(repeat)]
-        results[name] = {
-            "rate": rate,
-            "p50": percentile(times, 0.5),
-            "p99": percentile(times, 0.99),
-            "fan_out": statistics.median(fan),
-        }
-        await layer.flush()
-        close = getattr(layer, "close", None) or getattr(layer, "close_pools", None)
-        if close is not None:
-            await close()
-        logger.info("%s done", name)
-    return results
 
 
 def redis_benchmark(port: int) -> dict[str, float]:
@@ -146,67 +176,174 @@ def redis_benchmark(port: int) -> dict[str, float]:
     return {name: float(rate) for name, rate in found}
 
 
+Round = dict[str, dict[str, float]]
+
+
+def run_round(server: RedisServer, number: int, args: argparse.Namespace) -> Round:
+    """Every layer once (in an order rotated by the round's number), then redis-benchmark."""
+    import uvloop
+
+    names = list(LAYERS)
+    names = names[number % len(names) :] + names[: number % len(names)]
+    pid = server.proc.pid if server.proc is not None else None
+    results: Round = {}
+    for name in names:
+        results[name] = uvloop.run(
+            measure_layer(
+                name, server.url, pid, args.seconds, args.samples, args.members, args.repeat
+            )
+        )
+        logger.info("round %d: %s done", number + 1, name)
+    results["redis-benchmark -c 1"] = redis_benchmark(server.port)
+    return results
+
+
+async def pass_messages(layer: Any, count: int) -> None:
+    """`count` messages from one sender task to one receiver task, each send awaited."""
+    channel = await layer.new_channel()
+
+    async def receiver() -> None:
+        for n in range(count):
+            assert (await layer.receive(channel))["n"] == n
+
+    receiving = asyncio.create_task(receiver())
+    for n in range(count):
+        await layer.send(channel, {**MESSAGE, "n": n})
+    await asyncio.wait_for(receiving, 60)
+
+
+def counted(url: str, name: str, count: int) -> None:
+    """Warm up, then pass `count` messages: run under valgrind with two counts, the difference
+    of the instructions over the difference of the counts is the cost of one message."""
+    import uvloop
+
+    async def run() -> None:
+        layer = LAYERS[name](url)
+        await pass_messages(layer, 200)
+        await pass_messages(layer, count)
+        await layer.flush()
+
+    uvloop.run(run())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0, help="per 1:1 throughput run")
     parser.add_argument("--samples", type=int, default=2000, help="latency samples")
     parser.add_argument("--members", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=7, help="group sends, median taken")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds, layers interleaved")
+    parser.add_argument(
+        "--messages",
+        type=int,
+        help="only pass this many messages 1:1 through --layer (for valgrind: see README)",
+    )
+    parser.add_argument("--layer", choices=list(LAYERS), default="gateway")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    import uvloop
-
+    logging.getLogger("gateway.layers").setLevel(logging.WARNING)
+    if args.messages is not None:
+        with running_redis() as server:
+            counted(server.url, args.layer, args.messages)
+        return
     with running_redis() as server:
-        results = uvloop.run(
-            measure(server.url, args.seconds, args.samples, args.members, args.repeat)
-        )
-        reference = redis_benchmark(server.port)
-    report(results, reference)
+        rounds = [run_round(server, number, args) for number in range(args.rounds)]
+    for number, results in enumerate(rounds):
+        report(f"round {number + 1}", results)
+    summarize(rounds)
 
 
-def report(results: dict[str, dict[str, float]], reference: dict[str, float]) -> None:
-    ours = results["gateway"]
-    core = results["channels_redis"]
+def ratios(results: Round) -> dict[str, float]:
+    """The targets' ratios of one round."""
+    ours, core = results["gateway"], results["channels_redis"]
     pubsub = results["channels_redis pubsub"]
+    reference = results["redis-benchmark -c 1"].get("SET", 0.0)
+    best_fan = min(core["fan_out"], pubsub["fan_out"])
+    return {
+        "1:1 / core": ours["rate"] / core["rate"],
+        "1:1 / pubsub": ours["rate"] / pubsub["rate"],
+        "1:1 / redis-benchmark SET": ours["rate"] / reference if reference else float("nan"),
+        "p99 / core": ours["p99"] / core["p99"],
+        "fan-out / best channels_redis": ours["fan_out"] / best_fan,
+        "in-memory fan-out / best channels_redis": (
+            results["in-memory (no Redis)"]["fan_out"] / best_fan
+        ),
+        "CPU per 1:1 message / pubsub's": ours["cpu"] / pubsub["cpu"],
+    }
+
+
+# (ratio, target, whether the ratio must be at least or at most the target)
+TARGETS = {
+    "1:1 / pubsub": (2.0, ">="),
+    "1:1 / redis-benchmark SET": (0.35, ">="),
+    "fan-out / best channels_redis": (0.5, "<="),
+    "1:1 / core": (10.0, ">="),
+    "p99 / core": (0.5, "<="),
+}
+
+
+def report(title: str, results: Round) -> None:
     logger.info("")
+    logger.info("%s", title)
     logger.info(
-        "%-24s %12s %10s %10s %14s", "layer", "1:1 msgs/s", "p50 ms", "p99 ms", "fan-out ms"
+        "%-24s %11s %9s %9s %11s %12s %12s",
+        "layer",
+        "1:1 msgs/s",
+        "p50 ms",
+        "p99 ms",
+        "fan-out ms",
+        "CPU us/msg",
+        "Redis us/msg",
     )
     for name, row in results.items():
+        if name == "redis-benchmark -c 1":
+            continue
         logger.info(
-            "%-24s %12s %10.3f %10.3f %14.2f",
+            "%-24s %11s %9.3f %9.3f %11.2f %12.1f %12s",
             name,
             f"{row['rate']:,.0f}",
             row["p50"] * 1000,
             row["p99"] * 1000,
             row["fan_out"] * 1000,
+            row["cpu"] * 1e6,
+            f"{row['server_cpu'] * 1e6:.1f}" if row["server_cpu"] else "-",
         )
-    best_fan = min(core["fan_out"], pubsub["fan_out"])
+    for command, rate in results["redis-benchmark -c 1"].items():
+        logger.info("redis-benchmark -c 1 %-6s %10s req/s", command, f"{rate:,.0f}")
+    for name, value in ratios(results).items():
+        logger.info("  %-40s %7.3f%s", name, value, verdict(name, value))
+
+
+def verdict(name: str, value: float) -> str:
+    if name not in TARGETS:
+        return ""
+    target, sense = TARGETS[name]
+    met = value >= target if sense == ">=" else value <= target
+    return f"  (target {sense} {target:g}: {'met' if met else 'NOT met'})"
+
+
+def summarize(rounds: list[Round]) -> None:
     logger.info("")
-    logger.info(
-        "a) 1:1 rate vs RedisChannelLayer:  %6.1fx (target >= 10x)", ours["rate"] / core["rate"]
-    )
-    logger.info(
-        "a) 1:1 rate vs PubSub layer:       %6.2fx (target >= 2x)", ours["rate"] / pubsub["rate"]
-    )
-    logger.info(
-        "b) p99 vs RedisChannelLayer:       %6.3fx (target <= 0.5x)", ours["p99"] / core["p99"]
-    )
-    logger.info(
-        "c) fan-out vs best channels_redis: %6.3fx (target <= 0.5x)", ours["fan_out"] / best_fan
-    )
-    floor = results["in-memory (no Redis)"]["fan_out"]
-    logger.info(
-        "c) floor: the in-memory layer's fan-out %.2f ms = %.3fx best channels_redis",
-        floor * 1000,
-        floor / best_fan,
-    )
-    for command, rate in reference.items():
+    logger.info("medians of %d rounds (single rounds in brackets)", len(rounds))
+    every = [ratios(results) for results in rounds]
+    for name in every[0]:
+        values = [row[name] for row in every]
+        singles = ", ".join(f"{value:.3f}" for value in values)
+        median = statistics.median(values)
+        logger.info("  %-40s %7.3f [%s]%s", name, median, singles, verdict(name, median))
+    for command in rounds[0]["redis-benchmark -c 1"]:
+        rates = [results["redis-benchmark -c 1"][command] for results in rounds]
         logger.info(
-            "d) redis-benchmark -c 1 %-6s %10s req/s; ours 1:1 = %.2f of it",
-            command,
-            f"{rate:,.0f}",
-            ours["rate"] / rate,
+            "  redis-benchmark -c 1 %s req/s: %s", command, ", ".join(f"{r:,.0f}" for r in rates)
+        )
+    for name in ("gateway", "channels_redis pubsub"):
+        cpu = statistics.median(results[name]["cpu"] for results in rounds)
+        server = statistics.median(results[name]["server_cpu"] for results in rounds)
+        logger.info(
+            "  %-22s CPU per 1:1 message: this process %.1f us, redis-server %.1f us",
+            name,
+            cpu * 1e6,
+            server * 1e6,
         )
 
 

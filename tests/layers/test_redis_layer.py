@@ -127,6 +127,29 @@ async def test_a_specific_channel_whose_receiver_lags_refuses_sends(
 
 
 @pytest.mark.integration
+async def test_a_receive_on_a_new_channel_wakes_every_queued_pop(
+    redis_server: RedisServer,
+) -> None:
+    # The receive task keeps several blocking pops queued on its connection, each watching one
+    # wake-up list besides the lists to pop. A receive on a list none of them watches wakes
+    # them all; otherwise the new channel's messages would wait for the stale pops to time
+    # out (block_seconds, a minute here), and the ones queued behind them.
+    layer = RedisChannelLayer(**redis_layer_config(redis_server.url, block_seconds=60))
+    try:
+        first = asyncio.create_task(layer.receive("woken-first"))
+        await asyncio.sleep(0.2)  # its pops are blocking in Redis
+        async with asyncio.timeout(WAIT):  # well under block_seconds
+            for n in range(20):  # more than the pops queued at any time
+                await layer.send("woken-second", {"type": "test.message", "n": n})
+                assert (await layer.receive("woken-second"))["n"] == n
+            await layer.send("woken-first", {"type": "test.message", "n": -1})
+            assert (await first)["n"] == -1
+    finally:
+        await layer.flush()
+        await layer.close()
+
+
+@pytest.mark.integration
 @pytest.mark.parametrize("specific", [False, True], ids=["normal", "specific"])
 async def test_a_full_list_whose_oldest_entries_expired_takes_new_ones(
     redis_server: RedisServer, specific: bool

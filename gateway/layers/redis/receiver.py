@@ -41,7 +41,6 @@ logger = logging.getLogger("gateway.layers")
 BATCH = 1024
 DEPTH = 8
 REFILL_AT = 2
-_TAIL = ("LEFT", "COUNT", BATCH)
 
 
 def encode_entry(expires_ms: int, channel: str, payload: bytes) -> bytes:
@@ -148,6 +147,7 @@ class Receiver:
         self.wake_set = {key.encode() for keys in self.wake_keys for key in keys}
         self._turn = 0
         self._next_wake = [0] * count
+        self._pops_cache: dict[int, tuple[list[str], list[bytes]]] = {}
         self._places: dict[str, tuple[int, str]] = {}  # channel -> (host index, list key)
         self._inboxes_by_key: dict[bytes, str] = {}
 
@@ -281,18 +281,27 @@ class Receiver:
         arrives, and one write serves several messages."""
         keys = self._keys(index)
         count = DEPTH - len(pops.keys)
-        wake_keys, first = self.wake_keys[index], self._next_wake[index]
+        first = self._next_wake[index]
         self._next_wake[index] = (first + count) % DEPTH
-        block = self.layer.block_seconds
-        pop = [
-            ("BLMPOP", block, len(keys) + 1, wake_keys[(first + n) % DEPTH], *keys, *_TAIL)
-            for n in range(count)
-        ]
-        wire.write_to(b"".join(map(pack, pop)), count, pops)
+        encoded = self._encoded_pops(index, keys)
+        wire.write_to(b"".join([encoded[(first + n) % DEPTH] for n in range(count)]), count, pops)
         key_set = frozenset(keys)
         if pops.keys and pops.keys[-1] == key_set:
             key_set = pops.keys[-1]  # the same object: `watched` then skips an intersection
         pops.keys.extend([key_set] * count)
+
+    def _encoded_pops(self, index: int, keys: list[str]) -> list[bytes]:
+        """The pops of `keys`, one per wake-up list, encoded (kept while `keys` stay)."""
+        cached = self._pops_cache.get(index)
+        if cached is not None and cached[0] == keys:
+            return cached[1]
+        block = self.layer.block_seconds
+        encoded = [
+            pack(("BLMPOP", block, len(keys) + 1, wake, *keys, "LEFT", "COUNT", BATCH))
+            for wake in self.wake_keys[index]
+        ]
+        self._pops_cache[index] = (keys, encoded)
+        return encoded
 
     async def _connect(self, index: int) -> WireConnection:
         return await self.shards[index].open_blocking(self.layer.block_seconds)
