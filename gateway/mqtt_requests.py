@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -184,23 +185,46 @@ async def _send_request(layer: Any, event: MqttRequestEvent) -> None:
 
     The channel holds the layer's capacity (100 by default) of requests the serving process
     has not taken yet; a burst, or that process stalled for a moment, fills it. The caller
-    then waits for room rather than fail a command the device never saw.
+    then waits for room rather than fail a command the device never saw: in line behind the
+    other waiting callers of this event loop, so that one of them at a time polls the layer,
+    in arrival order, however many wait.
     """
-    delay = 0.001
+    line = _waiting_line()
+    if not line.locked():
+        try:
+            await layer.send(REQUEST_CHANNEL, dict(event))
+            return
+        except ChannelFull:
+            pass
     try:
-        async with asyncio.timeout(event["timeout"]):
+        async with asyncio.timeout(event["timeout"]), line:
+            delay = 0.0
             while True:
                 try:
                     await layer.send(REQUEST_CHANNEL, dict(event))
                     return
                 except ChannelFull:
                     await asyncio.sleep(delay)
-                    delay = min(delay * 2, 0.05)
+                    delay = min(delay * 2 or 0.001, 0.01)
     except TimeoutError:
         raise ChannelFull(
             f"{REQUEST_CHANNEL} stayed full for {event['timeout']:g}s: the process serving "
             f"it is behind; {event['command']!r} to {event['device_id']} was not sent"
         ) from None
+
+
+_lines: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _waiting_line() -> asyncio.Lock:
+    """The callers of this event loop waiting for room on `REQUEST_CHANNEL` (FIFO)."""
+    loop = asyncio.get_running_loop()
+    line = _lines.get(loop)
+    if line is None:
+        line = _lines[loop] = asyncio.Lock()
+    return line
 
 
 def request(
