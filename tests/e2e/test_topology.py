@@ -244,6 +244,7 @@ class Phase:
             f" HTTP through nginx: {self.http.ok} ok, {len(self.http.failed)} failed;"
             f" SMS webhooks: {self.sms.ok} answered, {len(self.sms.failed)} failed;"
             f" fault took {self.fault_done - self.fault_at:.1f} s"
+            + "".join(f"\n  failed: {failure}" for failure in self.http.failed + self.sms.failed)
         )
 
 
@@ -253,6 +254,7 @@ async def under_load(
     """Readings, HTTP and SMS load; `fault` after 2 s; 3 s more; then wait for every
     acknowledged reading to be handled (or WAIT) and count."""
     phase = Phase(name)
+    adopted_before = set(adoptions(topology))
     prefix = f"{name}-{uuid.uuid4().hex[:6]}-"
     device = await asyncio.to_thread(Device, topology)
     http = asyncio.create_task(http_load(topology, phase.http, phase.sms, prefix))
@@ -292,7 +294,18 @@ async def under_load(
     phase.duplicated = sum(counts.values()) - len(counts)
     phase.lost = sorted(acked - set(counts))
     print(phase.report())
+    print(*[f"  {line}" for line in adoptions(topology) if line not in adopted_before], sep="\n")
     return phase
+
+
+def adoptions(topology: Any) -> list[str]:
+    """The gateways' log lines saying a survivor adopted the session of a process gone."""
+    return [
+        line.strip()
+        for gateway in topology.processes
+        for line in (topology.logs / f"{gateway.name}.log").read_text().splitlines()
+        if "adopted its session" in line
+    ]
 
 
 def logs_tail(topology: Any, *names: str) -> str:
