@@ -11,7 +11,7 @@ trip under load) and ``c100`` (100 callers: how many round trips a second one pr
 
 - gateway: `gateway.mqtt.arequest()` in a process running a `Gateway` with `ExternalBroker`
   and ``COMMANDS`` on that Mosquitto (uvloop, in-memory channel layer), every command
-  recorded in the `DeviceCommand` history (SQLite in WAL mode, sent and answered: two writes);
+  recorded in the `DeviceCommand` history (SQLite in WAL mode, written by the store's thread);
 - gateway-memory-store: the same with a command store that keeps nothing, to show what the
   history's writes cost;
 - bare-gmqtt: one plain gmqtt client (MQTT 5, uvloop) publishing each command with a response
@@ -20,7 +20,8 @@ trip under load) and ``c100`` (100 callers: how many round trips a second one pr
 
 A round trip is from the call (the publish, for bare-gmqtt) to the answer in the caller's hands.
 Each process warms up for 2 s, then collects and freezes its garbage before it measures; one
-uncounted bare-gmqtt run precedes each load.
+uncounted bare-gmqtt run precedes each load. Commands that raised are counted ("failed") with
+their first distinct errors.
 """
 
 from __future__ import annotations
@@ -317,6 +318,8 @@ def report(load: str, results: dict[str, list[dict[str, float]]]) -> None:
     for name, m in medians.items():
         failed = sum(r.get("failed", 0) for r in results[name])
         print(f"{name:22} {m['rate']:>14,.0f} {m['p50']:>8.2f} {m['p99']:>8.2f}  failed: {failed}")
+        for error in sorted({e for r in results[name] for e in r.get("errors", [])}):
+            print(f"{'':22} {error}")
     bare = medians["bare-gmqtt"]
     for name in ("gateway", "gateway-memory-store"):
         ratio = medians[name]["p99"] / bare["p99"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -235,3 +236,31 @@ async def test_a_request_channel_that_stays_full_fails_the_command_saying_so(
     with pytest.raises(ChannelFull, match=r"stayed full for 0.2s.*'second' to pump-7 was not"):
         await arequest("pump-7", "second", timeout=0.2)
     nobody_serving.cancel()
+
+
+@pytest.mark.parametrize("shared_group", [None, "gateways"])
+async def test_a_route_covering_the_response_topics_gets_no_answer(
+    broker: Mosquitto, shared_group: str | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    """MQTT 5: the route's copy of an answer (a copy per subscription) is dropped, not handled
+    twice: the history says answered, not answered late."""
+    caplog.set_level(logging.INFO, "gateway.mqtt")
+    await add_device("pump-2")
+    seen: list[str] = []
+    routes = [topic("devices/{device_id}/{kind}/{rest}", Telemetry.as_asgi(seen=seen))]
+    routes.append(topic("devices/{device_id}/telemetry", Telemetry.as_asgi(seen=seen)))
+    application = ProtocolTypeRouter({"mqtt": MqttTopicRouter(routes)})
+    settings = settings_for(broker, COMMANDS=True, SHARED_GROUP=shared_group)
+    async with running_gateway(application, settings):
+        pump = await device(broker, "pump-2")
+        try:
+            await arequest("pump-2", "reboot", timeout=5)
+            await asyncio.to_thread(pump.publish, "devices/pump-2/telemetry", b"{}")
+            await eventually(lambda: "devices/pump-2/telemetry" in seen, "the telemetry")
+        finally:
+            pump.close()
+    # The route covers the command (the gateway's own publish) too; the answer, never.
+    assert sorted(seen) == ["devices/pump-2/commands/reboot", "devices/pump-2/telemetry"]
+    [row] = await history("pump-2")
+    assert row.status == "answered"
+    assert "after its timeout" not in caplog.text
