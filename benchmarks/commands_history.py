@@ -12,7 +12,9 @@ is the 100-caller load), in calls of --slice changes, on the benchmark's SQLite 
 store's thread (the Python work that holds the GIL the event loop needs), that thread's CPU
 time without the profiler (median of 3 runs; SQLite's own work included), and the top of the
 profile. --store takes any `CommandStore` class, e.g. an older version of the default one
-saved as a module, to compare in the same conditions.
+saved as a module, to compare in the same conditions. With ``--lag STORE:SLICE`` (repeatable)
+it measures instead how late the event loop wakes from a 1 ms sleep while each store records
+the flushes, beside a store that keeps nothing, rounds interleaved.
 """
 
 from __future__ import annotations
@@ -60,6 +62,13 @@ def flushes(count: int, per_flush: int = 500, carried: int = 20) -> list[list[An
     return batches
 
 
+class NoStore:
+    """A store that keeps nothing: the loop's lag without any history."""
+
+    async def record(self, changes: Any) -> list[str]:
+        return []
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--store", default="django_app.commands.DatabaseCommandStore")
@@ -68,6 +77,12 @@ def main() -> None:
     parser.add_argument("--per-flush", type=int, default=500, help="commands per flush")
     parser.add_argument("--carried", type=int, default=20, help="answers in the next flush")
     parser.add_argument("--top", type=int, default=12)
+    parser.add_argument(
+        "--lag",
+        action="append",
+        metavar="STORE:SLICE",
+        help="instead: the event loop's lag beside each store (repeatable), rounds interleaved",
+    )
     args = parser.parse_args()
     directory = tempfile.mkdtemp(prefix="bench-history-")
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "benchmarks.commands_settings")
@@ -77,13 +92,66 @@ def main() -> None:
     django.setup()
     from django.core.management import call_command
     from django.db import connection
-    from django.utils.module_loading import import_string
 
     from django_app.models.devices import Device
 
     call_command("migrate", verbosity=0)
     Device.objects.bulk_create([Device(device_id=f"sim-{n}") for n in range(100)])
     connection.close()
+    if args.lag:
+        lag(args)
+    else:
+        profile_store(args)
+
+
+def lag(args: argparse.Namespace) -> None:
+    """p99 and p99.9 of a 1 ms sleep's overshoot while each store records the flushes, which
+    come every 0.25 s: how long the store's thread keeps the event loop from running."""
+    from django.utils.module_loading import import_string
+
+    contenders = [("benchmarks.commands_history.NoStore", 5000)]
+    contenders += [(spec.rsplit(":", 1)[0], int(spec.rsplit(":", 1)[1])) for spec in args.lag]
+    results: dict[str, list[tuple[float, float]]] = {path: [] for path, _ in contenders}
+
+    async def one(path: str, size: int) -> tuple[float, float]:
+        store = import_string(path)()
+        batches = flushes(args.flushes, args.per_flush, args.carried)
+        overshoots: list[float] = []
+        done = asyncio.Event()
+
+        async def probe() -> None:
+            while not done.is_set():
+                started = time.perf_counter()
+                await asyncio.sleep(0.001)
+                overshoots.append(time.perf_counter() - started - 0.001)
+
+        async def write() -> None:
+            for batch in batches:
+                await asyncio.sleep(0.25)
+                for start in range(0, len(batch), size):
+                    await store.record(batch[start : start + size])
+            done.set()
+
+        await asyncio.gather(probe(), write())
+        if hasattr(store, "aclose"):
+            await store.aclose()
+        overshoots.sort()
+        at = len(overshoots)
+        return overshoots[int(at * 0.99)] * 1000, overshoots[int(at * 0.999)] * 1000
+
+    for _ in range(3):
+        for path, size in contenders:
+            results[path].append(asyncio.run(one(path, size)))
+    for path, rounds in results.items():
+        p99 = statistics.median(r[0] for r in rounds)
+        p999 = statistics.median(r[1] for r in rounds)
+        each = ", ".join(f"{r[0]:.2f}" for r in rounds)
+        print(f"{path}: loop lag p99 {p99:.2f} ms ({each}), p99.9 {p999:.2f} ms, median of 3")
+
+
+def profile_store(args: argparse.Namespace) -> None:
+    from django.utils.module_loading import import_string
+
     store_class = import_string(args.store)
     commands = args.flushes * args.per_flush
 
