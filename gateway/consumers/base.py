@@ -224,8 +224,9 @@ class AsyncConsumer:
                     bell.set_result(None)
                 name: str | None = getattr(self, "_channel_name", None)
                 if name is not None and direct is not None:
-                    direct.receive_into(name, bell)
-                    listening = name
+                    if not bell.done():  # else the layer keeps its messages for the next turn
+                        direct.receive_into(name, bell)
+                        listening = name
                 elif name is not None and layer is None:
                     layer = asyncio.ensure_future(self._receive_from_layer())
                     layer.add_done_callback(self._ring)

@@ -159,6 +159,8 @@ class InMemoryChannelLayer(BaseChannelLayer):
         and goes to the next receiver, or stays queued.
         """
         self.require_valid_channel_name(channel)
+        if future.done():
+            return  # resolved by its owner already: nothing taken, nothing to wait for
         now = monotonic()
         if now >= self._next_sweep:
             self._sweep(now)

@@ -347,3 +347,43 @@ async def test_a_client_message_first_leaves_the_group_message_waiting() -> None
         assert await communicator.receive_from() == "noted"
         assert seen == ["client a", "layer 1"]
         await communicator.disconnect()
+
+
+async def test_client_and_layer_messages_arriving_during_a_handler_are_all_handled() -> None:
+    seen: list[str] = []
+    release = asyncio.Event()
+
+    class Busy(AsyncWebsocketConsumer):
+        groups = ["busy"]
+
+        async def receive(
+            self, text_data: str | None = None, bytes_data: bytes | None = None
+        ) -> None:
+            seen.append(f"client {text_data}")
+            await self.send(text_data=f"got {text_data}")
+
+        async def note(self, message: Message) -> None:
+            seen.append(f"layer {message['n']}")
+            if message["n"] == 1:
+                await release.wait()
+            await self.send(text_data=f"noted {message['n']}")
+
+    memory = {"default": {"BACKEND": "gateway.layers.InMemoryChannelLayer"}}
+    with override_settings(CHANNEL_LAYERS=memory):
+        communicator = WebsocketCommunicator(Busy.as_asgi(), "/ws/")
+        assert await communicator.connect() == (True, None)
+        layer = get_channel_layer()
+        assert layer is not None
+        await layer.group_send("busy", {"type": "note", "n": 1})
+        await asyncio.sleep(0)
+        # While the first handler waits: a client frame and a queued group message.
+        await communicator.send_to(text_data="a")
+        await layer.group_send("busy", {"type": "note", "n": 2})
+        for _ in range(5):
+            await asyncio.sleep(0)
+        release.set()
+        replies = {await communicator.receive_from() for _ in range(3)}
+        assert replies == {"noted 1", "got a", "noted 2"}
+        assert seen[0] == "layer 1"
+        assert sorted(seen[1:]) == ["client a", "layer 2"]
+        await communicator.disconnect()
