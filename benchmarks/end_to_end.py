@@ -24,8 +24,9 @@ not counted. Each variant runs --rounds times, rounds interleaved (every round s
 gateway process), and the median of the rounds' p50 and p99 is reported with their range,
 next to its ratio to the raw broker's in the same run. With --previous-tree DIR (a checkout
 of an earlier commit: `git worktree add /tmp/prev <commit>`) every gateway variant also runs
-from that tree as `<variant>-previous`, in the same rounds. The client side's garbage collector is
-off while a round runs, for every variant alike.
+from that tree as `<variant>-previous`, in the same rounds. The client side's garbage
+collector is off while a round runs, for every variant alike. --syscalls instead counts the
+gateway's system calls per reading (`strace -c -f` attached after the warm-up, one round).
 """
 
 from __future__ import annotations
