@@ -7,7 +7,9 @@ Each round starts, one after the other and each on a free 127.0.0.1 port:
 - gateway: ``gateway run`` of this module's application with `mqtt_memory_settings` (the
   embedded broker alone, uvloop, no HTTP): anonymous logins with the default ACL
   ``devices/{device_id}/#`` (the client id names the device), the connection caps raised;
-- mosquitto: the installed binary, ``allow_anonymous true``, no persistence.
+- mosquitto: the installed binary, ``allow_anonymous true``, no persistence;
+- gateway-previous (with --previous-tree DIR, a checkout of an earlier commit): the gateway
+  run from that tree, to compare the embedded broker with an earlier one in the same run.
 
 A device connects with its own client id (``dev-00042``), keep-alive 60 s, subscribes at
 QoS 1 to its command topic ``devices/dev-00042/commands``, then stays idle (a PINGREQ every
@@ -45,7 +47,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.net import free_port, run_loop, wait_port  # noqa: E402
 
 SETTINGS = "benchmarks.mqtt_memory_settings"
-BROKERS = ("gateway", "mosquitto")
+BROKERS = ("gateway", "mosquitto", "gateway-previous")
 KEEP_ALIVE = 60
 PING_EVERY = 30.0
 
@@ -160,12 +162,18 @@ def memory(pid: int) -> dict[str, int]:
     return {"rss": fields["Rss"], "pss": fields["Pss"], "uss": uss}
 
 
-def start_gateway(port: int) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": SETTINGS, "PYTHONPATH": str(ROOT),
+def start_gateway(port: int, tree: Path = ROOT) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": SETTINGS, "PYTHONPATH": str(tree),
            "MQTT_MEMORY_PORT": str(port)}  # fmt: skip
     command = [sys.executable, "-m", "gateway", "run", "benchmarks.mqtt_memory:application",
                "--log-level", "warning"]  # fmt: skip
-    return subprocess.Popen(command, cwd=ROOT, env=env)
+    return subprocess.Popen(command, cwd=tree, env=env)
+
+
+def start_broker(name: str, port: int, args: argparse.Namespace, folder: Path) -> Any:
+    if name == "mosquitto":
+        return start_mosquitto(port, folder)
+    return start_gateway(port, args.previous_tree if name == "gateway-previous" else ROOT)
 
 
 def start_mosquitto(port: int, directory: Path) -> subprocess.Popen[bytes]:
@@ -211,7 +219,7 @@ def release(children: list[subprocess.Popen[str]]) -> None:
 
 def one_broker(name: str, clean: bool, args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     port = free_port()
-    proc = start_gateway(port) if name == "gateway" else start_mosquitto(port, folder)
+    proc = start_broker(name, port, args, folder)
     try:
         wait_port(port)
         release(connect_clients(port, 10**6, args.warmup, 1, clean))
@@ -245,10 +253,11 @@ def report(results: dict[tuple[str, str], list[dict[str, Any]]], clients: int) -
               f"| {_median(rows, 'after', 'rss') / 1024:.1f} "
               f"| **{_median(rows, 'per', 'rss'):.2f}** | {_median(rows, 'per', 'pss'):.2f} "
               f"| {_median(rows, 'per', 'uss'):.2f} | {connect:.1f} |")  # fmt: skip
-    for session in {s for s, _ in results}:
-        ours = statistics.median(r["per"]["rss"] for r in results[(session, "gateway")])
-        theirs = statistics.median(r["per"]["rss"] for r in results[(session, "mosquitto")])
-        print(f"\n{session}: gateway / mosquitto RSS per device = {ours / theirs:.1f}x")
+    medians = {key: _median(rows, "per", "rss") for key, rows in results.items()}
+    for (session, name), value in medians.items():
+        ours = medians.get((session, "gateway"))
+        if name != "gateway" and ours is not None:
+            print(f"\n{session}: gateway / {name} RSS per device = {ours / value:.2f}x")
     print("\nper round (RSS KiB/device):")
     for (session, name), rows in results.items():
         print(f"  {session} {name}: " + ", ".join(f"{r['per']['rss']:.2f}" for r in rows))
@@ -264,7 +273,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--sessions", nargs="+", choices=("clean", "persistent"),
                         default=["clean", "persistent"])  # fmt: skip
-    parser.add_argument("--brokers", nargs="+", choices=BROKERS, default=list(BROKERS))
+    parser.add_argument("--brokers", nargs="+", choices=BROKERS, default=list(BROKERS[:2]))
+    parser.add_argument("--previous-tree", type=Path, help="for gateway-previous")
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--source", help=argparse.SUPPRESS)
     parser.add_argument("--first", type=int, default=0, help=argparse.SUPPRESS)
