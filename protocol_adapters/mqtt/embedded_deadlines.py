@@ -98,13 +98,15 @@ class Deadlines:
         try:
             while self._order and self._order[0] <= due:
                 self._done = heapq.heappop(self._order)
-                self._check(self._slots.pop(self._done, ()), now)
+                self._check(self._done, self._slots.pop(self._done, ()), now)
         finally:
             self._firing = False
             self._rearm()
 
-    def _check(self, bucket: set[Expiring] | tuple[()], now: float) -> None:
+    def _check(self, slot: int, bucket: set[Expiring] | tuple[()], now: float) -> None:
         for item in bucket:
+            if item.deadline_slot != slot:
+                continue  # discarded, or given another deadline, by an item checked before it
             item.deadline_slot = None
             try:
                 following = item.expired(now)

@@ -144,3 +144,42 @@ async def test_the_shared_timer_cuts_off_only_the_silent_client(clients: Clients
         assert await silent.closed(timeout=5.0)
         await forever.ping()
         assert len(run.adapter.deadlines) == 1  # talking's; keep-alive 0 has no deadline
+
+
+class Dropping(Item):
+    """An item whose check discards another item of the same slot."""
+
+    def __init__(self, deadlines: Deadlines, other: Item, log: list[Item]) -> None:
+        super().__init__()
+        self.deadlines, self.other, self.log = deadlines, other, log
+
+    def expired(self, now: float) -> float | None:
+        self.log.append(self)
+        self.deadlines.discard(self.other)
+        return super().expired(now)
+
+
+class Logged(Item):
+    def __init__(self, log: list[Item]) -> None:
+        super().__init__()
+        self.log = log
+
+    def expired(self, now: float) -> float | None:
+        self.log.append(self)
+        return super().expired(now)
+
+
+async def test_an_item_discarded_by_one_checked_before_it_is_not_checked() -> None:
+    deadlines, log = Deadlines(RESOLUTION), []
+    now = asyncio.get_running_loop().time()
+    others = [Logged(log) for _ in range(20)]
+    droppers = [Dropping(deadlines, other, log) for other in others]
+    for item in [*droppers, *others]:
+        deadlines.add(item, now + 0.01)  # all in one slot, checked in no set order
+    await wait_checked(droppers[-1])
+    await asyncio.sleep(3 * RESOLUTION)
+    for dropper, other in zip(droppers, others, strict=True):
+        assert dropper.checked != []
+        if log.index(dropper) < (log.index(other) if other in log else len(log)):
+            assert other.checked == []  # discarded before its turn
+    assert len(log) == len(set(map(id, log)))
