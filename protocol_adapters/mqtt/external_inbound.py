@@ -83,8 +83,10 @@ class InboundFlow:
         try:
             while self.parked:
                 client, message, on_done = self.parked[0]
-                # A QoS 1/2 message of a lost connection comes again on the next one.
-                if on_done is None or not client.lost.is_set():
+                # A QoS 1/2 message of a lost connection comes again on the next one; a slot
+                # freed since is taken at once, without the coroutines of submit().
+                wanted = on_done is None or not client.lost.is_set()
+                if wanted and not intake.try_submit(message, on_done):
                     await intake.submit(message, on_done)
                 self.parked.popleft()
         except DispatcherClosed:
