@@ -303,7 +303,11 @@ class KeyedDispatcher:
             queue.append(event)
             return
         queue = self._queues[key] = deque([event])
-        self._workers[key] = asyncio.create_task(self._work(key, queue), name=f"dispatch:{key}")
+        # The loop's own create_task: asyncio.create_task adds two Python calls per event.
+        worker = asyncio.get_running_loop().create_task(
+            self._work(key, queue), name=f"dispatch:{key}"
+        )
+        self._workers[key] = worker
 
     async def _work(self, key: str, queue: deque[_Event]) -> None:
         # This task's own context: every line logged while its events run names them.
