@@ -243,10 +243,14 @@ def main() -> None:
         help="only pass this many messages 1:1 through --layer (for valgrind: see README)",
     )
     parser.add_argument("--layer", choices=list(LAYERS), default="gateway")
+    parser.add_argument("--url", help="with --messages: this Redis instead of one of its own")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("gateway.layers").setLevel(logging.WARNING)
     if args.messages is not None:
+        if args.url is not None:
+            counted(args.url, args.layer, args.messages)
+            return
         with running_redis() as server:
             counted(server.url, args.layer, args.messages)
         return
