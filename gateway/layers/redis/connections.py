@@ -23,6 +23,7 @@ __all__ = [
     "UNAVAILABLE",
     "Script",
     "Shard",
+    "drop_keys",
     "is_noscript",
     "is_redirect",
     "is_transient",
@@ -105,6 +106,18 @@ class Script:
 def is_noscript(error: ResponseError) -> bool:
     """True for Redis' answer to EVALSHA of a script it does not hold."""
     return str(error).startswith("NOSCRIPT")
+
+
+async def drop_keys(client: Redis, pattern: str) -> None:
+    """Delete every key matching `pattern`, a thousand at a time (SCAN, UNLINK)."""
+    batch: list[Any] = []
+    async for key in client.scan_iter(match=pattern, count=1000):
+        batch.append(key)
+        if len(batch) >= 1000:
+            await client.unlink(*batch)
+            batch = []
+    if batch:
+        await client.unlink(*batch)
 
 
 def make_client(spec: HostSpec, **overrides: Any) -> Redis:

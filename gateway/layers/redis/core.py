@@ -11,7 +11,6 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 import msgpack
-from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from gateway.exceptions import ChannelFull, ChannelLayerUnavailable, ImproperlyConfiguredGateway
@@ -23,6 +22,7 @@ from gateway.layers.redis.connections import (
     UNAVAILABLE,
     Script,
     Shard,
+    drop_keys,
     is_noscript,
     is_redirect,
     is_transient,
@@ -31,7 +31,7 @@ from gateway.layers.redis.durable import Delivery
 from gateway.layers.redis.groups import Groups
 from gateway.layers.redis.loop_state import LoopState
 from gateway.layers.redis.scripts import DURABLE_SEND, SEND
-from gateway.layers.redis.sending import SendPlan, make_plan
+from gateway.layers.redis.sending import Plans
 from gateway.layers.redis.wire import WireConnection
 from gateway.layers.serialization import copy_message
 from gateway.types import Message
@@ -134,7 +134,7 @@ class RedisChannelLayer(BaseChannelLayer):
         self.expiry_seconds = max(1, int(expiry + 0.999))
         self._capacity_cache: dict[str, int] = {}
         self._expiry_ms = int(expiry * 1000)
-        self._plans: dict[str, SendPlan] = {}  # per channel sent to: see `sending`
+        self._plans = Plans(self, _SEND)  # per channel used: see `sending`
         self._groups = Groups(self, channel_capacity or {})
         self._states: dict[asyncio.AbstractEventLoop, LoopState] = {}
         self._last_state: LoopState | None = None  # the state loop_state() found last
@@ -284,7 +284,7 @@ class RedisChannelLayer(BaseChannelLayer):
             if self._durable and self.is_durable(channel):
                 await self._send_durable(channel, message)
                 return
-            plan = self._plan(channel)
+            plan = self._plans.make(channel)
         copied, _ = copy_message(message)
         payload: bytes = msgpack.packb(copied)
         now_ms = int(time.time() * 1000)
@@ -294,12 +294,6 @@ class RedisChannelLayer(BaseChannelLayer):
             plan.shard, _SEND, plan.keys, args, plan.command(now_ms, entry)
         ):
             raise ChannelFull(f"channel {channel!r} holds its capacity of messages")
-
-    def _plan(self, channel: str) -> SendPlan:
-        if len(self._plans) > 4096:
-            self._plans.clear()
-        plan = self._plans[channel] = make_plan(self, _SEND, channel)
-        return plan
 
     async def _send_durable(self, channel: str, message: Message) -> None:
         copied, _ = copy_message(message)
@@ -344,7 +338,7 @@ class RedisChannelLayer(BaseChannelLayer):
                 delivery = await self.receive_delivery(channel)
                 await delivery.ack()
                 return delivery.message
-            self._plan(channel)
+            self._plans.make(channel)
         return await self.loop_state().receiver.receive(channel)
 
     async def receive_delivery(self, channel: str) -> Delivery:
@@ -388,21 +382,10 @@ class RedisChannelLayer(BaseChannelLayer):
             pattern = self.key_prefixes[index] + "*"
 
             async def drop(_: WireConnection, shard: Shard = shard, pattern: str = pattern) -> None:
-                await self._drop_keys(await shard.command_client(), pattern)
+                await drop_keys(await shard.command_client(), pattern)
 
             # Through the bounded retry: a Redis in the middle of a failover gets its time.
             await self.call(index, drop)
-
-    @staticmethod
-    async def _drop_keys(client: Redis, pattern: str) -> None:
-        batch: list[Any] = []
-        async for key in client.scan_iter(match=pattern, count=1000):
-            batch.append(key)
-            if len(batch) >= 1000:
-                await client.unlink(*batch)
-                batch = []
-        if batch:
-            await client.unlink(*batch)
 
     async def close(self) -> None:
         """Stop this event loop's receive tasks and close its connections; usable afterwards."""

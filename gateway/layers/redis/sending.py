@@ -14,7 +14,7 @@ from gateway.layers.redis.connections import Script
 if TYPE_CHECKING:
     from gateway.layers.redis.core import RedisChannelLayer
 
-__all__ = ["SendPlan", "make_plan"]
+__all__ = ["Plans", "SendPlan", "make_plan"]
 
 
 class SendPlan(NamedTuple):
@@ -48,3 +48,18 @@ def make_plan(layer: RedisChannelLayer, script: Script, channel: str) -> SendPla
     fixed: list[Any] = [capacity, layer.expiry_seconds, channel[bang + 1 :]]
     head = script.head(keys, fixed, 2)
     return SendPlan(index, keys, fixed, head, channel.encode("ascii"))
+
+
+class Plans(dict[str, SendPlan]):
+    """The plans of the channels a layer sent to or received from (up to 4096 kept)."""
+
+    def __init__(self, layer: RedisChannelLayer, script: Script) -> None:
+        super().__init__()
+        self.layer, self.script = layer, script
+
+    def make(self, channel: str) -> SendPlan:
+        """Make and keep the plan of a channel whose name was checked and that is not durable."""
+        if len(self) > 4096:
+            self.clear()
+        plan = self[channel] = make_plan(self.layer, self.script, channel)
+        return plan
