@@ -142,6 +142,7 @@ class Simulation:
     async def close(self) -> None:
         """Disconnect every device cleanly (no will)."""
         for member in self.members:
+            member.client.on_disconnect = _quiet  # our own DISCONNECT: nothing to report
             with contextlib.suppress(Exception):
                 await member.client.disconnect()
         self.members.clear()
@@ -185,6 +186,10 @@ async def _connect(client: Any, host: str, port: int, version: int, timeout: flo
 
 def _disconnected(client: Any, packet: Any = None, exc: Any = None) -> None:
     logger.warning("%s was disconnected by the broker", getattr(client, "_client_id", "a device"))
+
+
+def _quiet(*args: Any, **kwargs: Any) -> None:
+    return None
 
 
 def _gmqtt() -> tuple[Any, int]:
