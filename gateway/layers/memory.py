@@ -129,25 +129,12 @@ class InMemoryChannelLayer(BaseChannelLayer):
 
     async def receive(self, channel: str) -> dict[str, Any]:
         """Wait for the next message on a channel and return it; expired ones are dropped."""
-        self.require_valid_channel_name(channel)
-        now = monotonic()
-        if now >= self._next_sweep:
-            self._sweep(now)
-        queue = self._queues.get(channel)
-        if queue is not None:
-            message = self._take(channel, queue, now)
-            if message is not None:
-                return message
         waiter: _Waiter = asyncio.get_running_loop().create_future()
-        waiting = self._waiters.get(channel)
-        if waiting is None:
-            self._waiters[channel] = [waiter]
-        else:
-            waiting.append(waiter)
+        self.receive_into(channel, waiter)
         try:
             return await waiter
         except asyncio.CancelledError:
-            self._abandon(channel, waiter)
+            self.forget_receiver(channel, waiter)
             raise
 
     def receive_into(self, channel: str, future: asyncio.Future[Any]) -> None:
@@ -240,17 +227,6 @@ class InMemoryChannelLayer(BaseChannelLayer):
             self._put_back(channel, message)
         else:
             waiter.set_result(message)
-
-    def _abandon(self, channel: str, waiter: _Waiter) -> None:
-        """A receive was cancelled: keep a message already handed to it, forget the waiter."""
-        if waiter.done() and not waiter.cancelled():
-            self._put_back(channel, waiter.result())
-            return
-        waiting = self._waiters.get(channel)
-        if waiting is not None and waiter in waiting:
-            waiting.remove(waiter)
-            if not waiting:
-                del self._waiters[channel]
 
     def _put_back(self, channel: str, message: dict[str, Any]) -> None:
         """Return a message to the head of its channel, past capacity: it was accepted already."""
