@@ -9,7 +9,6 @@ posted to a gateway started in the test, on its own HTTP server.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -140,11 +139,10 @@ async def test_a_form_encoded_request_is_read_too(gateway: httpx.AsyncClient) ->
 @pytest.mark.parametrize("gateway", [{"CACHE_TTL": 0.3}], indirect=True)
 async def test_answers_come_from_the_cache_for_a_bounded_time(gateway: httpx.AsyncClient) -> None:
     await authn(gateway, "pump-1", "secret-1")  # Django's password hash runs once
-    started = time.perf_counter()
+    hashed = hashing.done
     for _ in range(20):
         assert (await authn(gateway, "pump-1", "secret-1"))["result"] == "allow"
-    per_answer = (time.perf_counter() - started) / 20
-    assert per_answer < 0.005, f"{per_answer * 1000:.1f} ms per cached answer"
+    assert hashing.done == hashed  # answered from the cache: no password checked again
     await database_sync_to_async(_drop_credential)("pump-1")
     assert (await authn(gateway, "pump-1", "secret-1"))["result"] == "allow"  # still cached
     await asyncio.sleep(0.4)
