@@ -82,7 +82,7 @@ class CommandForm(forms.Form):
         required=False,
         label="Wait for the answers",
         help_text=(
-            "Send it as a request (gateway.mqtt.request: the external broker's COMMANDS) to "
+            "Send it as a request (gateway.mqtt.request: the MQTT adapter's COMMANDS) to "
             "devices/<device id>/commands/<command>, and show each device's answer or timeout."
         ),
     )

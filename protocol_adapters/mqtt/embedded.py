@@ -44,17 +44,21 @@ from protocol_adapters.mqtt.common import (
     serve_publish_channel,
     subscriptions_for,
 )
+from protocol_adapters.mqtt.device_link import DeviceLink
 from protocol_adapters.mqtt.embedded_acl import may_publish, may_subscribe
 from protocol_adapters.mqtt.embedded_auth import log_in
-from protocol_adapters.mqtt.embedded_broker import Broker, BrokerLimits, Login
+from protocol_adapters.mqtt.embedded_broker import Broker, Login
 from protocol_adapters.mqtt.embedded_connections import Connection, ConnectionSettings
 from protocol_adapters.mqtt.embedded_deadlines import Deadlines
-from protocol_adapters.mqtt.embedded_options import EMBEDDED_OPTIONS, embedded_deploy_risks
-from protocol_adapters.mqtt.embedded_sessions import QueueLimits, Session
+from protocol_adapters.mqtt.embedded_options import (
+    EMBEDDED_OPTIONS,
+    broker_limits,
+    embedded_deploy_risks,
+)
+from protocol_adapters.mqtt.embedded_sessions import Session
 from protocol_adapters.mqtt.embedded_websocket import serve_websocket
 from protocol_adapters.mqtt.wire import (
     CONNACK_SERVER_UNAVAILABLE,
-    PUBACK,
     PUBREC,
     Connect,
     Publish,
@@ -78,7 +82,7 @@ class EmbeddedBroker(ProtocolAdapter):
         self.options = MqttOptions.from_options(context.options)
         self.filters: list[str] = []
         self.intake: MqttIntake | None = None
-        self.broker = Broker(_limits(self.settings), on_dropped=self._dropped)
+        self.broker = Broker(broker_limits(self.settings), on_dropped=self._dropped)
         self.connections: dict[tuple[str, int], Connection] = {}
         self.deadlines = Deadlines()
         """Every connection's CONNECT timeout or keep-alive, on one timer."""
@@ -92,7 +96,9 @@ class EmbeddedBroker(ProtocolAdapter):
         self._servers: list[asyncio.Server | WebSocketServer] = []
         self._device_links: Counter[str] = Counter()
         self._stop = asyncio.Event()
-        self._publisher: asyncio.Task[None] | None = None
+        self._services: list[asyncio.Task[None]] = []
+        self._link: DeviceLink | None = None
+        """Answers to commands (``COMMANDS``): presence is the broker's own."""
         self._running = False
         self.devices: DeviceStore | None = None
         """Where logins are checked and presence kept (AUTH "devices"), else None."""
@@ -118,17 +124,17 @@ class EmbeddedBroker(ProtocolAdapter):
         self.intake = MqttIntake(
             self.context, broker="embedded", options=self.options, publish=self.publish
         )
+        self._link = DeviceLink.build(self.filters, self.settings["COMMANDS"], None,
+                                      publish=self.publish, mqtt5=False,
+                                      alias=self.options.layer_alias,
+                                      max_payload=self.options.max_payload)  # fmt: skip
         listeners = await self._listen()
+        services = self._link.services(self._stop) if self._link is not None else []
         if self.options.serve_publish_channel:
-            self._publisher = asyncio.create_task(
-                serve_publish_channel(
-                    self.publish,
-                    alias=self.options.layer_alias,
-                    stop=self._stop,
-                    max_payload=self.options.max_payload,
-                ),
-                name=f"mqtt-publish:{self.context.name}",
-            )
+            services.append(serve_publish_channel(self.publish, alias=self.options.layer_alias,
+                            stop=self._stop, max_payload=self.options.max_payload))  # fmt: skip
+        name = f"mqtt-services:{self.context.name}"
+        self._services = [asyncio.create_task(service, name=name) for service in services]
         self._running = True
         logger.info("mqtt broker %r routes %s to the application", self.context.name, self.filters)
         return listeners
@@ -184,8 +190,9 @@ class EmbeddedBroker(ProtocolAdapter):
                     "mqtt broker %r stopped with %d messages cut", self.context.name, cut
                 )
         self._stop.set()
-        if self._publisher is not None:
-            await self._publisher
+        await asyncio.gather(*self._services, return_exceptions=True)
+        if self._link is not None:
+            await self._link.aclose()
         await self._close_connections()
 
     async def _drain_read(self, deadline: float) -> None:
@@ -274,6 +281,11 @@ class EmbeddedBroker(ProtocolAdapter):
             _acknowledge_now(session, publish)
             return
         self.broker.publish(publish.topic, publish.payload, publish.qos, retain=publish.retain)
+        link = self._link
+        own = link.take(publish.topic, publish.payload, publish.retain, {}) if link else None
+        if link is not None and own is not None:  # an answer to a command: not the app's
+            link.spawn(own, partial(_acknowledge_now, session, publish))
+            return
         await self._submit(connection, publish, session)
 
     async def closed(self, connection: Connection, will: Will | None) -> None:
@@ -374,24 +386,13 @@ class EmbeddedBroker(ProtocolAdapter):
             logger.exception("could not record device %r as %s", device_id, state)
 
 
-def _limits(settings: Mapping[str, Any]) -> BrokerLimits:
-    queue = QueueLimits(
-        max_inflight=settings["MAX_INFLIGHT_MESSAGES"],
-        max_messages=settings["MAX_QUEUED_MESSAGES"],
-        max_bytes=settings["MAX_QUEUED_BYTES"],
-    )
-    return BrokerLimits(queue, float(settings["SESSION_EXPIRY"]), settings["MAX_RETAINED"])
-
-
 def _acknowledge(session: Session, qos: int, packet_id: int, outcome: Outcome) -> None:
     session.acknowledge(qos, packet_id)
 
 
 def _acknowledge_now(session: Session | None, publish: Publish) -> None:
     if session is not None and publish.packet_id is not None:
-        session.send(ack(PUBACK if publish.qos == 1 else PUBREC, publish.packet_id))
-        if publish.qos == 2:
-            session.received.add(publish.packet_id)
+        session.acknowledge(publish.qos, publish.packet_id)
 
 
 def _address(scheme: str, sockets: Any) -> str:

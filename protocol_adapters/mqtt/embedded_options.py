@@ -17,10 +17,13 @@ from gateway.options import (
     positive_number,
     tls_option,
 )
+from protocol_adapters.mqtt.device_options import COMMANDS_OPTION
 from protocol_adapters.mqtt.embedded_acl import DEFAULT_ACL
+from protocol_adapters.mqtt.embedded_broker import BrokerLimits
+from protocol_adapters.mqtt.embedded_sessions import QueueLimits
 from protocol_adapters.mqtt.options import COMMON_OPTIONS
 
-__all__ = ["EMBEDDED_OPTIONS"]
+__all__ = ["EMBEDDED_OPTIONS", "broker_limits", "embedded_deploy_risks"]
 
 
 def _host(value: object) -> str | None:
@@ -73,6 +76,7 @@ EMBEDDED_OPTIONS: Final = OptionSet(
     Option("MAX_QUEUED_BYTES", 16 * 1024 * 1024, positive_int),
     Option("SESSION_EXPIRY", 86_400.0, positive_number),
     Option("MAX_RETAINED", 100_000, positive_int),
+    COMMANDS_OPTION,
 )
 """Every OPTIONS key of `EmbeddedBroker`, with its default and check (docs/mqtt.md)."""
 
@@ -90,3 +94,13 @@ def embedded_deploy_risks(options: Mapping[str, Any]) -> list[DeployRisk]:
             'Use AUTH "devices" (per-device logins and topics), or listen on 127.0.0.1.',
         )
     ]
+
+
+def broker_limits(settings: Mapping[str, Any]) -> BrokerLimits:
+    """The sessions' queue limits, expiry and retained-message cap from parsed OPTIONS."""
+    queue = QueueLimits(
+        max_inflight=settings["MAX_INFLIGHT_MESSAGES"],
+        max_messages=settings["MAX_QUEUED_MESSAGES"],
+        max_bytes=settings["MAX_QUEUED_BYTES"],
+    )
+    return BrokerLimits(queue, float(settings["SESSION_EXPIRY"]), settings["MAX_RETAINED"])

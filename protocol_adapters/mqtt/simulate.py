@@ -3,7 +3,10 @@
 Each simulated device is its own MQTT client (gmqtt, MQTT 3.1.1): it logs in with its device
 id as username, publishes JSON telemetry to ``devices/<id>/telemetry``, announces itself on
 ``devices/<id>/status`` (with a will saying "offline") and listens on
-``devices/<id>/commands``; the last command it got rides along in its next readings.
+``devices/<id>/commands/#``; the last command it got rides along in its next readings. A
+command sent with `gateway.mqtt.request` (over MQTT 3.1.1 its topic ends with the request's
+id: ``devices/<id>/commands/<command>/<request id>``) is answered on
+``devices/<id>/responses/<request id>`` with ``{"device", "command", "ok"}``.
 """
 
 from __future__ import annotations
@@ -63,6 +66,10 @@ class SimulatedDevice:
             self.last_command = json.loads(payload)
         except ValueError:
             self.last_command = payload.decode("utf-8", "replace")
+        levels = topic.split("/")[3:]  # after devices/<id>/commands: <command>/<request id>
+        if len(levels) >= 2:
+            answer = {"device": self.device_id, "command": "/".join(levels[:-1]), "ok": True}
+            client.publish(f"{self.topic}/responses/{levels[-1]}", json.dumps(answer), qos=1)
         return 0  # PUBACK: accepted
 
 
@@ -111,7 +118,7 @@ class Simulation:
             connected = f"{len(self.members)} of {self.devices} devices connected"
             message = f"{member.device_id} could not connect to {self.url}: {exc} ({connected})"
             raise ConnectionError(message) from exc
-        client.subscribe(f"{member.topic}/commands", qos=1)
+        client.subscribe(f"{member.topic}/commands/#", qos=1)
         client.publish(f"{member.topic}/status", b"online", qos=1)
         return client
 

@@ -7,13 +7,19 @@ import json
 import queue
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import paho.mqtt.client as paho
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from tests.integration.mosquitto import Mosquitto
+
+class Broker(Protocol):
+    """Where a paho client connects: a `Mosquitto`, an embedded broker's `RunningBroker`."""
+
+    @property
+    def port(self) -> int: ...
+
 
 WAIT = 20.0  # only turns a hang into a failure
 
@@ -42,7 +48,7 @@ class PahoClient:
 
     def __init__(
         self,
-        broker: Mosquitto,
+        broker: Broker,
         client_id: str,
         *,
         mqtt5: bool = True,
@@ -124,7 +130,7 @@ class AnsweringDevice(PahoClient):
     """
 
     def __init__(
-        self, broker: Mosquitto, device_id: str, *, delay: float = 0.0, **options: Any
+        self, broker: Broker, device_id: str, *, delay: float = 0.0, **options: Any
     ) -> None:
         self.device_id = device_id
         self.delay = delay

@@ -9,7 +9,9 @@ import sys
 
 import pytest
 
+from django_app.models.devices import Device
 from gateway import mqtt
+from gateway.db import database_sync_to_async
 from tests.mqtt.embedded_support import WAIT, Recorder, running_broker
 
 pytestmark = pytest.mark.integration
@@ -41,6 +43,26 @@ async def test_simulated_devices_publish_and_receive_commands() -> None:
             _, err = await asyncio.wait_for(proc.communicate(), WAIT)
     assert proc.returncode == 0, err.decode()
     assert "commands 1" in err.decode()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_simulated_device_answers_a_request() -> None:
+    """The demo's devices answer `gateway.mqtt.request`, so the admin's wait shows answers."""
+    await database_sync_to_async(Device.objects.create)(device_id="sensor-1")
+    app = Recorder()
+    async with running_broker(app, AUTH="anonymous", COMMANDS=True) as run:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "gateway", "simulate", "--devices", "1", "--rate", "1",
+            "--broker", f"mqtt://127.0.0.1:{run.port}", "--duration", "60",
+            stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            await app.next()  # its status message: connected and subscribed
+            answer = await mqtt.arequest("sensor-1", "led/blink", {"times": 3}, timeout=10)
+        finally:
+            proc.send_signal(signal.SIGINT)
+            await asyncio.wait_for(proc.communicate(), WAIT)
+    assert answer.json() == {"device": "sensor-1", "command": "led/blink", "ok": True}
 
 
 async def _simulate(port: int, *args: str) -> tuple[int | None, str]:
