@@ -28,7 +28,7 @@ from django.core import checks
 from django.utils.module_loading import import_string
 
 from django_app.sqlite_check import check_sqlite_transactions
-from gateway.conf import validate
+from gateway.conf_checks import validate
 from gateway.overrides import effective_setting, override_note
 
 GATEWAY_TAG = "gateway"

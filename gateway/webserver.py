@@ -76,6 +76,7 @@ class WebServer:
             ws_max_size=http.ws_max_size,
             ws_ping_interval=http.ws_ping_interval,
             ws_ping_timeout=http.ws_ping_timeout,
+            ws_per_message_deflate=http.ws_per_message_deflate,
             proxy_headers=http.proxy_headers,
             forwarded_allow_ips=http.forwarded_allow_ips,
             root_path=http.root_path,

@@ -10,7 +10,7 @@ from django.test import override_settings
 from django_app import devices
 from django_app.models.devices import Device
 from gateway import DeviceStateTooLarge
-from gateway.conf import validate
+from gateway.conf_checks import validate
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -5,7 +5,8 @@ from typing import Any
 from django.test import override_settings
 
 from django_app.deadletters import store_dead_letter
-from gateway.conf import DEFAULTS, GatewaySettings, Problem, gateway_settings, validate
+from gateway.conf import DEFAULTS, GatewaySettings, Problem, gateway_settings
+from gateway.conf_checks import validate
 
 LINE_ADAPTER = "tests.server.line_adapter.LineAdapter"
 

@@ -11,7 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.conf import GatewaySettings, validate
+from gateway.conf import GatewaySettings
+from gateway.conf_checks import validate
 from gateway.server import Gateway
 from gateway.types import Receive, Scope, Send
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.conf import GatewaySettings, validate
+from gateway.conf import GatewaySettings
+from gateway.conf_checks import validate
 from gateway.deploy import deploy_risks
 
 PROVIDERS = {  # backend, the secret without which every webhook is refused, other options
