@@ -8,13 +8,14 @@ gateway.E005  an adapter rejects its OPTIONS (its check_options)
 gateway.E006  CHANNEL_LAYERS is not a dict of aliases, each with a BACKEND
 gateway.E007  a CHANNEL_LAYERS BACKEND cannot be imported or is not a channel layer
 gateway.E008  a per-process override (GATEWAY_ADAPTERS__...) names no adapter of GATEWAY
-gateway.W001  a SQLite file database with deferred transactions (django_app.sqlite_check)
+gateway.W001  a SQLite file database with deferred transactions (django_app.database_checks)
 
 GATEWAY is checked as the process runs it: with its per-process overrides applied
 (gateway.overrides); a problem in an overridden adapter names the variables in its hint.
 
-With ``--deploy``, gateway.W101-W106 name settings that work but are risky in production
-(gateway.deploy).
+With ``--deploy``, gateway.W101-W107 name settings that work but are risky in production
+(gateway.deploy), and gateway.W108 a database whose connections are not kept
+(django_app.database_checks).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from django.conf import settings
 from django.core import checks
 from django.utils.module_loading import import_string
 
-from django_app.sqlite_check import check_sqlite_transactions
+from django_app.database_checks import check_connection_reuse, check_sqlite_transactions
 from gateway.conf_checks import validate
 from gateway.overrides import effective_setting, override_note
 
@@ -40,6 +41,7 @@ def register() -> None:
     checks.register(check_channel_layers, GATEWAY_TAG)
     checks.register(check_sqlite_transactions, GATEWAY_TAG)
     checks.register(check_gateway_deploy, GATEWAY_TAG, checks.Tags.security, deploy=True)
+    checks.register(check_connection_reuse, GATEWAY_TAG, deploy=True)
 
 
 def check_gateway_deploy(

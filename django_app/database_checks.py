@@ -1,5 +1,6 @@
-"""gateway.W001: a SQLite database whose transactions can fail at once under the gateway.
+"""What the gateway needs of DATABASES: transactions that wait, connections that are kept.
 
+gateway.W001: a SQLite file database whose transactions can fail at once under the gateway.
 The gateway does its own database work (dedup, stores, device state, command history) on its
 database thread while synchronous consumers run in others, so a file database sees concurrent
 writers from the first minute. SQLite's default ``BEGIN`` (DEFERRED) takes the write lock only
@@ -7,6 +8,12 @@ at the first write: a transaction that read first and then writes while another 
 holds the lock fails at once with "database is locked", without waiting for the busy timeout.
 Django's ``OPTIONS["transaction_mode"] = "IMMEDIATE"`` takes the lock at ``BEGIN``, where the
 timeout applies. In-memory databases (tests) are left alone.
+
+gateway.W108 (``check --deploy``): ``CONN_MAX_AGE`` 0, Django's default. Every database call of
+the gateway (`gateway.db.database_sync_to_async`) closes the connection after it, as Django
+does after a request, so the next call opens a new one: a TCP connection and a login with
+PostgreSQL, a file opened and its functions registered with SQLite, for every stored
+message and device reading.
 """
 
 from __future__ import annotations
@@ -23,6 +30,11 @@ HINT = (
     'journal_mode=WAL"} to this database (see docs/settings.md, "SQLite"), or use PostgreSQL.'
 )
 LOCKING_MODES = frozenset({"IMMEDIATE", "EXCLUSIVE"})
+CONNECTION_HINT = (
+    'Set "CONN_MAX_AGE": None for SQLite, or a number of seconds (60) with '
+    '"CONN_HEALTH_CHECKS": True for a database server (see docs/settings.md, "Database '
+    'connections").'
+)
 
 
 def check_sqlite_transactions(
@@ -49,11 +61,39 @@ def sqlite_warnings(databases: object) -> list[checks.CheckMessage]:
     ]
 
 
-def _defers(entry: Mapping[str, Any]) -> bool:
-    if not str(entry.get("ENGINE", "")).endswith("sqlite3"):
-        return False
+def check_connection_reuse(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    """One warning per database whose connections are closed after every call (deploy)."""
+    return connection_warnings(getattr(settings, "DATABASES", {}))
+
+
+def connection_warnings(databases: object) -> list[checks.CheckMessage]:
+    """The warnings of ``check_connection_reuse`` for a DATABASES setting."""
+    if not isinstance(databases, Mapping):
+        return []
+    return [
+        checks.Warning(
+            f"DATABASES[{alias!r}] has CONN_MAX_AGE 0: the gateway opens a new database "
+            "connection for every database call (stored messages, dedup, device readings) "
+            "and closes it after",
+            hint=CONNECTION_HINT,
+            id="gateway.W108",
+        )
+        for alias, entry in databases.items()
+        if isinstance(entry, Mapping) and entry.get("CONN_MAX_AGE", 0) == 0
+        and not _in_memory(entry)
+    ]  # fmt: skip
+
+
+def _in_memory(entry: Mapping[str, Any]) -> bool:
     name = str(entry.get("NAME", "") or "")
-    if name in ("", ":memory:") or "mode=memory" in name:
+    is_sqlite = str(entry.get("ENGINE", "")).endswith("sqlite3")
+    return is_sqlite and (name in ("", ":memory:") or "mode=memory" in name)
+
+
+def _defers(entry: Mapping[str, Any]) -> bool:
+    if not str(entry.get("ENGINE", "")).endswith("sqlite3") or _in_memory(entry):
         return False
     options = entry.get("OPTIONS") or {}
     mode = options.get("transaction_mode") if isinstance(options, Mapping) else None

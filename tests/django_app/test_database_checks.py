@@ -1,4 +1,5 @@
-"""gateway.W001: SQLite file databases need IMMEDIATE transactions under the gateway.
+"""gateway.W001: SQLite file databases need IMMEDIATE transactions under the gateway;
+gateway.W108 (``check --deploy``): connections kept between database calls.
 
 The failure the warning names is shown first, on a real SQLite file: two connections each
 read, then write, in one transaction. With SQLite's default DEFERRED ``BEGIN`` the second
@@ -16,7 +17,7 @@ import pytest
 from django.core.checks import run_checks
 from django.test import override_settings
 
-from django_app.sqlite_check import sqlite_warnings
+from django_app.database_checks import connection_warnings, sqlite_warnings
 
 
 def read_then_write(path: Path, begin: str, results: list[str], ready: threading.Barrier) -> None:
@@ -99,3 +100,39 @@ def test_manage_py_check_reports_it() -> None:
     with override_settings(DATABASES={"default": sqlite("/srv/app/db.sqlite3")}):
         messages = run_checks(tags=["gateway"])
     assert [message.id for message in messages] == ["gateway.W001"]
+
+
+@pytest.mark.parametrize(
+    "database",
+    [
+        sqlite("/srv/app/db.sqlite3"),
+        {"ENGINE": "django.db.backends.postgresql", "NAME": "gateway", "CONN_MAX_AGE": 0},
+    ],
+)
+def test_connections_closed_after_every_call_are_warned_of_on_deploy(database: object) -> None:
+    (warning,) = connection_warnings({"default": database})
+    assert warning.id == "gateway.W108"
+    assert "DATABASES['default'] has CONN_MAX_AGE 0" in warning.msg
+    assert '"CONN_MAX_AGE": None' in str(warning.hint)
+
+
+@pytest.mark.parametrize(
+    "database",
+    [
+        {**sqlite("/srv/app/db.sqlite3"), "CONN_MAX_AGE": None},
+        {"ENGINE": "django.db.backends.postgresql", "NAME": "gateway", "CONN_MAX_AGE": 60},
+        sqlite(":memory:"),
+    ],
+)
+def test_kept_connections_and_memory_databases_pass(database: object) -> None:
+    assert connection_warnings({"default": database}) == []
+
+
+@pytest.mark.filterwarnings("ignore:Overriding setting DATABASES")
+def test_only_check_deploy_reports_connections_closed_after_every_call() -> None:
+    database = sqlite("/srv/app/db.sqlite3", transaction_mode="IMMEDIATE")
+    with override_settings(DATABASES={"default": database}):
+        plain = run_checks(tags=["gateway"])
+        deploy = run_checks(tags=["gateway"], include_deployment_checks=True)
+    assert "gateway.W108" not in [message.id for message in plain]
+    assert "gateway.W108" in [message.id for message in deploy]
