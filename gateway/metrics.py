@@ -17,7 +17,8 @@ _HELP: dict[str, str] = {
     "dead_lettered": "Events given up on and handed to the dead-letter hook.",
     "rejected": "Events refused at the protocol level (bad input, overload).",
     "dropped": "Outbound messages dropped: a client's queue was full, or it could not keep up.",
-    "overloaded": "Events refused at an intake's cap (HTTP 503, SMTP 421); in rejected too.",
+    "overloaded": "Events refused at an intake's cap (HTTP 503, SMTP 421, MQTT CONNACK 3);"
+    " in rejected too.",
 }
 
 

@@ -183,12 +183,9 @@ class EmbeddedBroker(ProtocolAdapter):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         await self._drain_read(deadline)
-        if self.intake is not None:
-            cut = await self.intake.aclose(max(0.0, deadline - loop.time()))
-            if cut:
-                logger.warning(
-                    "mqtt broker %r stopped with %d messages cut", self.context.name, cut
-                )
+        cut = await self.intake.aclose(max(0.0, deadline - loop.time())) if self.intake else 0
+        if cut:
+            logger.warning("mqtt broker %r stopped with %d messages cut", self.context.name, cut)
         self._stop.set()
         await asyncio.gather(*self._services, return_exceptions=True)
         if self._link is not None:
@@ -250,6 +247,9 @@ class EmbeddedBroker(ProtocolAdapter):
         except Exception:
             logger.exception("mqtt login of %s failed with an error", connection.describe())
             login = CONNACK_SERVER_UNAVAILABLE
+        else:
+            if login == CONNACK_SERVER_UNAVAILABLE:  # from the LoginGate: too many checks wait
+                self.context.metrics.inc(self.protocol, "overloaded")
         if isinstance(login, int):
             self.context.metrics.inc(self.protocol, "rejected")
         return login
@@ -396,5 +396,4 @@ def _acknowledge_now(session: Session | None, publish: Publish) -> None:
 
 
 def _address(scheme: str, sockets: Any) -> str:
-    host, port = sockets[0].getsockname()[:2]
-    return f"{scheme}://{host}:{port}"
+    return "{}://{}:{}".format(scheme, *sockets[0].getsockname()[:2])

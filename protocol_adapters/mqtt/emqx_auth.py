@@ -145,6 +145,8 @@ class EmqxAuth(ProtocolAdapter):
             result = await self.login(fields["username"], fields["password"], address)
         except LoginRefused as refused:
             if refused.reason == "busy":
+                self.context.metrics.inc(self.protocol, "rejected")
+                self.context.metrics.inc(self.protocol, "overloaded")
                 await _refuse(send, scope, 503, f"login not checked: {refused}")
                 return
             logger.warning("emqx login of %r denied unchecked: %s", fields["username"], refused)

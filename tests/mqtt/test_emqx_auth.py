@@ -18,6 +18,7 @@ import pytest
 from django_app.models.devices import Device, DeviceCredential
 from gateway.conf import GatewaySettings
 from gateway.db import database_sync_to_async
+from gateway.metrics import registry
 from gateway.passwords import hashing
 from gateway.server import Gateway
 from gateway.types import Receive, Scope, Send
@@ -187,9 +188,11 @@ BUSY = {"LOGINS": {"CONCURRENCY": 1, "MAX_PER_ADDRESS": 1}, "CACHE_TTL": 0}
 @pytest.mark.parametrize("gateway", [BUSY], indirect=True)
 async def test_logins_past_the_gate_s_bounds_get_503(gateway: httpx.AsyncClient) -> None:
     body = {"username": "pump-1", "password": "guess", "peerhost": "10.1.2.3"}
+    overloaded = registry.get("http", "overloaded")
     answers = await asyncio.gather(
         *(gateway.post("/mqtt/emqx/authn/", json=body, headers=AUTH) for _ in range(5))
     )
     statuses = sorted(answer.status_code for answer in answers)
     assert statuses[0] == 200, statuses
     assert statuses[-1] == 503, statuses
+    assert registry.get("http", "overloaded") - overloaded == statuses.count(503)

@@ -115,6 +115,7 @@ async def test_an_address_past_max_failures_is_refused_without_a_hash(
         assert connack.return_code == NOT_AUTHORIZED  # the address, not the password, is refused
         assert hashing.done == hashed
         assert run.adapter.logins.refused["limited"] == 4
+        assert run.metrics.get("mqtt", "overloaded") == 0  # rejected, not overloaded
         assert "refused unchecked: 3 failed logins within 60s from 127.0.0.2" in caplog.text
         await valid_login(clients, run)  # another address counts on its own
 
@@ -130,6 +131,7 @@ async def test_logins_past_max_per_address_get_server_unavailable_unchecked(
         await until(lambda: gate.checking + gate.waiting == 2, "the two logins never queued")
         assert await wrong_login(clients, run.port, 2) == SERVER_UNAVAILABLE
         assert gate.refused["busy"] == 1
+        assert run.metrics.get("mqtt", "overloaded") == 1  # gateway_events_overloaded_total
         assert await asyncio.gather(*held) == [NOT_AUTHORIZED] * 2
 
 
