@@ -20,11 +20,7 @@ pytestmark = pytest.mark.integration
 async def test_simulated_devices_publish_and_receive_commands() -> None:
     app = Recorder()
     async with running_broker(app, AUTH="anonymous", SUBSCRIPTIONS=["devices/+/telemetry"]) as run:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "gateway", "simulate", "--devices", "3", "--rate", "30",
-            "--broker", f"mqtt://127.0.0.1:{run.port}", "--duration", "60",
-            stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
+        proc = await _start_simulate(run.port, "--devices", "3", "--rate", "30")
         try:
             seen: set[str] = set()
             while len(seen) < 3:
@@ -51,11 +47,7 @@ async def test_a_simulated_device_answers_a_request() -> None:
     await database_sync_to_async(Device.objects.create)(device_id="sensor-1")
     app = Recorder()
     async with running_broker(app, AUTH="anonymous", COMMANDS=True) as run:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "gateway", "simulate", "--devices", "1", "--rate", "1",
-            "--broker", f"mqtt://127.0.0.1:{run.port}", "--duration", "60",
-            stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
+        proc = await _start_simulate(run.port, "--devices", "1", "--rate", "1")
         try:
             await app.next()  # its status message: connected and subscribed
             answer = await mqtt.arequest("sensor-1", "led/blink", {"times": 3}, timeout=10)
@@ -65,13 +57,17 @@ async def test_a_simulated_device_answers_a_request() -> None:
     assert answer.json() == {"device": "sensor-1", "command": "led/blink", "ok": True}
 
 
+async def _start_simulate(port: int, *args: str) -> asyncio.subprocess.Process:
+    """`gateway simulate` against 127.0.0.1:`port` for at most a minute; stderr piped."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway", "simulate", "--broker", f"mqtt://127.0.0.1:{port}",
+        "--duration", "60", *args, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+
+
 async def _simulate(port: int, *args: str) -> tuple[int | None, str]:
     """Run `gateway simulate` to its end (WAIT turns a hang into a failure): code, stderr."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gateway", "simulate", "--rate", "5",
-        "--broker", f"mqtt://127.0.0.1:{port}", "--duration", "60", *args,
-        stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+    proc = await _start_simulate(port, "--rate", "5", *args)
     try:
         _, err = await asyncio.wait_for(proc.communicate(), WAIT)
     except TimeoutError:

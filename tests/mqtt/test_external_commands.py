@@ -11,14 +11,19 @@ import pytest
 from asgiref.sync import sync_to_async
 
 from django_app.models.commands import DeviceCommand
-from django_app.models.devices import Device
-from gateway import AsyncMqttConsumer, MqttTopicRouter, ProtocolTypeRouter
-from gateway.db import database_sync_to_async
+from gateway import MqttTopicRouter, ProtocolTypeRouter
 from gateway.exceptions import ChannelFull, CommandTimeout
 from gateway.mqtt import arequest, request
-from gateway.types import ASGIApp
 from routers import topic
 from tests.integration.mosquitto import Mosquitto, running_mosquitto
+from tests.mqtt.command_support import (
+    Telemetry,
+    add_device,
+    app,
+    eventually_async,
+    history,
+    statuses_become,
+)
 from tests.mqtt.external_support import eventually, running_gateway, settings_for
 from tests.mqtt.paho_support import AnsweringDevice, PahoClient
 
@@ -29,29 +34,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 def broker() -> Iterator[Mosquitto]:
     with running_mosquitto() as started:
         yield started
-
-
-class Telemetry(AsyncMqttConsumer):
-    seen: list[str] | None = None
-
-    async def receive(self, payload: bytes) -> None:
-        if self.seen is not None:
-            self.seen.append(self.topic)
-
-
-def app(seen: list[str] | None = None) -> ASGIApp:
-    routes = [topic("devices/{device_id}/telemetry", Telemetry.as_asgi(seen=seen))]
-    return ProtocolTypeRouter({"mqtt": MqttTopicRouter(routes)})
-
-
-@database_sync_to_async
-def add_device(device_id: str) -> Device:
-    return Device.objects.create(device_id=device_id)
-
-
-@database_sync_to_async
-def history(device_id: str) -> list[DeviceCommand]:
-    return list(DeviceCommand.objects.filter(device__device_id=device_id).order_by("sent_at"))
 
 
 async def device(broker: Mosquitto, device_id: str, **options: Any) -> AnsweringDevice:
@@ -159,17 +141,10 @@ async def test_a_command_to_an_offline_device_is_queued_and_its_answer_recorded_
         with pytest.raises(CommandTimeout):
             await arequest("sleepy", "wake", "up", timeout=0.3)
 
-        async def timed_out() -> bool:  # the history is written just after the round trip
-            return [r.status for r in await history("sleepy")] == ["timed_out"]
-
-        await eventually_async(timed_out, "the timeout in the history")
+        await statuses_become("sleepy", ["timed_out"])
         back = await device(broker, "sleepy", clean=False)
         try:
-
-            async def answered() -> bool:
-                return [r.status for r in await history("sleepy")] == ["answered_late"]
-
-            await eventually_async(answered, "the queued command's answer")
+            await statuses_become("sleepy", ["answered_late"])
         finally:
             back.close()
 
@@ -190,14 +165,6 @@ async def test_answers_never_reach_the_application(broker: Mosquitto) -> None:
         finally:
             pump.close()
     assert seen == ["devices/pump-2/telemetry"] * 2
-
-
-async def eventually_async(check: Any, what: str) -> None:
-    for _ in range(500):
-        if await check():
-            return
-        await asyncio.sleep(0.04)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 async def test_a_burst_larger_than_the_request_channel_waits_for_room(
