@@ -19,23 +19,33 @@ Row = dict[str, float]
 TASKS_FLOOR = 8.0
 
 
-def drift(times: Sequence[float], values: Sequence[float]) -> float:
-    """The Theil-Sen line's rise from the first to the last time, relative to the median.
+def rise(times: Sequence[float], values: Sequence[float]) -> float:
+    """The Theil-Sen line's rise from the first to the last time, in the values' unit.
 
     The slope is the median of the slopes between every two points (one odd sample, a pause
     of the shared host, cannot tilt it); NaN values (an interval without an operation of that
-    kind) are left out. NaN when fewer than three values are left or their median is 0.
+    kind) are left out. NaN when fewer than three values are left.
     """
-    points = [(t, v) for t, v in zip(times, values, strict=True) if not math.isnan(v)]
-    middle = statistics.median(v for _, v in points) if len(points) >= 3 else 0.0
-    if middle == 0:
+    points = _points(times, values)
+    if len(points) < 3:
         return math.nan
     slopes = [
         (v2 - v1) / (t2 - t1)
         for (t1, v1), (t2, v2) in itertools.combinations(points, 2)
         if t2 != t1
     ]
-    return statistics.median(slopes) * (points[-1][0] - points[0][0]) / middle
+    return statistics.median(slopes) * (points[-1][0] - points[0][0])
+
+
+def drift(times: Sequence[float], values: Sequence[float]) -> float:
+    """`rise` relative to the values' median; NaN when that is 0 or `rise` is NaN."""
+    points = _points(times, values)
+    middle = statistics.median(v for _, v in points) if len(points) >= 3 else 0.0
+    return math.nan if middle == 0 else rise(times, values) / middle
+
+
+def _points(times: Sequence[float], values: Sequence[float]) -> list[tuple[float, float]]:
+    return [(t, v) for t, v in zip(times, values, strict=True) if not math.isnan(v)]
 
 
 def verdict(
@@ -51,11 +61,10 @@ def verdict(
     lines = []
     for name, floor in (("rss_mib", 0.0), ("tasks", TASKS_FLOOR)):
         series = [row[name] for row in kept]
-        value = drift(times, series)
-        rise = value * statistics.median(series) if series else math.nan
-        passed = abs(value) <= max_drift or abs(rise) <= floor
+        value, risen = drift(times, series), rise(times, series)
+        passed = abs(value) <= max_drift or abs(risen) <= floor
         bound = f"|drift| <= {max_drift:.0%}" + (f" or |rise| <= {floor:g}" if floor else "")
-        lines.append(_line(passed, f"{name} drift {value:+.1%}, rise {rise:+.1f} ({bound})"))
+        lines.append(_line(passed, f"{name} drift {value:+.1%}, rise {risen:+.1f} ({bound})"))
     for protocol in PROTOCOLS:
         value = drift(times, [row[f"{protocol}_p99_ms"] for row in kept])
         passed = value <= max_latency_drift

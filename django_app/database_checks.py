@@ -46,8 +46,6 @@ def check_sqlite_transactions(
 
 def sqlite_warnings(databases: object) -> list[checks.CheckMessage]:
     """The warnings of ``check_sqlite_transactions`` for a DATABASES setting."""
-    if not isinstance(databases, Mapping):
-        return []
     return [
         checks.Warning(
             f"DATABASES[{alias!r}] is a SQLite file with deferred transactions: writes from "
@@ -56,8 +54,8 @@ def sqlite_warnings(databases: object) -> list[checks.CheckMessage]:
             hint=HINT,
             id="gateway.W001",
         )
-        for alias, entry in databases.items()
-        if isinstance(entry, Mapping) and _defers(entry)
+        for alias, entry in _entries(databases)
+        if _defers(entry)
     ]
 
 
@@ -70,8 +68,6 @@ def check_connection_reuse(
 
 def connection_warnings(databases: object) -> list[checks.CheckMessage]:
     """The warnings of ``check_connection_reuse`` for a DATABASES setting."""
-    if not isinstance(databases, Mapping):
-        return []
     return [
         checks.Warning(
             f"DATABASES[{alias!r}] has CONN_MAX_AGE 0: the gateway opens a new database "
@@ -80,10 +76,16 @@ def connection_warnings(databases: object) -> list[checks.CheckMessage]:
             hint=CONNECTION_HINT,
             id="gateway.W108",
         )
-        for alias, entry in databases.items()
-        if isinstance(entry, Mapping) and entry.get("CONN_MAX_AGE", 0) == 0
-        and not _in_memory(entry)
-    ]  # fmt: skip
+        for alias, entry in _entries(databases)
+        if entry.get("CONN_MAX_AGE", 0) == 0 and not _in_memory(entry)
+    ]
+
+
+def _entries(databases: object) -> list[tuple[str, Mapping[str, Any]]]:
+    """DATABASES' aliases with their settings; nothing of a setting that is no dict."""
+    if not isinstance(databases, Mapping):
+        return []
+    return [(alias, entry) for alias, entry in databases.items() if isinstance(entry, Mapping)]
 
 
 def _in_memory(entry: Mapping[str, Any]) -> bool:
