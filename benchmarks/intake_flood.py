@@ -117,7 +117,7 @@ async def quiet(pids: list[int], window: float = 0.5, share: float = 0.05) -> No
 async def one_round(at: Intakes, number: int, args: argparse.Namespace, pids: list[int]
                     ) -> list[dict[str, Any]]:  # fmt: skip
     rows = []
-    for flooded in PROBES:
+    for flooded in args.flood:
         await quiet(pids)
         others = [name for name in PROBES if name != flooded]
         idle = await timed(others, at, None, args.idle)
@@ -162,8 +162,8 @@ def report(results: dict[str, list[dict[str, Any]]]) -> None:
     print("| flooded | mode | " + " | ".join(f"{n} (x idle)" for n in PROBES) +
           " | worst | flood's answers |")  # fmt: skip
     print("|---|---|" + "---|" * (len(PROBES) + 2))
-    for flooded in PROBES:
-        for mode in MODES:
+    for flooded in {row["flooded"]: None for rows in results.values() for row in rows}:
+        for mode in results:
             rows = [row for row in results[mode] if row["flooded"] == flooded]
             cells, ratios = [], []
             for name in PROBES:
@@ -188,12 +188,19 @@ def main() -> None:
     parser.add_argument("--idle", type=int, default=5, help="idle exchanges per intake")
     parser.add_argument("--flooders", type=int, default=150)
     parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument(
+        "--flood",
+        type=lambda v: v.split(","),
+        default=list(PROBES),
+        help="intakes to flood, e.g. mail,http (default: each in turn)",
+    )
+    parser.add_argument("--modes", type=lambda v: v.split(","), default=list(MODES))
     args = parser.parse_args()
-    results: dict[str, list[dict[str, Any]]] = {mode: [] for mode in MODES}
+    results: dict[str, list[dict[str, Any]]] = {mode: [] for mode in args.modes}
     with tempfile.TemporaryDirectory() as folder:
         database = str(Path(folder) / "intake_flood.sqlite3")
         prepare_database(database)
-        running = {mode: start(mode, database) for mode in MODES}
+        running = {mode: start(mode, database) for mode in args.modes}
         pids = [proc.pid for proc, _ in running.values()]
         try:
             for _, at in running.values():

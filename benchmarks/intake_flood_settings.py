@@ -47,8 +47,13 @@ if MODE == "open":
     sms["INTAKE"] = mail["INTAKE"] = OPEN_INTAKE
     mail["MAX_IN_FLIGHT"] = OPEN  # before the caps a full dispatcher was waited for
     smtp["MAX_CONNECTIONS"] = OPEN
+# open: Django's own thread per request, as before SYNC_THREADS; capped: the default, or
+# INTAKE_FLOOD_SYNC_THREADS to try another bound.
+HTTP_THREADS: dict[str, Any] = {"SYNC_THREADS": None} if MODE == "open" else {}
+if MODE != "open" and "INTAKE_FLOOD_SYNC_THREADS" in os.environ:
+    HTTP_THREADS["SYNC_THREADS"] = int(os.environ["INTAKE_FLOOD_SYNC_THREADS"])
 GATEWAY: dict[str, Any] = {  # type: ignore[no-redef]
-    "HTTP": {"PORT": 0},
+    "HTTP": {"PORT": 0} | HTTP_THREADS,
     "ADAPTERS": {
         "mqtt": {"BACKEND": "protocol_adapters.mqtt.EmbeddedBroker", "OPTIONS": mqtt},
         "sms": {"BACKEND": "protocol_adapters.twilio_sms.TwilioSmsAdapter", "OPTIONS": sms},

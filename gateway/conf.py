@@ -45,6 +45,7 @@ HTTP_DEFAULTS: Final[dict[str, Any]] = {
     "WS_PER_MESSAGE_DEFLATE": False,
     "BACKLOG": 2048,
     "LIMIT_CONCURRENCY": None,
+    "SYNC_THREADS": 4,
 }
 ADAPTER_DEFAULTS: Final[dict[str, Any]] = {"ENABLED": True, "OPTIONS": {}}
 DEFAULTS: Final[dict[str, Any]] = {
@@ -90,6 +91,7 @@ class HTTPSettings:
     ws_per_message_deflate: bool
     backlog: int
     limit_concurrency: int | None
+    sync_threads: int | None
 
 
 @dataclass(frozen=True)

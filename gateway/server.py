@@ -43,6 +43,7 @@ from gateway.layers.memory import InMemoryChannelLayer
 from gateway.lifespan import Lifespan
 from gateway.metrics import registry
 from gateway.metrics_access import MetricsAccess
+from gateway.request_threads import RequestThreads, SyncThreadsMiddleware
 from gateway.types import ASGIApp
 from gateway.webserver import WebServer
 
@@ -107,6 +108,7 @@ class Gateway:
         self._forced = False
         self._draining: list[asyncio.Task[bool]] = []
         self._layer_probe: LayerProbe | None = None
+        self._request_threads: RequestThreads | None = None
 
     def run(self) -> int:
         """Run in a new event loop (uvloop when installed and LOOP allows); return the exit code."""
@@ -159,6 +161,8 @@ class Gateway:
                 ready.set()
             await self._wait_for_stop()
         clean = await self._drain()
+        if self._request_threads is not None:
+            self._request_threads.shutdown()
         if not self._forced:
             clean = await lifespan.shutdown(self.settings.shutdown_timeout) and clean
         return 0 if outcome != "failed" and clean else 1
@@ -201,6 +205,10 @@ class Gateway:
         http = dataclasses.replace(
             http, host=self.host or http.host, port=http.port if self.port is None else self.port
         )
+        if http.sync_threads is not None:
+            # Django's views run on a bounded pool of reused threads, not one new per request.
+            self._request_threads = RequestThreads(http.sync_threads)
+            self._routes.app = EventCounter(SyncThreadsMiddleware(self.app, self._request_threads))
         return WebServer(self._wrapped_app(), http, self.settings.shutdown_timeout, self.state)
 
     async def _start_http(self, web: WebServer) -> None:

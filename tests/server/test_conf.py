@@ -56,6 +56,7 @@ def test_every_bad_key_is_reported_at_once_with_its_name() -> None:
             "ROOT_PATH": "api",
             "BACKLOG": True,
             "LIMIT_CONCURRENCY": 0,
+            "SYNC_THREADS": 0,
             "FORWARDED_ALLOW_IPS": 5,
             "PROT": 1,
         },
@@ -75,6 +76,7 @@ def test_every_bad_key_is_reported_at_once_with_its_name() -> None:
         """GATEWAY["HTTP"]["ROOT_PATH"] must be "" or a path starting with "/", got 'api'""",
         """GATEWAY["HTTP"]["BACKLOG"] must be a positive integer, got True""",
         """GATEWAY["HTTP"]["LIMIT_CONCURRENCY"] must be a positive integer or None, got 0""",
+        """GATEWAY["HTTP"]["SYNC_THREADS"] must be a positive integer or None, got 0""",
         'GATEWAY["HTTP"]["FORWARDED_ALLOW_IPS"] must be a comma-separated string or a list of'
         " addresses, got 5",
         """GATEWAY["HTTP"]["PROT"] is not a known key""",
