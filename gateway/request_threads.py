@@ -50,24 +50,24 @@ _T = TypeVar("_T")
 
 
 class _Waiting:
-    __slots__ = ("call", "executor", "future", "started")
+    __slots__ = ("call", "future", "request", "started")
 
     def __init__(
-        self, executor: ThreadPoolExecutor, future: Future[Any], call: Callable[[], Any]
+        self, request: RequestThread, future: Future[Any], call: Callable[[], Any]
     ) -> None:
-        self.executor, self.future, self.call = executor, future, call
+        self.request, self.future, self.call = request, future, call
         self.started = False
 
 
 class RequestThreads:
     """Reused threads for requests, `size` of them running synchronous code at once.
 
-    A request takes a thread at its first synchronous call and keeps it until it ends, so
-    its calls share the thread's state; a call runs only while fewer than `size` calls run,
-    otherwise it waits for one to finish, in the order the calls came, and after
-    `overflow_after` seconds runs anyway (past the bound) rather than wait on calls that may
-    be waiting for it. A request in async code (an async view, a stream, a slow upload)
-    holds a thread but no turn. Threads of ended requests are kept for the next, up to `keep`.
+    A call runs only while fewer than `size` calls run; otherwise it waits for one to finish,
+    in the order the calls came, and after `overflow_after` seconds runs anyway (past the
+    bound) rather than wait on calls that may be waiting for it. A request takes a thread when
+    its first call gets a turn and keeps it until it ends, so its calls share the thread's
+    state; a request in async code (an async view, a stream, a slow upload) holds a thread but
+    no turn. Threads of ended requests are kept for the next ones, up to `keep`.
     """
 
     def __init__(
@@ -85,9 +85,11 @@ class RequestThreads:
         self.overflow_after = overflow_after
         self.name = name
         self.overflowed = 0
-        self._idle: list[ThreadPoolExecutor] = []  # touched on the event loop's thread only
-        self._created = 0
-        self._lock = threading.Lock()  # guards the turns, handed over on worker threads
+        self.created = 0
+        # The turns, the queue and the idle threads change on the loop's thread (calls,
+        # requests ending) and on worker threads (a finished call hands its turn over).
+        self._lock = threading.Lock()
+        self._idle: list[ThreadPoolExecutor] = []
         self._running = 0
         self._queue: deque[_Waiting] = deque()
         self._warned_at = -math.inf
@@ -108,16 +110,25 @@ class RequestThreads:
         return len(self._idle)
 
     def thread(self) -> RequestThread:
-        """A request's executor; it takes a thread from the pool at its first call."""
+        """A request's executor; it takes a thread from the pool when its first call runs."""
         return RequestThread(self)
 
-    def _take(self) -> ThreadPoolExecutor:
-        if self._idle:
-            return self._idle.pop()
-        self._created += 1
-        return ThreadPoolExecutor(1, thread_name_prefix=f"{self.name}-{self._created}")
+    def _bind(self, request: RequestThread) -> ThreadPoolExecutor:
+        """The request's thread, taken now if it has none (under the lock)."""
+        if request._executor is None:
+            if self._idle:
+                request._executor = self._idle.pop()
+            else:
+                self.created += 1
+                prefix = f"{self.name}-{self.created}"
+                request._executor = ThreadPoolExecutor(1, thread_name_prefix=prefix)
+        return request._executor
 
-    def _give_back(self, executor: ThreadPoolExecutor) -> None:
+    def _unbind(self, request: RequestThread) -> None:
+        """The ended request's thread back to the idle ones (under the lock)."""
+        executor, request._executor = request._executor, None
+        if executor is None:
+            return
         # A call the request stopped waiting for (it was cancelled) may still be running:
         # the next request's calls queue behind it on the thread, one at a time.
         if len(self._idle) < self.keep:
@@ -125,35 +136,37 @@ class RequestThreads:
         else:
             executor.shutdown(wait=False)
 
-    def _submit(
-        self, executor: ThreadPoolExecutor, future: Future[Any], call: Callable[[], Any]
-    ) -> None:
-        """Runs `call` on `executor` in a turn, now or when one is free (on the loop's thread)."""
-        waiting = None
+    def _submit(self, request: RequestThread, future: Future[Any], call: Callable[[], Any]) -> None:
+        """Runs `call` on the request's thread in a turn, now or when one is free."""
         with self._lock:
             if self._running < self.size:
                 self._running += 1
+                executor = self._bind(request)
+                waiting = None
             else:
-                waiting = _Waiting(executor, future, call)
+                waiting = _Waiting(request, future, call)
                 self._queue.append(waiting)
         if waiting is None:
-            executor.submit(self._turn, future, call)
+            executor.submit(self._turn, request, future, call)
             return
         asyncio.get_running_loop().call_later(self.overflow_after, self._overflow, waiting)
 
-    def _turn(self, future: Future[Any], call: Callable[[], Any]) -> None:
+    def _turn(self, request: RequestThread, future: Future[Any], call: Callable[[], Any]) -> None:
         """Runs on the request's thread; then hands the turn to the next waiting call."""
         try:
             _run(future, call)
         finally:
             with self._lock:
+                if request._closed:  # a call left behind by its request (cancelled)
+                    self._unbind(request)
                 following = self._queue.popleft() if self._queue else None
                 if following is None:
                     self._running -= 1
                 else:
                     following.started = True
+                    executor = self._bind(following.request)
             if following is not None:
-                following.executor.submit(self._turn, following.future, following.call)
+                executor.submit(self._turn, following.request, following.future, following.call)
 
     def _overflow(self, waiting: _Waiting) -> None:
         with self._lock:
@@ -162,7 +175,8 @@ class RequestThreads:
             waiting.started = True
             self._queue.remove(waiting)
             self.overflowed += 1
-        waiting.executor.submit(_run, waiting.future, waiting.call)  # outside the turns
+            executor = self._bind(waiting.request)
+        executor.submit(_outside_turns, self, waiting.request, waiting.future, waiting.call)
         now = time.monotonic()
         if now - self._warned_at >= 10:
             self._warned_at = now
@@ -176,38 +190,49 @@ class RequestThreads:
                 self.overflowed,
             )
 
+    def _close(self, request: RequestThread) -> None:
+        with self._lock:
+            request._closed = True
+            self._unbind(request)
+
     def shutdown(self) -> None:
         """Let the kept threads end; threads still serving a request end after it."""
-        for executor in self._idle:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for executor in idle:
             executor.shutdown(wait=False)
-        self._idle.clear()
 
 
 class RequestThread(Executor):
-    """One request's thread, taken from the pool at the request's first call."""
+    """One request's thread, taken from the pool when the request's first call runs."""
 
     def __init__(self, pool: RequestThreads) -> None:
         self._pool = pool
-        self._executor: ThreadPoolExecutor | None = None
+        self._executor: ThreadPoolExecutor | None = None  # the pool's lock guards it
         self._closed = False
 
     def submit(self, fn: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs) -> Future[_T]:
         if self._closed:
             raise RuntimeError("the request has ended")
-        if self._executor is None:
-            self._executor = self._pool._take()
         future: Future[_T] = Future()
-        self._pool._submit(self._executor, future, lambda: fn(*args, **kwargs))
+        self._pool._submit(self, future, lambda: fn(*args, **kwargs))
         return future
 
     def close(self) -> None:
         """The request ended: its thread goes back to the pool."""
-        if self._closed:
-            return
-        self._closed = True
-        if self._executor is not None:
-            self._pool._give_back(self._executor)
-            self._executor = None
+        if not self._closed:
+            self._pool._close(self)
+
+
+def _outside_turns(
+    pool: RequestThreads, request: RequestThread, future: Future[Any], call: Callable[[], Any]
+) -> None:
+    try:
+        _run(future, call)
+    finally:
+        if request._closed:
+            with pool._lock:
+                pool._unbind(request)
 
 
 def _run(future: Future[Any], call: Callable[[], Any]) -> None:
