@@ -46,7 +46,7 @@ _ROWS_PER_INSERT = 100
 and SQLite's driver takes the GIL back from the event loop after each one: a batch of 500
 commands made 500 hand-overs (py-spy, r2000: ``executemany`` was 395 of the writer's 504
 samples); one statement per 100 rows makes five."""
-_YIELD_EVERY = 256
+_YIELD_EVERY = 32
 """Changes handled between two releases of the GIL: the event loop waits for one stretch at
 most, instead of the interpreter's switch interval (5 ms)."""
 
