@@ -3,8 +3,9 @@
 The caller sends an ``mqtt.request`` event (docs/specs/mqtt.md, *Requests to devices*) on the
 channel layer channel `REQUEST_CHANNEL` with a channel of its own to answer on; the process
 holding the broker connection publishes the command with a correlation id, records it through
-a `CommandStore`, and sends back the device's answer or its timeout. Importing this module
-imports no protocol library and reads no settings.
+a `CommandStore`, and sends back the device's answer or its timeout. A caller on that
+process's event loop hands the request to it directly (`serve_locally`), without the two hops
+through the layer. Importing this module imports no protocol library and reads no settings.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import asyncio
 import json
 import uuid
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, Literal, Protocol, cast
@@ -35,6 +36,7 @@ __all__ = [
     "load_command_store",
     "make_request_event",
     "request",
+    "serve_locally",
 ]
 
 REQUEST_CHANNEL: Final = "gateway.mqtt.request"
@@ -155,14 +157,18 @@ async def arequest(
         raise ImproperlyConfiguredGateway(
             f"gateway.mqtt.request needs a channel layer, but CHANNEL_LAYERS has no {alias!r}"
         )
-    reply_channel = await layer.new_channel("mqtt-request.")
+    local = _local_services.get(asyncio.get_running_loop(), {}).get(alias)
+    reply_channel = "" if local is not None else await layer.new_channel("mqtt-request.")
     event = make_request_event(
         device, command, payload, timeout, qos=qos, reply_channel=reply_channel
     )
-    await _send_request(layer, event)
     try:
         async with asyncio.timeout(event["timeout"] + GRACE):
-            outcome: Mapping[str, Any] = await layer.receive(reply_channel)
+            if local is not None:  # served by this process: no hop through the layer
+                outcome = await local.request(event)
+            else:
+                await _send_request(layer, event)
+                outcome = await layer.receive(reply_channel)
     except TimeoutError:
         raise CommandTimeout(
             f"no outcome for {command!r} to {event['device_id']} within {timeout}s "
@@ -178,6 +184,31 @@ async def arequest(
         )
     properties = cast(MqttProperties, outcome.get("properties") or {})
     return CommandResponse(event["request_id"], bytes(outcome["payload"]), properties)
+
+
+class LocalCommands(Protocol):
+    """What serves requests in this process: an adapter's command service."""
+
+    async def request(self, event: MqttRequestEvent) -> Mapping[str, Any]:
+        """Publish the command and return its outcome event."""
+
+
+_local_services: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, LocalCommands]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def serve_locally(alias: str, service: LocalCommands) -> Callable[[], None]:
+    """Let callers on this event loop hand `alias`'s requests to `service` directly, as the
+    process serving `REQUEST_CHANNEL`; returns the function that ends it."""
+    services = _local_services.setdefault(asyncio.get_running_loop(), {})
+    services[alias] = service
+
+    def leave() -> None:
+        if services.get(alias) is service:
+            del services[alias]
+
+    return leave
 
 
 async def _send_request(layer: Any, event: MqttRequestEvent) -> None:

@@ -3,8 +3,9 @@
 A caller anywhere sends ``mqtt.request`` on `REQUEST_CHANNEL`; the adapter whose ``COMMANDS``
 option is set takes it, publishes the command with a correlation id (MQTT 5: response topic
 and correlation data; MQTT 3.1.1: the id as the command topic's last level), and sends the
-caller the device's answer, or its timeout, on the caller's own channel. Answers come in on
-the response topic, which the adapter subscribes to itself.
+caller the device's answer, or its timeout, on the caller's own channel; a caller on this
+process's event loop calls `CommandService.request` instead and gets the outcome on a future.
+Answers come in on the response topic, which the adapter subscribes to itself.
 
 The history (`CommandStore`) is written off the round trip: every change is queued, and one
 writer records whatever queued up meanwhile in one batch, so a database write costs neither
@@ -21,8 +22,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gateway.mqtt import MqttPublishError, PublishFunc, make_publish_event
-from gateway.mqtt_requests import REQUEST_CHANNEL, CommandChange, load_command_store
-from gateway.types import Message, MqttProperties
+from gateway.mqtt_requests import (
+    REQUEST_CHANNEL,
+    CommandChange,
+    load_command_store,
+    serve_locally,
+)
+from gateway.types import Message, MqttProperties, MqttRequestEvent
 from protocol_adapters.mqtt.common import receive_until
 from protocol_adapters.mqtt.device_options import CommandsOptions
 
@@ -36,9 +42,13 @@ HISTORY_SLICE = 5000
 _REQUEST_KEYS = ("request_id", "device_id", "command", "payload", "qos", "timeout", "reply_channel")
 
 
+Reply = str | asyncio.Future[Mapping[str, Any]]
+"""Where a request's outcome goes: the caller's channel, or its future in this process."""
+
+
 @dataclass
 class _Waiting:
-    reply_channel: str
+    reply: Reply
     timer: asyncio.TimerHandle
 
 
@@ -85,10 +95,21 @@ class CommandService:
             )
             return
         self._writer = asyncio.ensure_future(self._write_history())
-        async for message in receive_until(self._layer, REQUEST_CHANNEL, stop):
-            await self._start(message)  # publishing queues the PUBLISH: it does not wait
+        leave = serve_locally(self.alias, self)
+        try:
+            async for message in receive_until(self._layer, REQUEST_CHANNEL, stop):
+                # Publishing queues the PUBLISH: it does not wait.
+                await self._start(message, str(message.get("reply_channel", "")))
+        finally:
+            leave()
 
-    async def _start(self, message: Message) -> None:
+    async def request(self, event: MqttRequestEvent) -> Mapping[str, Any]:
+        """A caller in this process: the outcome, without the channel layer's two hops."""
+        outcome: asyncio.Future[Mapping[str, Any]] = asyncio.get_running_loop().create_future()
+        await self._start(dict(event), outcome)
+        return await outcome
+
+    async def _start(self, message: Message, reply: Reply) -> None:
         if message.get("type") != "mqtt.request" or any(k not in message for k in _REQUEST_KEYS):
             logger.error("dropping a bad message on %s: %r", REQUEST_CHANNEL, message.get("type"))
             return
@@ -113,7 +134,7 @@ class CommandService:
             )
         except MqttPublishError as exc:
             logger.error("dropping a bad request on %s: %s", REQUEST_CHANNEL, exc)
-            await self._send(message["reply_channel"], _failed(request_id, str(exc)))
+            await self._send(reply, _failed(request_id, str(exc)))
             return
         timeout = float(message["timeout"])
         self._note(
@@ -127,24 +148,24 @@ class CommandService:
         )
         loop = asyncio.get_running_loop()
         timer = loop.call_later(timeout, self._expire, request_id, timeout)
-        self.waiting[request_id] = _Waiting(str(message["reply_channel"]), timer)
+        self.waiting[request_id] = _Waiting(reply, timer)
         try:
             await self.publish(event)
         except Exception as exc:
             logger.exception("publishing the command %s to %s failed", request_id, topic)
             if self.waiting.pop(request_id, None) is not None:
                 timer.cancel()
-                await self._send(message["reply_channel"], _failed(request_id, str(exc)))
+                await self._send(reply, _failed(request_id, str(exc)))
 
     def _expire(self, request_id: str, timeout: float) -> None:
         waiting = self.waiting.pop(request_id, None)
         if waiting is not None:
-            self._spawn(self._timed_out(request_id, waiting.reply_channel, timeout))
+            self._spawn(self._timed_out(request_id, waiting.reply, timeout))
 
-    async def _timed_out(self, request_id: str, reply_channel: str, timeout: float) -> None:
+    async def _timed_out(self, request_id: str, reply: Reply, timeout: float) -> None:
         self._note("timed_out", request_id)
         event = {"type": "mqtt.request.timeout", "request_id": request_id, "timeout": timeout}
-        await self._send(reply_channel, event)
+        await self._send(reply, event)
 
     # --- answers ------------------------------------------------------------------------------
 
@@ -171,7 +192,7 @@ class CommandService:
                 "payload": payload,
                 "properties": dict(properties),
             }
-            await self._send(waiting.reply_channel, event)
+            await self._send(waiting.reply, event)
         else:
             logger.info("%s answered command %s after its timeout", device_id, request_id)
 
@@ -208,7 +229,11 @@ class CommandService:
 
     # --- plumbing -----------------------------------------------------------------------------
 
-    async def _send(self, channel: str, event: Mapping[str, Any]) -> None:
+    async def _send(self, channel: Reply, event: Mapping[str, Any]) -> None:
+        if not isinstance(channel, str):
+            if not channel.done():  # else its caller gave up waiting
+                channel.set_result(event)
+            return
         if self._layer is None:
             return
         try:

@@ -78,6 +78,24 @@ async def test_the_sync_request_works_from_a_worker_thread(broker: Mosquitto) ->
         request("pump-1", "x", timeout=1)
 
 
+async def test_callers_without_the_serving_process_s_loop_go_through_the_channel_layer(
+    broker: Mosquitto,
+) -> None:
+    """A plain thread's request() runs on an event loop of its own, as another process's
+    would: the request and its outcome travel on the channel layer, timeouts too."""
+    await add_device("pump-1")
+    await add_device("mute")
+    async with running_gateway(app(), settings_for(broker, COMMANDS=True)):
+        pump = await device(broker, "pump-1")
+        try:
+            answer = await asyncio.to_thread(request, "pump-1", "status/read", "?", 5)
+            with pytest.raises(CommandTimeout):
+                await asyncio.to_thread(request, "mute", "reboot", "", 0.3)
+        finally:
+            pump.close()
+    assert answer.json()["command"] == "status/read"
+
+
 async def test_many_requests_at_once_each_get_their_own_answer(broker: Mosquitto) -> None:
     ids = [f"dev-{n}" for n in range(5)]
     for device_id in ids:
@@ -178,12 +196,17 @@ async def test_a_burst_larger_than_the_request_channel_waits_for_room(
         }
     }
     await add_device("pump-7")
+
+    async def burst() -> list[Any]:
+        return await asyncio.gather(
+            *(arequest("pump-7", "count", {"n": n}, timeout=5) for n in range(30))
+        )
+
     async with running_gateway(app(), settings_for(broker, COMMANDS=True)):
         pump = await device(broker, "pump-7")
         try:
-            answers = await asyncio.gather(
-                *(arequest("pump-7", "count", {"n": n}, timeout=5) for n in range(30))
-            )
+            # Callers on another event loop, as in another process: through the channel.
+            answers = await asyncio.to_thread(asyncio.run, burst())
         finally:
             pump.close()
     assert [a.json()["got"] for a in answers] == [f'{{"n":{n}}}' for n in range(30)]
