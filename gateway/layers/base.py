@@ -11,6 +11,7 @@ from typing import Any, ClassVar, Protocol
 
 from gateway import tracing
 from gateway.exceptions import ImproperlyConfiguredGateway, InvalidChannelName
+from gateway.layers.names import token_hex
 from gateway.types import Message
 
 __all__ = ["BaseChannelLayer"]
@@ -77,7 +78,7 @@ class BaseChannelLayer:
 
     def new_channel_name(self, prefix: str = "specific") -> str:
         """Make a unique process-specific channel name without any I/O."""
-        return f"{prefix}.{self.client_prefix}!{secrets.token_hex(8)}"
+        return f"{prefix}.{self.client_prefix}!{token_hex(8)}"
 
     async def group_add(self, group: str, channel: str) -> None:
         """Add a channel to a group (groups extension)."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -15,6 +14,7 @@ from redis.exceptions import ResponseError
 
 from gateway.exceptions import ChannelFull, ChannelLayerUnavailable, ImproperlyConfiguredGateway
 from gateway.layers.base import BaseChannelLayer
+from gateway.layers.names import token_hex
 from gateway.layers.redis.cluster import check_cluster_config, cluster_tags
 from gateway.layers.redis.config import HashRing, compile_globs, parse_hosts
 from gateway.layers.redis.connections import (
@@ -223,7 +223,7 @@ class RedisChannelLayer(BaseChannelLayer):
             inbox = self.loop_state().inbox
         except RuntimeError:
             return super().new_channel_name(prefix)
-        return f"{prefix}.{inbox}!{secrets.token_hex(8)}"
+        return f"{prefix}.{inbox}!{token_hex(8)}"
 
     # Per event loop state.
 
