@@ -123,13 +123,17 @@ async def test_at_most_sync_threads_views_run_at_once(serve: Any) -> None:
 
 async def test_threads_are_reused_by_the_next_requests(serve: Any) -> None:
     gateway, url = await serve({"SYNC_THREADS": 2})
+    pool = gateway._request_threads
+    assert pool is not None
+    threads = set()
     async with httpx.AsyncClient(timeout=30) as http:
-        threads = {(await http.get(f"{url}/thread/")).json()["view"] for _ in range(5)}
+        for _ in range(5):
+            threads.add((await http.get(f"{url}/thread/")).json()["view"])
+            # A request ends (request_finished, its thread given back) after its answer.
+            while pool.idle < pool.created:
+                await asyncio.sleep(0.01)
     assert len(threads) == 1
-    assert gateway._request_threads is not None
-    while gateway._request_threads.idle == 0:  # the last request ends after its answer
-        await asyncio.sleep(0.01)
-    assert gateway._request_threads.idle == 1
+    assert (pool.created, pool.idle) == (1, 1)
 
 
 async def test_without_a_bound_each_request_gets_a_new_thread_as_under_django(serve: Any) -> None:
