@@ -151,20 +151,28 @@ class RequestThreads:
             return
         asyncio.get_running_loop().call_later(self.overflow_after, self._overflow, waiting)
 
-    def _turn(self, request: RequestThread, future: Future[Any], call: Callable[[], Any]) -> None:
-        """Runs on the request's thread; then hands the turn to the next waiting call."""
+    def _turn(
+        self,
+        request: RequestThread,
+        future: Future[Any],
+        call: Callable[[], Any],
+        in_turn: bool = True,
+    ) -> None:
+        """Runs on the request's thread; then hands its turn (if it had one) to the next call."""
         try:
             _run(future, call)
         finally:
+            following = None
             with self._lock:
                 if request._closed:  # a call left behind by its request (cancelled)
                     self._unbind(request)
-                following = self._queue.popleft() if self._queue else None
-                if following is None:
-                    self._running -= 1
-                else:
-                    following.started = True
-                    executor = self._bind(following.request)
+                if in_turn:
+                    following = self._queue.popleft() if self._queue else None
+                    if following is None:
+                        self._running -= 1
+                    else:
+                        following.started = True
+                        executor = self._bind(following.request)
             if following is not None:
                 executor.submit(self._turn, following.request, following.future, following.call)
 
@@ -176,7 +184,7 @@ class RequestThreads:
             self._queue.remove(waiting)
             self.overflowed += 1
             executor = self._bind(waiting.request)
-        executor.submit(_outside_turns, self, waiting.request, waiting.future, waiting.call)
+        executor.submit(self._turn, waiting.request, waiting.future, waiting.call, False)
         now = time.monotonic()
         if now - self._warned_at >= 10:
             self._warned_at = now
@@ -222,17 +230,6 @@ class RequestThread(Executor):
         """The request ended: its thread goes back to the pool."""
         if not self._closed:
             self._pool._close(self)
-
-
-def _outside_turns(
-    pool: RequestThreads, request: RequestThread, future: Future[Any], call: Callable[[], Any]
-) -> None:
-    try:
-        _run(future, call)
-    finally:
-        if request._closed:
-            with pool._lock:
-                pool._unbind(request)
 
 
 def _run(future: Future[Any], call: Callable[[], Any]) -> None:

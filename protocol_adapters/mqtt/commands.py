@@ -229,17 +229,17 @@ class CommandService:
 
     # --- plumbing -----------------------------------------------------------------------------
 
-    async def _send(self, channel: Reply, event: Mapping[str, Any]) -> None:
-        if not isinstance(channel, str):
-            if not channel.done():  # else its caller gave up waiting
-                channel.set_result(event)
+    async def _send(self, reply: Reply, event: Mapping[str, Any]) -> None:
+        if not isinstance(reply, str):
+            if not reply.done():  # else its caller gave up waiting
+                reply.set_result(event)
             return
         if self._layer is None:
             return
         try:
-            await self._layer.send(channel, dict(event))
+            await self._layer.send(reply, dict(event))
         except Exception:
-            logger.exception("sending the outcome of a command to %s failed", channel)
+            logger.exception("sending the outcome of a command to %s failed", reply)
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(coroutine)
