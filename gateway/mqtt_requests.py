@@ -88,7 +88,8 @@ class CommandStore(Protocol):
         """Apply `changes` in order; the request ids of answers to commands it does not know.
 
         A "sent" for an unknown device is not kept; an answer to a command already answered
-        changes nothing; a timeout only changes a command still "sent".
+        changes nothing; a timeout only changes a command still "sent". Raise only when none
+        of `changes` was kept: they are given again, with the next ones, at the next write.
         """
 
 

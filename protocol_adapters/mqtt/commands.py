@@ -39,6 +39,8 @@ HISTORY_DELAY = 0.25
 """Seconds the history writer lets changes gather before it writes them."""
 HISTORY_SLICE = 5000
 """Changes recorded in one call of the store (one transaction), at most."""
+HISTORY_ATTEMPTS = 5
+"""Writes of the same changes before they are dropped (logged), one every HISTORY_DELAY."""
 _REQUEST_KEYS = ("request_id", "device_id", "command", "payload", "qos", "timeout", "reply_channel")
 
 
@@ -76,6 +78,8 @@ class CommandService:
         self._changes: list[CommandChange] = []
         self._queued = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
+        self._failed = 0
+        """Failed writes in a row."""
 
     @property
     def filters(self) -> list[str]:
@@ -216,16 +220,34 @@ class CommandService:
         changes, self._changes = self._changes, []
         # A command and its answer in one call are written once; the slices bound a transaction.
         for start in range(0, len(changes), HISTORY_SLICE):
-            await self._record(changes[start : start + HISTORY_SLICE])
+            if await self._record(changes[start : start + HISTORY_SLICE]):
+                self._failed = 0
+                continue
+            self._failed += 1
+            if self._failed < HISTORY_ATTEMPTS:
+                # A locked or unreachable database: the changes wait for the next write, in
+                # order, in front of those that came since.
+                self._changes[:0] = changes[start:]
+                self._queued.set()
+                return
+            logger.error(
+                "dropped %d changes of the command history after %d failed writes",
+                len(changes) - start,
+                self._failed,
+            )
+            self._failed = 0
+            return
 
-    async def _record(self, changes: list[CommandChange]) -> None:
+    async def _record(self, changes: list[CommandChange]) -> bool:
+        """Write `changes`; False when the store failed (nothing of them written)."""
         try:
             unknown = await self.store.record(changes)
         except Exception:
             logger.exception("recording %d changes of the command history failed", len(changes))
-            return
+            return False
         for request_id in unknown:
             logger.warning("dropped an answer to an unknown command %r", request_id)
+        return True
 
     # --- plumbing -----------------------------------------------------------------------------
 

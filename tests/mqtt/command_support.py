@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from typing import ClassVar
 
 from django_app.models.commands import DeviceCommand
 from django_app.models.devices import Device
 from gateway import AsyncMqttConsumer, MqttTopicRouter, ProtocolTypeRouter
 from gateway.db import database_sync_to_async
+from gateway.mqtt_requests import CommandChange
 from gateway.types import ASGIApp
 from routers import topic
 
@@ -56,3 +58,18 @@ async def statuses_become(device_id: str, expected: list[str]) -> None:
         return [row.status for row in await history(device_id)] == expected
 
     await eventually_async(reached, f"{device_id}'s history to be {expected}")
+
+
+class StoreDownTwice:
+    """A command store (the ``STORE`` option) whose database is away for its first two
+    writes, as a locked or restarting one is; then it keeps every change it is given."""
+
+    kept: ClassVar[list[CommandChange]] = []
+    calls: ClassVar[int] = 0
+
+    async def record(self, changes: Sequence[CommandChange]) -> list[str]:
+        type(self).calls += 1
+        if type(self).calls <= 2:
+            raise OSError("the database is away")
+        self.kept.extend(changes)
+        return []

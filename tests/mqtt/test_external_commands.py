@@ -17,6 +17,7 @@ from gateway.mqtt import arequest, request
 from routers import topic
 from tests.integration.mosquitto import Mosquitto, running_mosquitto
 from tests.mqtt.command_support import (
+    StoreDownTwice,
     Telemetry,
     add_device,
     app,
@@ -165,6 +166,28 @@ async def test_a_command_to_an_offline_device_is_queued_and_its_answer_recorded_
             await statuses_become("sleepy", ["answered_late"])
         finally:
             back.close()
+
+
+async def test_history_a_failed_write_kept_is_written_by_the_next_one(
+    broker: Mosquitto, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The store fails twice (a locked database): the changes wait for the next write, in
+    order, none lost and none written twice."""
+    StoreDownTwice.kept, StoreDownTwice.calls = [], 0
+    store = f"{StoreDownTwice.__module__}.{StoreDownTwice.__qualname__}"
+    settings = settings_for(broker, COMMANDS={"STORE": store})
+    async with running_gateway(app(), settings):
+        with pytest.raises(CommandTimeout) as raised:
+            await arequest("mute", "reboot", "now", timeout=0.2)
+        await eventually_async(
+            lambda: asyncio.sleep(0, len(StoreDownTwice.kept) == 2), "the history written"
+        )
+    assert [(c.kind, c.request_id) for c in StoreDownTwice.kept] == [
+        ("sent", raised.value.request_id),
+        ("timed_out", raised.value.request_id),
+    ]
+    assert StoreDownTwice.calls >= 3
+    assert caplog.text.count("changes of the command history failed") == 2
 
 
 async def test_answers_never_reach_the_application(broker: Mosquitto) -> None:
