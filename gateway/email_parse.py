@@ -21,6 +21,8 @@ _PARSER: Final = BytesParser(policy=policy.default)
 # compat32 leaves header values as strings: parsing a header block with it skips the
 # header registry, which is most of the cost of parsing a simple message.
 _HEADER_PARSER: Final = BytesParser(policy=policy.compat32)
+# compat32's parsing into EmailMessage parts (`_parse_nested`).
+_PLAIN_PARSER: Final = BytesParser(EmailMessage, policy=policy.compat32)
 _HEADER_END = re.compile(rb"\n\r?\n")  # a leading "\n" lets the search skip ahead fast
 # Only these need the feed parser's body handling; any other body is kept as one string.
 _NESTED_TYPE = re.compile(rb"^content-type:\s*(multipart|message)/", re.IGNORECASE | re.MULTILINE)
@@ -108,8 +110,10 @@ def _reusable_headers(raw: bytes) -> Message | None:
 def parse_message(raw: bytes) -> EmailMessage:
     """Parse RFC 5322 bytes with ``policy.default``; defects are recorded, never raised."""
     parts = split_message(raw)
-    if parts is None or _NESTED_TYPE.search(parts[0]):
+    if parts is None:
         return _PARSER.parsebytes(raw)
+    if _NESTED_TYPE.search(parts[0]):
+        return _parse_nested(raw)
     headers = _reusable_headers(raw)
     if headers is None:
         headers = _header_block(parts[0])
@@ -124,3 +128,44 @@ def parse_message(raw: bytes) -> EmailMessage:
         message.set_raw(name, value)
     message.set_payload(parts[1].decode("ascii", "surrogateescape"))
     return message
+
+
+# A Content-Type both policies read alike: type/subtype and parameters of plain tokens or
+# quoted strings without escapes, encoded words or RFC 2231 continuations, and folding blanks.
+_TOKEN = r"[A-Za-z0-9!#$%&'+.^_`|~-]+"
+_SIMPLE_CONTENT_TYPE = re.compile(
+    rf'\s*{_TOKEN}/{_TOKEN}\s*(?:;\s*{_TOKEN}=(?:"[^"\\\r\n]*"|{_TOKEN})\s*)*;?\s*'
+)
+
+
+def _parse_nested(raw: bytes) -> EmailMessage:
+    """A multipart (or message/*) message: the parser's tree, built at compat32's cost.
+
+    The parser's work per part is the same under both policies (they split header lines
+    alike, ``header_source_parse``) but for reading Content-Type and its boundary, which
+    ``policy.default`` does through the header registry: most of the cost of a small
+    multipart message. The parser runs with compat32 but builds ``EmailMessage`` parts; when
+    every part's Content-Type reads the same under both policies and no part has a defect,
+    the parts are handed ``policy.default``, and the tree is the one the parser would have
+    built with it. Anything else is parsed again by the parser with ``policy.default``.
+    """
+    tree = _PLAIN_PARSER.parsebytes(raw)
+    if not _plain_tree(tree):
+        return _PARSER.parsebytes(raw)
+    for part in tree.walk():
+        part.policy = policy.default
+    return tree  # type: ignore[return-value]
+
+
+def _plain_tree(part: Message) -> bool:
+    if part.defects:
+        return False
+    for name, value in part.raw_items():  # raw strings (get_all may wrap 8-bit ones)
+        if name.lower() != "content-type":
+            continue
+        if "=?" in value or _SIMPLE_CONTENT_TYPE.fullmatch(value) is None:
+            return False
+    if not part.is_multipart():
+        return True
+    children: list[Message] = part.get_payload()  # type: ignore[assignment]
+    return all(_plain_tree(child) for child in children)

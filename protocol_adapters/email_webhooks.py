@@ -43,6 +43,7 @@ from gateway.adapters import AdapterHealth, Listener, ProtocolAdapter
 from gateway.email_store import load_mail_store
 from gateway.intakes import BUSY_BODY, IntakeBusy, IntakeGate, refused_busy
 from gateway.pipeline import DeadLetter, KeyedDispatcher, RetryPolicy
+from gateway.turns import loop_turn
 from gateway.types import Receive, Scope, Send
 from protocol_adapters.email_common import Delivery, EmailIntake, scope_from_raw
 from protocol_adapters.email_webhooks_mime import message_bytes, recipients, sender
@@ -188,9 +189,11 @@ class EmailWebhookAdapter(ProtocolAdapter):
             await self._verify_sns(body)
         parse = self.view.parse_events
         try:
-            found = await (
-                asyncio.to_thread(parse, request) if self.provider.fetches else _now(parse, request)
-            )
+            if self.provider.fetches:  # the provider's API is called: a thread waits for it
+                found = await asyncio.to_thread(parse, request)
+            else:
+                async with loop_turn(self.context.name):  # milliseconds of parsing
+                    found = parse(request)
         except OSError as exc:  # the provider's API (message content, attachments) is away
             raise _Refused(
                 503, f"Could not fetch the message from {self.provider.name}: {exc!r}"
@@ -252,7 +255,8 @@ class EmailWebhookAdapter(ProtocolAdapter):
 
     async def _deliver(self, event: Any, scope: Scope) -> list[Delivery]:
         message = event.message
-        raw = message_bytes(message)
+        async with loop_turn(self.context.name):
+            raw = message_bytes(message)
         envelope: dict[str, Any] = {"peer": _peer(scope)}
         from_ = sender(message, message.envelope_sender)
         to = recipients(message, _envelope_recipients(event))
@@ -337,11 +341,6 @@ def _anymail_view(provider: Provider, values: Mapping[str, Any]) -> Any:
     for warning in caught:  # e.g. anymail no longer tests its SendGrid support
         logger.warning("%s: %s", provider.name, warning.message)
     return view
-
-
-async def _now(parse: Any, request: ASGIRequest) -> list[Any]:
-    events: list[Any] = parse(request)
-    return events
 
 
 def _envelope_recipients(event: Any) -> list[str]:

@@ -10,6 +10,7 @@ from typing import Any
 from gateway import email as mail
 from gateway.consumers.base import AsyncConsumer, SyncConsumer
 from gateway.replies import ReplyFailure, failure_policy, mark
+from gateway.turns import loop_turn
 from gateway.types import EmailSendEvent, Message
 
 __all__ = ["AsyncEmailConsumer", "EmailConsumer"]
@@ -123,7 +124,10 @@ class AsyncEmailConsumer(_EmailMessageMixin, AsyncConsumer):
 
     async def email_message(self, event: Message) -> None:
         """Parse the raw message, call `receive`, then end the scope (the mail is handled)."""
-        await self.receive(self._take(event))
+        # Parsing takes milliseconds on the event loop: one such step per pass of the loop.
+        async with loop_turn(str(self.scope.get("adapter") or "email")):
+            message = self._take(event)
+        await self.receive(message)
 
     async def receive(self, message: EmailMessage) -> None:
         """Called with the parsed message; return to accept it, raise to have it retried."""
