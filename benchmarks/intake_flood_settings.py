@@ -52,7 +52,10 @@ if MODE == "open":
 HTTP_THREADS: dict[str, Any] = {"SYNC_THREADS": None} if MODE == "open" else {}
 if MODE != "open" and "INTAKE_FLOOD_SYNC_THREADS" in os.environ:
     HTTP_THREADS["SYNC_THREADS"] = int(os.environ["INTAKE_FLOOD_SYNC_THREADS"])
-GATEWAY: dict[str, Any] = {  # type: ignore[no-redef]
+SWITCH: dict[str, Any] = {}
+if "INTAKE_FLOOD_SWITCH_INTERVAL" in os.environ:  # to try another than the default
+    SWITCH["SWITCH_INTERVAL"] = float(os.environ["INTAKE_FLOOD_SWITCH_INTERVAL"])
+GATEWAY: dict[str, Any] = SWITCH | {  # type: ignore[no-redef]
     "HTTP": {"PORT": 0} | HTTP_THREADS,
     "ADAPTERS": {
         "mqtt": {"BACKEND": "protocol_adapters.mqtt.EmbeddedBroker", "OPTIONS": mqtt},

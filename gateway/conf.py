@@ -56,6 +56,7 @@ DEFAULTS: Final[dict[str, Any]] = {
     "SHUTDOWN_TIMEOUT": 10.0,
     "DEAD_LETTER_HANDLER": "django_app.deadletters.store_dead_letter",
     "LOOP": "auto",
+    "SWITCH_INTERVAL": None,
     "DEVICE_STATE_MAX_BYTES": 65536,
     "LOG_FORMAT": "text",
     "ADAPTERS": {},
@@ -179,6 +180,12 @@ class GatewaySettings:
     def loop(self) -> LoopName:
         """GATEWAY["LOOP"]."""
         return cast(LoopName, self.raw["LOOP"])
+
+    @property
+    def switch_interval(self) -> float | None:
+        """GATEWAY["SWITCH_INTERVAL"] in seconds; None leaves Python's own."""
+        value = self.raw["SWITCH_INTERVAL"]
+        return None if value is None else float(value)
 
     @property
     def adapters(self) -> list[AdapterSettings]:

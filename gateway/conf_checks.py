@@ -84,6 +84,10 @@ TOP_RULES: Final[dict[str, Rule]] = {
         "a dotted path to a callable, or a callable",
     ),
     "LOOP": (lambda v: v in ("auto", "asyncio", "uvloop"), 'one of "auto", "asyncio", "uvloop"'),
+    "SWITCH_INTERVAL": (
+        lambda v: v is None or (_is_number(v) and 0 < v <= 1),
+        "a number of seconds above 0 and at most 1, or None",
+    ),
     "DEVICE_STATE_MAX_BYTES": _POSITIVE_INT,
     "LOG_FORMAT": (lambda v: v in ("text", "json"), 'one of "text", "json"'),
     "ADAPTERS": _CHECKED_APART,

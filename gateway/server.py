@@ -112,9 +112,18 @@ class Gateway:
 
     def run(self) -> int:
         """Run in a new event loop (uvloop when installed and LOOP allows); return the exit code."""
+        if self.settings.switch_interval is not None:
+            # How long a thread waiting for the GIL (the database thread, Django's views) may
+            # wait while the event loop computes: the whole process's, hence only here.
+            sys.setswitchinterval(self.settings.switch_interval)
         with asyncio.Runner(loop_factory=loop_factory(self.settings.loop)) as runner:
             loop = runner.get_loop()
-            logger.info("Event loop: %s.%s", type(loop).__module__, type(loop).__qualname__)
+            logger.info(
+                "Event loop: %s.%s; GIL switch interval %g ms.",
+                type(loop).__module__,
+                type(loop).__qualname__,
+                sys.getswitchinterval() * 1000,
+            )
             return runner.run(self.serve(settle_heap=True))
 
     def stop(self) -> None:

@@ -16,7 +16,8 @@ for a missing or wrong signature or password; ``400`` for a body that is not the
 ``405`` for another method; ``413`` past ``MAX_BODY_BYTES``; ``503`` with ``Retry-After``
 when busy: past the ``INTAKE`` cap on requests being read, checked and parsed at once
 (`gateway.intakes`), or, for a provider that retries, with ``MAX_IN_FLIGHT`` messages already
-at the application (a provider that does not retry waits for a slot instead). On an
+at the application, checked before the request is read (a provider that does not retry waits
+for a slot instead). On an
 application error the status that makes the provider retry (`Provider.retry_status`), or, for
 a provider that does not retry (or ``ON_APP_ERROR: "dead_letter"``), a dead letter for replay
 and ``200``. This is the only module that imports anymail.
@@ -153,7 +154,9 @@ class EmailWebhookAdapter(ProtocolAdapter):
             await _respond(send, 200, b"")
             return
         try:
+            self._refuse_if_full()
             async with self.gate.turn():  # reading, checking and parsing: INTAKE's cap
+                self._refuse_if_full()  # it may have filled up meanwhile
                 events = await self._events(scope, receive)
             status = await self._deliver_all(events, scope)
         except IntakeBusy as exc:
@@ -171,6 +174,15 @@ class EmailWebhookAdapter(ProtocolAdapter):
             await _respond(send, 500, b"Internal Server Error\n")
             return
         await _respond(send, status, b"OK\n" if status < 300 else b"Try again later\n")
+
+    def _refuse_if_full(self) -> None:
+        """`IntakeBusy` when a provider that retries would be refused by a full dispatcher.
+
+        Checked before the request is read: reading, checking and parsing a mail only to
+        answer 503 takes the event loop's time from every other intake for nothing.
+        """
+        if self.retries and self.intake.busy:
+            raise IntakeBusy(f"{self.intake.dispatcher.max_in_flight} messages in flight")
 
     async def _busy(self, send: Send, detail: str) -> None:
         """Past the cap: 503 with Retry-After; the provider keeps the mail and retries."""

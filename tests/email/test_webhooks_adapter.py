@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import json
+from email.message import EmailMessage
 
 import pytest
 from django.core import checks
 from django.test import override_settings
 
 from django_app.models import InboundEmail
+from gateway import AsyncEmailConsumer, EmailToRouter, ProtocolTypeRouter, address
 from gateway.testing import EmailCommunicator
 from protocol_adapters.email_webhooks import EmailWebhookAdapter
 from protocol_adapters.email_webhooks_options import PROVIDERS
@@ -211,6 +215,36 @@ async def test_a_provider_api_failure_gets_503_and_the_retry_is_handled() -> Non
     assert failed.status_code == 503
     assert retried.status_code == 200
     assert len(inbox.seen) == 1
+
+
+async def test_a_full_dispatcher_refuses_before_the_request_is_read() -> None:
+    # Mailgun retries: past MAX_IN_FLIGHT it is told to, before its mail is read and parsed.
+    entered, release = asyncio.Event(), asyncio.Event()
+
+    class Slow(AsyncEmailConsumer):
+        async def receive(self, message: EmailMessage) -> None:
+            entered.set()
+            await release.wait()
+
+    app = ProtocolTypeRouter(
+        {"email": EmailToRouter([address(r"support@example\.com", Slow.as_asgi())])}
+    )
+    adapters = {"mailgun": provider_options("mailgun", MAX_IN_FLIGHT=1)}
+    async with running_webhooks(app, adapters) as hooks:
+        first = asyncio.create_task(hooks.post(sign_mailgun(mail(subject="one"))))
+        await asyncio.wait_for(entered.wait(), 10)
+        signed = sign_mailgun(mail(subject="two"))
+        assert signed.data is not None
+        forged = dataclasses.replace(signed, data={**signed.data, "signature": "0" * 64})
+        busy = await hooks.post(forged)
+        release.set()
+        assert (await first).status_code == 200
+        retried = await hooks.post(signed)
+    # 503, not the 403 its signature would get: refused before it was read or checked.
+    assert busy.status_code == 503
+    assert busy.headers["retry-after"] == "5"
+    assert retried.status_code == 200
+    assert await InboundEmail.objects.acount() == 2
 
 
 async def test_providers_side_by_side_each_on_its_path() -> None:

@@ -63,6 +63,7 @@ def test_every_bad_key_is_reported_at_once_with_its_name() -> None:
         "HEALTH_PATH": "health",
         "SHUTDOWN_TIMEOUT": "ten",
         "LOOP": "trio",
+        "SWITCH_INTERVAL": 0,
         "DEAD_LETTER_HANDLER": "no.such.module.handler",
         "shutdown_timeout": 3,
     }
@@ -83,6 +84,8 @@ def test_every_bad_key_is_reported_at_once_with_its_name() -> None:
         """GATEWAY["HEALTH_PATH"] must be a path starting with "/" or None, got 'health'""",
         """GATEWAY["SHUTDOWN_TIMEOUT"] must be a number of seconds >= 0, got 'ten'""",
         """GATEWAY["LOOP"] must be one of "auto", "asyncio", "uvloop", got 'trio'""",
+        'GATEWAY["SWITCH_INTERVAL"] must be a number of seconds above 0 and at most 1, or None,'
+        " got 0",
         """GATEWAY["shutdown_timeout"] is not a known key""",
     ]
     for message in expected:

@@ -17,6 +17,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, ConnectionClosedError
 
+from gateway.conf import DEFAULTS
 from tests.server.process import GatewayProcess, gateway_env, spawn, wait_ready
 
 pytestmark = pytest.mark.e2e
@@ -210,10 +211,17 @@ async def test_a_stop_signal_drains_and_exits_0(
     assert markers(tmp_path) == ("startup\nshutdown\n", "stopped lines\n")
 
 
-@pytest.mark.parametrize(("loop", "expected"), [("asyncio", "asyncio"), ("auto", "uvloop")])
-def test_the_loop_setting_picks_the_event_loop(tmp_path: Path, loop: str, expected: str) -> None:
+@pytest.mark.parametrize(
+    ("loop", "switch", "expected"),
+    [("asyncio", "0.002", "asyncio"), ("auto", None, "uvloop")],
+)
+def test_the_loop_setting_picks_the_event_loop(
+    tmp_path: Path, loop: str, switch: str | None, expected: str
+) -> None:
     env = gateway_env(tmp_path)
     env["GATEWAY_E2E_LOOP"] = loop
+    if switch is not None:
+        env["GATEWAY_E2E_SWITCH_INTERVAL"] = switch
     process = spawn(tmp_path, env=env)
     try:
         assert wait_ready(process), process.stderr()
@@ -223,6 +231,10 @@ def test_the_loop_setting_picks_the_event_loop(tmp_path: Path, loop: str, expect
     finally:
         process.kill()
     assert f"Event loop: {expected}" in process.stderr()
+    # SWITCH_INTERVAL is the process's; by default (None) Python's own, 5 ms.
+    assert DEFAULTS["SWITCH_INTERVAL"] is None
+    interval = float(switch) * 1000 if switch is not None else 5
+    assert f"GIL switch interval {interval:g} ms." in process.stderr()
 
 
 def test_bad_gateway_setting_exits_1_before_listening(tmp_path: Path) -> None:
