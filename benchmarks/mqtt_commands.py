@@ -172,6 +172,8 @@ def call_gateway(kind: str, port: int, load: str, seconds: float, db: str) -> No
     from gateway.mqtt import arequest
     from gateway.server import Gateway
 
+    if "COMMANDS_SWITCH_INTERVAL" in os.environ:  # GATEWAY["SWITCH_INTERVAL"], as `gateway run`
+        sys.setswitchinterval(float(os.environ["COMMANDS_SWITCH_INTERVAL"]))
     call_command("migrate", verbosity=0)
     for n in range(DEVICES):
         Device.objects.get_or_create(device_id=f"sim-{n}")

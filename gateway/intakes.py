@@ -12,7 +12,11 @@ configured by its ``INTAKE`` option (`IntakeLimits`, `intake_option`):
 * at most ``MAX_WAITING`` requests wait, each at most ``WAIT`` seconds: past either, the request
   is refused as *busy* (`IntakeBusy`) with nothing of it stored, and the adapter answers in its
   protocol's words for "retry later" (HTTP 503 with ``Retry-After: RETRY_AFTER``; providers
-  retry), logs it and counts it (``gateway_events_overloaded_total``).
+  retry), logs it and counts it (``gateway_events_overloaded_total``), after ``BUSY_DELAY``
+  seconds (`hold_busy`): a client that asks again as soon as it is answered (a flood, a
+  client that ignores Retry-After) then asks at most once per ``BUSY_DELAY``, instead of
+  as fast as the event loop can refuse it, which is time taken from every other intake.
+  A provider retrying on its schedule loses nothing; the held request costs its connection.
 
 The application's own concurrency stays the dispatcher's (``MAX_IN_FLIGHT``); MQTT logins have
 their own gate (`gateway.logins`), SMTP its connection cap (``MAX_CONNECTIONS``).
@@ -37,6 +41,7 @@ __all__ = [
     "IntakeBusy",
     "IntakeGate",
     "IntakeLimits",
+    "hold_busy",
     "intake_option",
     "refused_busy",
 ]
@@ -53,9 +58,10 @@ class IntakeLimits:
     max_waiting: int = 100
     wait: float = 5.0
     retry_after: int = 5
+    busy_delay: float = 1.0
 
 
-INTAKE_KEYS: Final = ("CONCURRENCY", "MAX_WAITING", "WAIT", "RETRY_AFTER")
+INTAKE_KEYS: Final = ("CONCURRENCY", "MAX_WAITING", "WAIT", "RETRY_AFTER", "BUSY_DELAY")
 
 
 class IntakeBusy(Exception):
@@ -140,6 +146,12 @@ class IntakeGate:
                 return
 
 
+async def hold_busy(limits: IntakeLimits) -> None:
+    """Wait ``BUSY_DELAY`` before a busy answer is sent (see the module)."""
+    if limits.busy_delay > 0:
+        await asyncio.sleep(limits.busy_delay)
+
+
 def refused_busy(
     log: logging.Logger, metrics: MetricsRegistry, protocol: str, what: str, limits: IntakeLimits,
     detail: str,
@@ -164,23 +176,30 @@ def _retry_after(value: object) -> str | None:
     return None if ok else "a whole number of seconds >= 0 (the Retry-After header)"
 
 
+def _busy_delay(value: object) -> str | None:
+    ok = is_number(value) and 0 <= value <= 60  # type: ignore[operator]
+    return None if ok else "a number of seconds from 0 to 60"
+
+
 _RULES: Final = {
     "CONCURRENCY": _positive_int,
     "MAX_WAITING": _positive_int,
     "WAIT": _wait,
     "RETRY_AFTER": _retry_after,
+    "BUSY_DELAY": _busy_delay,
 }
 
 
 def intake_option(limits: IntakeLimits | None = None) -> Option:
-    """``INTAKE`` = ``{"CONCURRENCY", "MAX_WAITING", "WAIT", "RETRY_AFTER"}`` -> `IntakeLimits`;
-    every key optional, `limits` the defaults."""
+    """``INTAKE`` = ``{"CONCURRENCY", "MAX_WAITING", "WAIT", "RETRY_AFTER", "BUSY_DELAY"}``
+    -> `IntakeLimits`; every key optional, `limits` the defaults."""
     base = limits or IntakeLimits()
     default = {
         "CONCURRENCY": base.concurrency,
         "MAX_WAITING": base.max_waiting,
         "WAIT": base.wait,
         "RETRY_AFTER": base.retry_after,
+        "BUSY_DELAY": base.busy_delay,
     }
 
     def parse(value: Mapping[str, Any] | None) -> IntakeLimits:
@@ -190,6 +209,7 @@ def intake_option(limits: IntakeLimits | None = None) -> Option:
             int(merged["MAX_WAITING"]),
             float(merged["WAIT"]),
             int(merged["RETRY_AFTER"]),
+            float(merged["BUSY_DELAY"]),
         )
 
     def checks(value: object) -> list[str]:

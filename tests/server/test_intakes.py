@@ -81,9 +81,11 @@ def test_the_intake_option(options: OptionSet, defaults: IntakeLimits) -> None:
     assert options.parse({})["INTAKE"] == defaults
     given = {"CONCURRENCY": 2, "WAIT": 0.5}
     assert options.parse({"INTAKE": given})["INTAKE"] == IntakeLimits(
-        2, defaults.max_waiting, 0.5, defaults.retry_after
+        2, defaults.max_waiting, 0.5, defaults.retry_after, defaults.busy_delay
     )
-    bad = {"CONCURRENCY": 0, "WAIT": "soon", "RETRY_AFTER": 1.5, "MAX": 1}
+    assert defaults.busy_delay == 1.0
+    assert options.parse({"INTAKE": {"BUSY_DELAY": 0}})["INTAKE"].busy_delay == 0
+    bad = {"CONCURRENCY": 0, "WAIT": "soon", "RETRY_AFTER": 1.5, "BUSY_DELAY": -1, "MAX": 1}
     problems = [p for p in options.check({"INTAKE": bad}) if "INTAKE" in p]
     assert problems == [
         'OPTIONS["INTAKE"]["MAX"] is not a known key',
@@ -91,9 +93,11 @@ def test_the_intake_option(options: OptionSet, defaults: IntakeLimits) -> None:
         'OPTIONS["INTAKE"]["WAIT"] must be a number of seconds > 0, got \'soon\'',
         'OPTIONS["INTAKE"]["RETRY_AFTER"] must be a whole number of seconds >= 0 (the'
         " Retry-After header), got 1.5",
+        'OPTIONS["INTAKE"]["BUSY_DELAY"] must be a number of seconds from 0 to 60, got -1',
     ]
     assert [p for p in options.check({"INTAKE": 3}) if "INTAKE" in p] == [
-        'OPTIONS["INTAKE"] must be a dict with CONCURRENCY, MAX_WAITING, WAIT, RETRY_AFTER, got 3'
+        'OPTIONS["INTAKE"] must be a dict with CONCURRENCY, MAX_WAITING, WAIT, RETRY_AFTER,'
+        " BUSY_DELAY, got 3"
     ]
 
 
