@@ -171,7 +171,9 @@ def read_events(events: Path) -> list[tuple[str, int, str, str]]:
     if not events.exists():
         return []
     rows = []
-    for line in events.read_text().splitlines():
+    # A line without its newline is still being written by the app: read it next time.
+    *complete, _partial = events.read_text().split("\n")
+    for line in complete:
         event, pid, topic_name, payload = line.split(" ", 3)
         rows.append((event, int(pid), topic_name, payload))
     return rows
