@@ -13,9 +13,10 @@ configured by its ``INTAKE`` option (`IntakeLimits`, `intake_option`):
   is refused as *busy* (`IntakeBusy`) with nothing of it stored, and the adapter answers in its
   protocol's words for "retry later" (HTTP 503 with ``Retry-After: RETRY_AFTER``; providers
   retry), logs it and counts it (``gateway_events_overloaded_total``), after ``BUSY_DELAY``
-  seconds (`hold_busy`): a client that asks again as soon as it is answered (a flood, a
-  client that ignores Retry-After) then asks at most once per ``BUSY_DELAY``, instead of
-  as fast as the event loop can refuse it, which is time taken from every other intake.
+  seconds (`BusyHold`; at most ``MAX_WAITING`` held at once): a client that asks again as
+  soon as it is answered (a flood, a client that ignores Retry-After) then asks at most once
+  per ``BUSY_DELAY``, instead of as fast as the event loop can refuse it, which is time taken
+  from every other intake.
   A provider retrying on its schedule loses nothing; the held request costs its connection.
 
 The application's own concurrency stays the dispatcher's (``MAX_IN_FLIGHT``); MQTT logins have
@@ -27,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Final
@@ -38,10 +39,10 @@ from gateway.options import Option, is_int, is_number
 __all__ = [
     "BUSY_BODY",
     "INTAKE_KEYS",
+    "BusyHold",
     "IntakeBusy",
     "IntakeGate",
     "IntakeLimits",
-    "hold_busy",
     "intake_option",
     "refused_busy",
 ]
@@ -82,6 +83,8 @@ class IntakeGate:
         self.peak = 0
         """The most requests that worked at once."""
         self._turns: deque[asyncio.Future[None]] = deque()
+        self.busy_hold = BusyHold(limits.busy_delay, limits.max_waiting)
+        """Holds the busy answers (``BUSY_DELAY``), at most ``MAX_WAITING`` at once."""
 
     @asynccontextmanager
     async def turn(self) -> AsyncIterator[None]:
@@ -146,10 +149,45 @@ class IntakeGate:
                 return
 
 
-async def hold_busy(limits: IntakeLimits) -> None:
-    """Wait ``BUSY_DELAY`` before a busy answer is sent (see the module)."""
-    if limits.busy_delay > 0:
-        await asyncio.sleep(limits.busy_delay)
+class BusyHold:
+    """Holds busy answers `delay` seconds each, at most `most` at once.
+
+    Past `most` held, a busy answer goes at once: a client that does not wait for its answer
+    (many connections at a time) gets no more connections and tasks kept open by holding.
+    """
+
+    def __init__(self, delay: float, most: int) -> None:
+        self.delay = delay
+        self.most = most
+        self.holding = 0
+        """Busy answers held now."""
+
+    def _take(self) -> bool:
+        if self.delay <= 0 or self.holding >= self.most:
+            return False
+        self.holding += 1
+        return True
+
+    async def hold(self) -> None:
+        """Wait `delay` before the caller sends its busy answer (not past `most` held)."""
+        if not self._take():
+            return
+        try:
+            await asyncio.sleep(self.delay)
+        finally:
+            self.holding -= 1
+
+    def later(self, answer: Callable[[], None]) -> None:
+        """Call `answer` (a protocol's synchronous busy answer) `delay` seconds from now."""
+        if not self._take():
+            answer()
+            return
+
+        def release_and_answer() -> None:
+            self.holding -= 1
+            answer()
+
+        asyncio.get_running_loop().call_later(self.delay, release_and_answer)
 
 
 def refused_busy(

@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 
 from gateway.adapters import AdapterHealth, DeployRisk, Listener, ProtocolAdapter
 from gateway.exceptions import SmsSendError
-from gateway.intakes import BUSY_BODY, IntakeBusy, IntakeGate, hold_busy, refused_busy
+from gateway.intakes import BUSY_BODY, IntakeBusy, IntakeGate, refused_busy
 from gateway.options import OptionSet
 from gateway.pipeline import DispatcherClosed, KeyedDispatcher
 from gateway.sms import (
@@ -247,7 +247,7 @@ class SmsWebhookAdapter(ProtocolAdapter):
         """Past the ``INTAKE`` cap: 503 with Retry-After, nothing stored; the provider retries."""
         what, metrics = f"{self.provider} SMS webhook", self.context.metrics
         headers = refused_busy(logger, metrics, self.protocol, what, self.gate.limits, detail)
-        await hold_busy(self.gate.limits)
+        await self.gate.busy_hold.hold()
         await respond(send, Answer(503, BUSY_BODY, TEXT), headers)
 
     async def _status(self, update: StatusUpdate) -> None:

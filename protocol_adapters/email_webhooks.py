@@ -42,7 +42,7 @@ from django.core.handlers.asgi import ASGIRequest
 
 from gateway.adapters import AdapterHealth, Listener, ProtocolAdapter
 from gateway.email_store import load_mail_store
-from gateway.intakes import BUSY_BODY, IntakeBusy, IntakeGate, hold_busy, refused_busy
+from gateway.intakes import BUSY_BODY, IntakeBusy, IntakeGate, refused_busy
 from gateway.pipeline import DeadLetter, KeyedDispatcher, RetryPolicy
 from gateway.turns import loop_turn
 from gateway.types import Receive, Scope, Send
@@ -188,7 +188,7 @@ class EmailWebhookAdapter(ProtocolAdapter):
         """Past the cap: 503 with Retry-After; the provider keeps the mail and retries."""
         what, metrics = f"{self.provider.name} webhook", self.context.metrics
         headers = refused_busy(logger, metrics, self.protocol, what, self.gate.limits, detail)
-        await hold_busy(self.gate.limits)
+        await self.gate.busy_hold.hold()
         await _respond(send, 503, BUSY_BODY, headers)
 
     async def _events(self, scope: Scope, receive: Receive) -> list[Any]:

@@ -25,6 +25,7 @@ from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
 from gateway.adapters import AdapterHealth, DeployRisk, Listener, ProtocolAdapter
 from gateway.email import canonical_address
 from gateway.email_store import load_mail_store
+from gateway.intakes import BusyHold
 from gateway.pipeline import DeadLetter, KeyedDispatcher, RetryPolicy
 from protocol_adapters._compat_aiosmtpd import SMTP, check_version
 from protocol_adapters.email_common import BUSY, EmailIntake, smtp_reply
@@ -57,6 +58,8 @@ class SMTPAdapter(ProtocolAdapter):
         self.connections: set[SMTP] = set()
         self.tls_context: ssl.SSLContext | None = None
         self.stopping = False
+        self.busy_hold = BusyHold(self.options["BUSY_DELAY"], self.options["MAX_CONNECTIONS"])
+        """Holds busy answers ``BUSY_DELAY`` seconds (Postfix's ``smtpd_error_sleep_time``)."""
 
     @classmethod
     def check_options(cls, options: Mapping[str, Any]) -> list[str]:
@@ -213,6 +216,7 @@ class _Handler:
         if intake.busy:
             # Overloaded: the sender keeps the message and retries, rather than us queueing it.
             logger.warning("Overloaded: answering 451 to %s.", session.peer)
+            await self.adapter.busy_hold.hold()
             return smtp_reply([BUSY])
         # Past that check a transaction waits for slots for all its recipients (backpressure).
         deliveries = await intake.deliver_all(
@@ -278,6 +282,11 @@ class _TooMany(asyncio.Protocol):
             transport.get_extra_info("peername"),
             len(self.adapter.connections),
         )
+        self.adapter.busy_hold.later(lambda: _answer_too_many(transport))
+
+
+def _answer_too_many(transport: asyncio.WriteTransport) -> None:
+    if not transport.is_closing():  # the client may have given up meanwhile
         transport.write(f"{ANSWER_TOO_MANY_CONNECTIONS}\r\n".encode())
         transport.close()
 

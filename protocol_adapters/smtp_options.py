@@ -27,6 +27,11 @@ def _seconds(value: object) -> str | None:
     return None if is_number(value) and value > 0 else "a positive number of seconds"  # type: ignore[operator]
 
 
+def _busy_delay(value: object) -> str | None:
+    ok = is_number(value) and 0 <= value <= 60  # type: ignore[operator]
+    return None if ok else "a number of seconds from 0 to 60"
+
+
 def _port(value: object) -> str | None:
     return None if is_int(value) and 0 <= value <= 65535 else "an integer 0-65535"  # type: ignore[operator]
 
@@ -97,6 +102,9 @@ SMTP_OPTIONS: Final = OptionSet(
     Option("MAX_RECIPIENTS", 1000, positive_int),
     # Open sessions; one more is answered 421 and closed (each may buffer DATA_SIZE_LIMIT).
     Option("MAX_CONNECTIONS", 200, positive_int),
+    # Seconds before a busy answer (451 at DATA, 421 past MAX_CONNECTIONS) is sent, at most
+    # MAX_CONNECTIONS held at once: a client retrying at once retries once per BUSY_DELAY.
+    Option("BUSY_DELAY", 1.0, _busy_delay),
     Option("TIMEOUT", 300.0, _seconds),  # idle connection timeout (RFC 5321 suggests 5 minutes)
     _starttls(),
     Option("REQUIRE_STARTTLS", False, flag),

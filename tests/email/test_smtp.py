@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import smtplib
+import time
 from email.message import EmailMessage
 from typing import Any
 
@@ -125,11 +126,13 @@ async def test_overloaded_adapter_answers_451_busy() -> None:
             await gate.wait()
 
     app = ProtocolTypeRouter({"email": EmailToRouter([address(r".*", Slow.as_asgi())])})
-    async with smtp_gateway(app, MAX_IN_FLIGHT=1) as port:
+    async with smtp_gateway(app, MAX_IN_FLIGHT=1, BUSY_DELAY=0.3) as port:
         first = asyncio.create_task(asend(port, wire(message(subject="1")), ["a@example.com"]))
         await asyncio.wait_for(entered.wait(), 30)
+        started = time.monotonic()
         with pytest.raises(smtplib.SMTPDataError) as busy:
             await asend(port, wire(message(subject="2")), ["a@example.com"])
+        assert time.monotonic() - started >= 0.3  # BUSY_DELAY: the 451 is held that long
         assert (busy.value.smtp_code, busy.value.smtp_error) == (
             451,
             b"4.3.2 Too busy, try again later",
@@ -189,3 +192,27 @@ async def test_reply_is_mailed_through_django_after_handling(mailoutbox: list[An
     assert reply.from_email == "support@example.com"
     assert reply.body == "Ticket opened for Printer on fire."
     assert reply.extra_headers["Auto-Submitted"] == "auto-replied"
+
+
+@pytest.mark.parametrize("delay", [0.5, 0])
+async def test_past_max_connections_421_comes_after_busy_delay(delay: float) -> None:
+    class Take(AsyncEmailConsumer):
+        async def receive(self, message: EmailMessage) -> None:
+            return None
+
+    app = ProtocolTypeRouter({"email": EmailToRouter([address(r".*", Take.as_asgi())])})
+    async with smtp_gateway(app, MAX_CONNECTIONS=1, BUSY_DELAY=delay) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        assert (await reader.readline()).startswith(b"220 ")  # the one session allowed
+        started = time.monotonic()
+        other_reader, other_writer = await asyncio.open_connection("127.0.0.1", port)
+        answer = await asyncio.wait_for(other_reader.readline(), 10)
+        waited = time.monotonic() - started
+        assert answer == b"421 4.3.2 Too many connections, try again later\r\n"
+        assert await other_reader.read() == b""  # and closed
+        if delay:
+            assert waited >= delay
+        else:
+            assert waited < 0.5
+        for stream in (writer, other_writer):
+            stream.close()

@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from gateway.intakes import IntakeBusy, IntakeGate, IntakeLimits
+from gateway.intakes import BusyHold, IntakeBusy, IntakeGate, IntakeLimits
 from gateway.options import OptionSet
 from protocol_adapters.email_webhooks_options import EMAIL_WEBHOOK_OPTIONS
 from protocol_adapters.smtp_options import SMTP_OPTIONS
@@ -123,3 +123,29 @@ async def test_a_waiter_cancelled_just_after_its_wait_ran_out_releases_nothing()
     release.set()
     await holder
     assert (gate.working, done) == (0, [0])
+
+
+async def test_busy_answers_are_held_at_most_most_at_once() -> None:
+    hold = BusyHold(0.3, most=2)
+    loop = asyncio.get_running_loop()
+
+    async def held() -> float:
+        started = loop.time()
+        await hold.hold()
+        return loop.time() - started
+
+    times = sorted(await asyncio.gather(held(), held(), held()))
+    assert times[0] < 0.3 <= times[1]  # the third past `most` went at once, two were held
+    assert hold.holding == 0
+    answered: list[float] = []
+    started = loop.time()
+    for _ in range(3):
+        hold.later(lambda: answered.append(loop.time() - started))
+    assert len(answered) == 1  # past `most`: at once
+    await asyncio.sleep(0.5)
+    assert len(answered) == 3
+    assert min(answered[1:]) >= 0.3
+    assert hold.holding == 0
+    off = BusyHold(0, most=2)
+    off.later(lambda: answered.append(0.0))
+    assert len(answered) == 4  # BUSY_DELAY 0: at once
