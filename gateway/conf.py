@@ -57,6 +57,7 @@ DEFAULTS: Final[dict[str, Any]] = {
     "DEAD_LETTER_HANDLER": "django_app.deadletters.store_dead_letter",
     "LOOP": "auto",
     "SWITCH_INTERVAL": None,
+    "LOOP_SHARE": 0.25,
     "DEVICE_STATE_MAX_BYTES": 65536,
     "LOG_FORMAT": "text",
     "ADAPTERS": {},
@@ -186,6 +187,11 @@ class GatewaySettings:
         """GATEWAY["SWITCH_INTERVAL"] in seconds; None leaves Python's own."""
         value = self.raw["SWITCH_INTERVAL"]
         return None if value is None else float(value)
+
+    @property
+    def loop_share(self) -> float:
+        """GATEWAY["LOOP_SHARE"]: the most of the loop one adapter's heavy steps take."""
+        return float(self.raw["LOOP_SHARE"])
 
     @property
     def adapters(self) -> list[AdapterSettings]:

@@ -88,6 +88,10 @@ TOP_RULES: Final[dict[str, Rule]] = {
         lambda v: v is None or (_is_number(v) and 0 < v <= 1),
         "a number of seconds above 0 and at most 1, or None",
     ),
+    "LOOP_SHARE": (
+        lambda v: _is_number(v) and 0 < v <= 1,
+        "a number above 0 and at most 1 (1: heavy steps back to back)",
+    ),
     "DEVICE_STATE_MAX_BYTES": _POSITIVE_INT,
     "LOG_FORMAT": (lambda v: v in ("text", "json"), 'one of "text", "json"'),
     "ADAPTERS": _CHECKED_APART,

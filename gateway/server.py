@@ -44,6 +44,7 @@ from gateway.lifespan import Lifespan
 from gateway.metrics import registry
 from gateway.metrics_access import MetricsAccess
 from gateway.request_threads import RequestThreads, SyncThreadsMiddleware
+from gateway.turns import rest_for, turns
 from gateway.types import ASGIApp
 from gateway.webserver import WebServer
 
@@ -144,6 +145,7 @@ class Gateway:
         if problems:
             return 1
         tracing.configure()  # the application, imported by now, may have set a provider
+        turns().rest = rest_for(self.settings.loop_share)
         signals = _install_signal_handlers(self.stop)
         default_layer = _default_channel_layer()
         try:

@@ -11,8 +11,16 @@ was ready when the previous one ended has run. The rest of the loop's work then 
 most one heavy step per pass, whatever the flood. Lanes (an adapter's name) are served in
 turn, so one adapter's queue of steps delays another adapter's step by one step, not by the
 whole queue. A step alone pays nothing: the turn is taken at once when no step ran in this
-pass and none waits. Throughput under a flood stays the same (the loop still runs a heavy step
-in every pass); what changes is who waits.
+pass, none waits and its lane has rested.
+
+A lane with more steps waiting rests after each one, so that under a flood its steps take at
+most a share of the loop's time (``GATEWAY["LOOP_SHARE"]``, 0.25: after a step of 2 ms, 6 ms
+of rest): passes one after the
+other each with a heavy step leave nothing for the threads that need the GIL back from the
+loop (the database thread, Django's views: each waits up to the switch interval, 5 ms, every
+time it gave the GIL up), and an adapter parsing mail as fast as it comes would take it all.
+Another lane's step may run while one rests. The cost is that adapter's throughput under a
+flood: its heavy steps fill at most that share of the loop.
 
 Only synchronous work belongs inside a turn: an ``await`` inside it holds the turn meanwhile.
 """
@@ -20,23 +28,37 @@ Only synchronous work belongs inside a turn: an ``await`` inside it holds the tu
 from __future__ import annotations
 
 import asyncio
+import time
 import weakref
 from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
-__all__ = ["LoopTurns", "loop_turn", "turns"]
+__all__ = ["DEFAULT_SHARE", "LoopTurns", "loop_turn", "rest_for", "turns"]
+
+DEFAULT_SHARE = 0.25
+"""``GATEWAY["LOOP_SHARE"]``'s default."""
+
+
+def rest_for(share: float) -> float:
+    """How long a lane rests after a step, in multiples of the step, to take `share` at most."""
+    return 1 / share - 1
 
 
 class LoopTurns:
     """The turns of one event loop (`loop_turn` finds the running loop's)."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, share: float = DEFAULT_SHARE) -> None:
         self._loop = loop
-        self._held = False
+        self.rest = rest_for(share)
+        """A lane rests this many times its last step's duration before its next step."""
+        self._busy = False
         """A step runs, or one ended in this pass (the next one waits for the next pass)."""
         self._lanes: dict[str, deque[asyncio.Future[None]]] = {}
         """Lanes with waiting steps, in the order they are served (a served lane goes last)."""
+        self._rested: dict[str, float] = {}
+        """Loop time from which each lane that ran a step may run its next."""
+        self._next_call: asyncio.Handle | None = None
         self.steps = 0
         """Steps run (for tests and metrics)."""
         self.waited = 0
@@ -50,16 +72,29 @@ class LoopTurns:
     @asynccontextmanager
     async def turn(self, lane: str) -> AsyncIterator[None]:
         """Run the block's (synchronous) step when it is `lane`'s turn."""
-        if self._held:
+        if self._busy or self._lanes or not self._has_rested(lane):
             await self._wait(lane)
         else:
-            self._held = True
+            self._busy = True
         self.steps += 1
+        started = time.perf_counter()
         try:
             yield
         finally:
+            spent = time.perf_counter() - started
+            if self.rest > 0 and lane in self._lanes:  # more of this lane's steps wait
+                self._rested[lane] = self._loop.time() + spent * self.rest
             # The next step waits for every callback already ready: call_soon runs after them.
-            self._loop.call_soon(self._next)
+            self._schedule_next()
+
+    def _has_rested(self, lane: str) -> bool:
+        until = self._rested.get(lane)
+        if until is None:
+            return True
+        if self._loop.time() >= until:
+            del self._rested[lane]  # forgotten once rested: the dict holds only recent lanes
+            return True
+        return False
 
     async def _wait(self, lane: str) -> None:
         self.waited += 1
@@ -68,11 +103,13 @@ class LoopTurns:
         if queue is None:
             queue = self._lanes[lane] = deque()
         queue.append(waiter)
+        if not self._busy:  # every waiting lane is resting: this one may be ready now
+            self._schedule_next()
         try:
             await waiter
         except asyncio.CancelledError:
             if waiter.done() and not waiter.cancelled():
-                self._loop.call_soon(self._next)  # the turn came with the cancellation: pass it on
+                self._schedule_next()  # the turn came with the cancellation: pass it on
             else:
                 self._forget(lane, waiter)
             raise
@@ -88,18 +125,31 @@ class LoopTurns:
         if not queue:
             del self._lanes[lane]
 
+    def _schedule_next(self, at: float | None = None) -> None:
+        if self._next_call is not None:
+            self._next_call.cancel()
+        if at is None:
+            self._next_call = self._loop.call_soon(self._next)
+        else:
+            self._next_call = self._loop.call_at(at, self._next)
+
     def _next(self) -> None:
-        """Give the turn to the first waiter of the next lane, or free it."""
-        while self._lanes:
-            lane = next(iter(self._lanes))
+        """Give the turn to the first waiter of the next rested lane, or free it."""
+        self._next_call = None
+        for lane in list(self._lanes):
+            if not self._has_rested(lane):
+                continue
             queue = self._lanes.pop(lane)
             waiter = queue.popleft()
             if queue:
                 self._lanes[lane] = queue  # back of the line
             if not waiter.done():
+                self._busy = True
                 waiter.set_result(None)
                 return
-        self._held = False
+        self._busy = False
+        if self._lanes:  # all resting: wake up when the first one has rested
+            self._schedule_next(min(self._rested[lane] for lane in self._lanes))
 
 
 _TURNS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopTurns] = (

@@ -64,6 +64,7 @@ def test_every_bad_key_is_reported_at_once_with_its_name() -> None:
         "SHUTDOWN_TIMEOUT": "ten",
         "LOOP": "trio",
         "SWITCH_INTERVAL": 0,
+        "LOOP_SHARE": 1.5,
         "DEAD_LETTER_HANDLER": "no.such.module.handler",
         "shutdown_timeout": 3,
     }
@@ -86,6 +87,8 @@ def test_every_bad_key_is_reported_at_once_with_its_name() -> None:
         """GATEWAY["LOOP"] must be one of "auto", "asyncio", "uvloop", got 'trio'""",
         'GATEWAY["SWITCH_INTERVAL"] must be a number of seconds above 0 and at most 1, or None,'
         " got 0",
+        'GATEWAY["LOOP_SHARE"] must be a number above 0 and at most 1 (1: heavy steps back to'
+        " back), got 1.5",
         """GATEWAY["shutdown_timeout"] is not a known key""",
     ]
     for message in expected:

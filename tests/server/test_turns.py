@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import pytest
 import uvloop
 
-from gateway.turns import loop_turn, turns
+from gateway.turns import loop_turn, rest_for, turns
 
 LOOPS = {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
 
@@ -165,3 +166,45 @@ def test_each_loop_has_its_own_turns() -> None:
             return turns().waited
 
     assert asyncio.run(asyncio.wait_for(step(), 1)) == 0
+
+
+def test_a_lane_with_steps_waiting_rests_and_another_lane_runs_meanwhile(run: Any) -> None:
+    async def main() -> tuple[list[tuple[str, float]], float]:
+        loop = asyncio.get_running_loop()
+        turns().rest = rest_for(0.25)  # after a step of d, 3d of rest
+        ran: list[tuple[str, float]] = []
+
+        async def step(lane: str) -> None:
+            async with loop_turn(lane):
+                ran.append((lane, loop.time()))
+                compute(0.01)
+
+        started = loop.time()
+        flood = [asyncio.create_task(step("mail")) for _ in range(5)]
+        await asyncio.sleep(0.005)  # the first mail step has run; the mail lane rests
+        await step("sms")  # not behind the resting lane
+        await asyncio.gather(*flood)
+        return ran, loop.time() - started
+
+    ran, took = run(main())
+    lanes = [lane for lane, _ in ran]
+    # The first mail step ran before the others were waiting (no rest after it), the second
+    # with them waiting: the sms step runs while the mail lane rests, not after all of it.
+    assert lanes.index("sms") <= 2, lanes
+    mail = [at for lane, at in ran if lane == "mail"]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(mail)]
+    assert min(gaps[1:]) >= 0.03, gaps  # 10 ms steps, each followed by 30 ms of rest
+    assert took >= 3 * 0.04
+
+
+def test_a_lone_requests_steps_do_not_rest(run: Any) -> None:
+    async def main() -> float:
+        loop = asyncio.get_running_loop()
+        turns().rest = rest_for(0.01)  # a 99x rest, were there any
+        started = loop.time()
+        for _ in range(3):  # one request's steps, one after the other: none waits meanwhile
+            async with loop_turn("mail"):
+                compute(0.01)
+        return loop.time() - started
+
+    assert run(main()) < 0.5
