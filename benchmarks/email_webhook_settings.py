@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from anymail.webhooks.mailgun import MailgunInboundWebhookView
@@ -21,3 +22,5 @@ GATEWAY: dict[str, Any] = adapter_settings(  # type: ignore[no-redef]
     "protocol_adapters.email_webhooks.EmailWebhookAdapter",
     {"PROVIDER": "mailgun", "SIGNING_KEY": SIGNING_KEY, "STORE": False},
 )
+if "EMAIL_WEBHOOK_LOOP_SHARE" in os.environ:  # GATEWAY["LOOP_SHARE"], to try another
+    GATEWAY["LOOP_SHARE"] = float(os.environ["EMAIL_WEBHOOK_LOOP_SHARE"])

@@ -55,6 +55,8 @@ if MODE != "open" and "INTAKE_FLOOD_SYNC_THREADS" in os.environ:
 SWITCH: dict[str, Any] = {}
 if "INTAKE_FLOOD_SWITCH_INTERVAL" in os.environ:  # to try another than the default
     SWITCH["SWITCH_INTERVAL"] = float(os.environ["INTAKE_FLOOD_SWITCH_INTERVAL"])
+if "INTAKE_FLOOD_LOOP_SHARE" in os.environ:
+    SWITCH["LOOP_SHARE"] = float(os.environ["INTAKE_FLOOD_LOOP_SHARE"])
 GATEWAY: dict[str, Any] = SWITCH | {  # type: ignore[no-redef]
     "HTTP": {"PORT": 0} | HTTP_THREADS,
     "ADAPTERS": {

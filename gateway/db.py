@@ -10,6 +10,8 @@ from typing import Any, ParamSpec, TypeVar
 from asgiref.sync import SyncToAsync, sync_to_async
 from django.db import close_old_connections
 
+from gateway.turns import thread_call
+
 __all__ = [
     "DatabaseSyncToAsync",
     "aclose_old_connections",
@@ -49,6 +51,11 @@ class DatabaseSyncToAsync(SyncToAsync[_P, _R]):
         # Wrapped after the checks of __init__; runs in the worker thread, inside the
         # caller's context, so the connections closed are that thread's own.
         self.func = _with_fresh_connections(func)
+
+    async def __call__(self, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        # Counted while pending: heavy steps on the loop leave this thread the GIL meanwhile.
+        with thread_call():
+            return await super().__call__(*args, **kwargs)
 
 
 #: Used as a decorator or wrapper, like ``sync_to_async``.

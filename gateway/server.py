@@ -145,7 +145,9 @@ class Gateway:
         if problems:
             return 1
         tracing.configure()  # the application, imported by now, may have set a provider
-        turns().rest = rest_for(self.settings.loop_share)
+        loop_turns = turns()
+        loop_turns.rest = rest_for(self.settings.loop_share)
+        loop_turns.thread_work = [self._request_thread_calls]
         signals = _install_signal_handlers(self.stop)
         default_layer = _default_channel_layer()
         try:
@@ -157,6 +159,11 @@ class Gateway:
                 and channel_layers.backends.get(DEFAULT_CHANNEL_LAYER) is default_layer
             ):
                 del channel_layers.backends[DEFAULT_CHANNEL_LAYER]
+
+    def _request_thread_calls(self) -> int:
+        """Django's synchronous calls running or waiting on the request threads."""
+        threads = self._request_threads
+        return 0 if threads is None else threads.running + threads.waiting
 
     async def _serve(self, ready: asyncio.Event | None, settle: bool) -> int:
         lifespan = Lifespan(self.app, self.state)

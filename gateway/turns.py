@@ -13,14 +13,15 @@ turn, so one adapter's queue of steps delays another adapter's step by one step,
 whole queue. A step alone pays nothing: the turn is taken at once when no step ran in this
 pass, none waits and its lane has rested.
 
-A lane with more steps waiting rests after each one, so that under a flood its steps take at
-most a share of the loop's time (``GATEWAY["LOOP_SHARE"]``, 0.25: after a step of 2 ms, 6 ms
-of rest): passes one after the
+While threads have work pending (a `database_sync_to_async` call, a Django view on
+`gateway.request_threads`), a lane with more steps waiting rests after each one, so that its
+steps take at most a share of the loop's time (``GATEWAY["LOOP_SHARE"]``, 0.25: after a step
+of 2 ms, 6 ms of rest): passes one after the
 other each with a heavy step leave nothing for the threads that need the GIL back from the
 loop (the database thread, Django's views: each waits up to the switch interval, 5 ms, every
 time it gave the GIL up), and an adapter parsing mail as fast as it comes would take it all.
 Another lane's step may run while one rests. The cost is that adapter's throughput under a
-flood: its heavy steps fill at most that share of the loop.
+flood while threads work beside it; alone, its steps run back to back.
 
 Only synchronous work belongs inside a turn: an ``await`` inside it holds the turn meanwhile.
 """
@@ -31,10 +32,18 @@ import asyncio
 import time
 import weakref
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
-__all__ = ["DEFAULT_SHARE", "LoopTurns", "loop_turn", "rest_for", "turns"]
+__all__ = [
+    "DEFAULT_SHARE",
+    "LoopTurns",
+    "loop_turn",
+    "rest_for",
+    "thread_call",
+    "thread_calls",
+    "turns",
+]
 
 DEFAULT_SHARE = 0.25
 """``GATEWAY["LOOP_SHARE"]``'s default."""
@@ -59,10 +68,16 @@ class LoopTurns:
         self._rested: dict[str, float] = {}
         """Loop time from which each lane that ran a step may run its next."""
         self._next_call: asyncio.Handle | None = None
+        self.thread_work: list[Callable[[], int]] = []
+        """How many calls other pools (Django's request threads) have running or waiting."""
         self.steps = 0
         """Steps run (for tests and metrics)."""
         self.waited = 0
         """Steps that waited for their turn."""
+
+    def _threads_wait(self) -> bool:
+        """Whether a thread has work pending (the rest would give it the GIL)."""
+        return _thread_calls > 0 or any(pending() for pending in self.thread_work)
 
     @property
     def waiting(self) -> int:
@@ -82,7 +97,7 @@ class LoopTurns:
             yield
         finally:
             spent = time.perf_counter() - started
-            if self.rest > 0 and lane in self._lanes:  # more of this lane's steps wait
+            if self.rest > 0 and lane in self._lanes and self._threads_wait():
                 self._rested[lane] = self._loop.time() + spent * self.rest
             # The next step waits for every callback already ready: call_soon runs after them.
             self._schedule_next()
@@ -150,6 +165,27 @@ class LoopTurns:
         self._busy = False
         if self._lanes:  # all resting: wake up when the first one has rested
             self._schedule_next(min(self._rested[lane] for lane in self._lanes))
+
+
+_thread_calls = 0
+"""Calls to `database_sync_to_async` functions pending (`thread_call`), on every loop."""
+
+
+def thread_calls() -> int:
+    """Calls to `database_sync_to_async` functions pending now, on every loop."""
+    return _thread_calls
+
+
+class thread_call:
+    """Counts a call the event loop waits on a thread for, while the block runs."""
+
+    def __enter__(self) -> None:
+        global _thread_calls
+        _thread_calls += 1
+
+    def __exit__(self, *exc_info: object) -> None:
+        global _thread_calls
+        _thread_calls -= 1
 
 
 _TURNS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopTurns] = (

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import threading
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -11,7 +12,8 @@ from typing import Any
 import pytest
 import uvloop
 
-from gateway.turns import loop_turn, rest_for, turns
+from gateway.db import database_sync_to_async
+from gateway.turns import loop_turn, rest_for, thread_call, thread_calls, turns
 
 LOOPS = {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
 
@@ -168,7 +170,7 @@ def test_each_loop_has_its_own_turns() -> None:
     assert asyncio.run(asyncio.wait_for(step(), 1)) == 0
 
 
-def test_a_lane_with_steps_waiting_rests_and_another_lane_runs_meanwhile(run: Any) -> None:
+def test_while_threads_work_a_busy_lane_rests_and_another_lane_runs_meanwhile(run: Any) -> None:
     async def main() -> tuple[list[tuple[str, float]], float]:
         loop = asyncio.get_running_loop()
         turns().rest = rest_for(0.25)  # after a step of d, 3d of rest
@@ -179,12 +181,13 @@ def test_a_lane_with_steps_waiting_rests_and_another_lane_runs_meanwhile(run: An
                 ran.append((lane, loop.time()))
                 compute(0.01)
 
-        started = loop.time()
-        flood = [asyncio.create_task(step("mail")) for _ in range(5)]
-        await asyncio.sleep(0.005)  # the first mail step has run; the mail lane rests
-        await step("sms")  # not behind the resting lane
-        await asyncio.gather(*flood)
-        return ran, loop.time() - started
+        with thread_call():  # as while a database_sync_to_async call is pending
+            started = loop.time()
+            flood = [asyncio.create_task(step("mail")) for _ in range(5)]
+            await asyncio.sleep(0.005)  # the first mail steps have run; the mail lane rests
+            await step("sms")  # not behind the resting lane
+            await asyncio.gather(*flood)
+            return ran, loop.time() - started
 
     ran, took = run(main())
     lanes = [lane for lane, _ in ran]
@@ -195,6 +198,41 @@ def test_a_lane_with_steps_waiting_rests_and_another_lane_runs_meanwhile(run: An
     gaps = [later - earlier for earlier, later in itertools.pairwise(mail)]
     assert min(gaps[1:]) >= 0.03, gaps  # 10 ms steps, each followed by 30 ms of rest
     assert took >= 3 * 0.04
+
+
+def test_without_thread_work_a_busy_lane_does_not_rest(run: Any) -> None:
+    async def main() -> float:
+        loop = asyncio.get_running_loop()
+        turns().rest = rest_for(0.01)  # a 99x rest, were there any
+
+        async def step() -> None:
+            async with loop_turn("mail"):
+                compute(0.01)
+
+        started = loop.time()
+        await asyncio.gather(*(step() for _ in range(5)))
+        return loop.time() - started
+
+    assert thread_calls() == 0
+    assert run(main()) < 0.5  # 50 ms of steps, not 5 s of rests
+
+
+@pytest.mark.django_db
+def test_a_pending_database_call_counts_as_thread_work() -> None:
+    release = threading.Event()
+
+    def blocking() -> None:
+        release.wait(10)
+
+    async def main() -> tuple[int, int]:
+        call = asyncio.create_task(database_sync_to_async(blocking)())
+        await asyncio.sleep(0.05)
+        during = thread_calls()
+        release.set()
+        await call
+        return during, thread_calls()
+
+    assert asyncio.run(main()) == (1, 0)
 
 
 def test_a_lone_requests_steps_do_not_rest(run: Any) -> None:
