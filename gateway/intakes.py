@@ -28,18 +28,18 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Final
 
+from gateway.busy import BusyHold
 from gateway.metrics import MetricsRegistry
 from gateway.options import Option, is_int, is_number
 
 __all__ = [
     "BUSY_BODY",
     "INTAKE_KEYS",
-    "BusyHold",
     "IntakeBusy",
     "IntakeGate",
     "IntakeLimits",
@@ -147,47 +147,6 @@ class IntakeGate:
                 turn.set_result(None)
                 self._start()
                 return
-
-
-class BusyHold:
-    """Holds busy answers `delay` seconds each, at most `most` at once.
-
-    Past `most` held, a busy answer goes at once: a client that does not wait for its answer
-    (many connections at a time) gets no more connections and tasks kept open by holding.
-    """
-
-    def __init__(self, delay: float, most: int) -> None:
-        self.delay = delay
-        self.most = most
-        self.holding = 0
-        """Busy answers held now."""
-
-    def _take(self) -> bool:
-        if self.delay <= 0 or self.holding >= self.most:
-            return False
-        self.holding += 1
-        return True
-
-    async def hold(self) -> None:
-        """Wait `delay` before the caller sends its busy answer (not past `most` held)."""
-        if not self._take():
-            return
-        try:
-            await asyncio.sleep(self.delay)
-        finally:
-            self.holding -= 1
-
-    def later(self, answer: Callable[[], None]) -> None:
-        """Call `answer` (a protocol's synchronous busy answer) `delay` seconds from now."""
-        if not self._take():
-            answer()
-            return
-
-        def release_and_answer() -> None:
-            self.holding -= 1
-            answer()
-
-        asyncio.get_running_loop().call_later(self.delay, release_and_answer)
 
 
 def refused_busy(

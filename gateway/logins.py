@@ -8,8 +8,10 @@ authenticator) runs each check through its gate, configured by its ``LOGINS`` op
   address (round robin), so one address's burst delays another address by a few checks at
   most, not by the whole burst;
 * an address may have ``MAX_PER_ADDRESS`` checks running or waiting, and ``MAX_WAITING``
-  checks may wait in all: past either, a login is refused at once as *busy* (MQTT: CONNACK 3,
-  server unavailable; the client retries later);
+  checks may wait in all: past either, a login is refused as *busy* (MQTT: CONNACK 3,
+  server unavailable; the client retries later), the refusal held ``BUSY_DELAY`` seconds
+  first (`busy_hold`, at most ``MAX_WAITING`` at once) so that a client retrying at once
+  retries once per ``BUSY_DELAY``;
 * an address with ``MAX_FAILURES`` failed logins in the last ``FAILURE_WINDOW`` seconds is
   refused without a check as *limited* (MQTT: CONNACK 5, not authorized) until its oldest
   failure leaves the window. Refusals are not failures: the address gets in again.
@@ -25,6 +27,8 @@ from collections import Counter, OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final, Literal, TypeVar
+
+from gateway.busy import BusyHold
 
 __all__ = ["MAX_TRACKED_ADDRESSES", "LoginGate", "LoginLimits", "LoginRefused"]
 
@@ -43,6 +47,7 @@ class LoginLimits:
     max_per_address: int = 8
     max_failures: int = 10
     failure_window: float = 60.0
+    busy_delay: float = 1.0
 
 
 class LoginRefused(Exception):
@@ -58,6 +63,8 @@ class LoginGate:
 
     def __init__(self, limits: LoginLimits) -> None:
         self.limits = limits
+        self.busy_hold = BusyHold(limits.busy_delay, limits.max_waiting)
+        """Holds the busy refusals (``BUSY_DELAY``), at most ``MAX_WAITING`` at once."""
         self.checking = 0
         """Checks running now."""
         self.waiting = 0

@@ -352,12 +352,18 @@ def _concurrency(value: object) -> str | None:
     return None if ok else f"an integer 1-{HASH_THREADS} (the hashing threads)"
 
 
+def _busy_delay(value: object) -> str | None:
+    ok = is_number(value) and 0 <= value <= 60  # type: ignore[operator]
+    return None if ok else "a number of seconds from 0 to 60"
+
+
 _LOGINS_RULES: dict[str, tuple[Check, bool]] = {
     "CONCURRENCY": (_concurrency, False),
     "MAX_WAITING": (positive_int, False),
     "MAX_PER_ADDRESS": (positive_int, False),
     "MAX_FAILURES": (positive_int, False),
     "FAILURE_WINDOW": (_positive_seconds, False),
+    "BUSY_DELAY": (_busy_delay, False),
 }
 
 
@@ -370,6 +376,7 @@ def logins_option() -> Option:
         "MAX_PER_ADDRESS": base.max_per_address,
         "MAX_FAILURES": base.max_failures,
         "FAILURE_WINDOW": base.failure_window,
+        "BUSY_DELAY": base.busy_delay,
     }
 
     def parse(value: Mapping[str, Any] | None) -> LoginLimits:
@@ -380,6 +387,7 @@ def logins_option() -> Option:
             int(merged["MAX_PER_ADDRESS"]),
             int(merged["MAX_FAILURES"]),
             float(merged["FAILURE_WINDOW"]),
+            float(merged["BUSY_DELAY"]),
         )
 
     def checks(value: object) -> list[str]:

@@ -23,9 +23,9 @@ from typing import Any, Final
 from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
 
 from gateway.adapters import AdapterHealth, DeployRisk, Listener, ProtocolAdapter
+from gateway.busy import BusyHold
 from gateway.email import canonical_address
 from gateway.email_store import load_mail_store
-from gateway.intakes import BusyHold
 from gateway.pipeline import DeadLetter, KeyedDispatcher, RetryPolicy
 from protocol_adapters._compat_aiosmtpd import SMTP, check_version
 from protocol_adapters.email_common import BUSY, EmailIntake, smtp_reply

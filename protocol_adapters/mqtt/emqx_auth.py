@@ -147,6 +147,7 @@ class EmqxAuth(ProtocolAdapter):
             if refused.reason == "busy":
                 self.context.metrics.inc(self.protocol, "rejected")
                 self.context.metrics.inc(self.protocol, "overloaded")
+                await self.gate.busy_hold.hold()  # LOGINS["BUSY_DELAY"]
                 await _refuse(send, scope, 503, f"login not checked: {refused}")
                 return
             logger.warning("emqx login of %r denied unchecked: %s", fields["username"], refused)

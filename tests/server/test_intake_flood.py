@@ -90,9 +90,9 @@ def make_app(seen: Seen) -> Any:
     )
 
 
-def settings(sms_cap: dict[str, Any]) -> GatewaySettings:
+def settings(sms_cap: dict[str, Any], logins: dict[str, Any] | None = None) -> GatewaySettings:
     adapters = {
-        "mqtt": ("protocol_adapters.mqtt.EmbeddedBroker", {"PORT": 0}),
+        "mqtt": ("protocol_adapters.mqtt.EmbeddedBroker", {"PORT": 0, "LOGINS": logins}),
         "sms": ("protocol_adapters.twilio_sms.TwilioSmsAdapter",
                 {"AUTH_TOKEN": SMS_TOKEN, "INTAKE": sms_cap}),
         "mail": ("protocol_adapters.email_webhooks.EmailWebhookAdapter",
@@ -114,8 +114,11 @@ def settings(sms_cap: dict[str, Any]) -> GatewaySettings:
 
 
 @asynccontextmanager
-async def running(seen: Seen, sms_cap: dict[str, Any] = CAP) -> AsyncIterator[Intakes]:
-    gateway = Gateway(make_app(seen), settings=settings(sms_cap), host="127.0.0.1", port=0)
+async def running(
+    seen: Seen, sms_cap: dict[str, Any] = CAP, logins: dict[str, Any] | None = None
+) -> AsyncIterator[Intakes]:
+    app, options = make_app(seen), settings(sms_cap, logins)
+    gateway = Gateway(app, settings=options, host="127.0.0.1", port=0)
     ready = asyncio.Event()
     serving = asyncio.create_task(gateway.serve(ready))
     waiter = asyncio.create_task(ready.wait())
@@ -251,5 +254,22 @@ async def test_a_busy_answer_waits_busy_delay(delay: float) -> None:
     assert busy, "the flood was never refused"
     if delay:
         assert min(busy) >= 0.02 + delay, sorted(busy)[:5]
+    else:
+        assert min(busy) < 0.5, sorted(busy)[:5]
+
+
+@pytest.mark.usefixtures("fast_hashing")
+@pytest.mark.parametrize("delay", [0.5, 0])
+async def test_a_busy_connack_waits_busy_delay(delay: float) -> None:
+    """A login past LOGINS' caps gets CONNACK 3 BUSY_DELAY seconds later."""
+    await make_device("valid-1", PASSWORD)
+    seen = Seen()
+    logins = {"CONCURRENCY": 1, "MAX_PER_ADDRESS": 2, "BUSY_DELAY": delay}
+    async with running(seen, logins=logins) as at:
+        floods = await flood(FLOODS["mqtt"], at)
+    busy = [exchange.seconds for exchange in floods if exchange.outcome == "busy"]
+    assert busy, "the flood was never refused as busy"
+    if delay:
+        assert min(busy) >= delay, sorted(busy)[:5]
     else:
         assert min(busy) < 0.5, sorted(busy)[:5]

@@ -7,7 +7,8 @@ import asyncio
 
 import pytest
 
-from gateway.intakes import BusyHold, IntakeBusy, IntakeGate, IntakeLimits
+from gateway.busy import BusyHold
+from gateway.intakes import IntakeBusy, IntakeGate, IntakeLimits
 from gateway.options import OptionSet
 from protocol_adapters.email_webhooks_options import EMAIL_WEBHOOK_OPTIONS
 from protocol_adapters.smtp_options import SMTP_OPTIONS

@@ -140,6 +140,13 @@ def test_the_logins_option_is_checked_and_parsed() -> None:
     ]
     parsed = options.parse({"LOGINS": {"MAX_FAILURES": 4}})["LOGINS"]
     assert parsed == LoginLimits(max_failures=4)
+    assert parsed.busy_delay == 1.0
+    held = options.parse({"LOGINS": {"BUSY_DELAY": 0.25, "MAX_WAITING": 7}})["LOGINS"]
+    gate = LoginGate(held)
+    assert (gate.busy_hold.delay, gate.busy_hold.most) == (0.25, 7)
+    assert options.check({"LOGINS": {"BUSY_DELAY": -1}}) == [
+        'OPTIONS["LOGINS"]["BUSY_DELAY"] must be a number of seconds from 0 to 60, got -1'
+    ]
 
 
 async def test_a_caller_gone_during_its_check_keeps_the_turn_until_the_check_ends() -> None:
