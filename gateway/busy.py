@@ -13,8 +13,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import Final
 
-__all__ = ["BusyHold"]
+__all__ = ["BUSY_DELAY", "BusyHold"]
+
+BUSY_DELAY: Final = 1.0
+"""The ``BUSY_DELAY`` of every intake that has one (``INTAKE``, ``LOGINS``, SMTP's)."""
 
 
 class BusyHold:

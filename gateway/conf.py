@@ -17,6 +17,7 @@ from django.core.signals import setting_changed
 from django.utils.module_loading import import_string
 
 from gateway.overrides import apply_overrides
+from gateway.turns import DEFAULT_SHARE
 
 if TYPE_CHECKING:
     from gateway.pipeline import DeadLetterHook
@@ -57,7 +58,7 @@ DEFAULTS: Final[dict[str, Any]] = {
     "DEAD_LETTER_HANDLER": "django_app.deadletters.store_dead_letter",
     "LOOP": "auto",
     "SWITCH_INTERVAL": None,
-    "LOOP_SHARE": 0.25,
+    "LOOP_SHARE": DEFAULT_SHARE,
     "DEVICE_STATE_MAX_BYTES": 65536,
     "LOG_FORMAT": "text",
     "ADAPTERS": {},

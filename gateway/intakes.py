@@ -33,9 +33,9 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Final
 
-from gateway.busy import BusyHold
+from gateway.busy import BUSY_DELAY, BusyHold
 from gateway.metrics import MetricsRegistry
-from gateway.options import Option, is_int, is_number
+from gateway.options import Option, busy_delay, is_int, is_number
 
 __all__ = [
     "BUSY_BODY",
@@ -59,7 +59,7 @@ class IntakeLimits:
     max_waiting: int = 100
     wait: float = 5.0
     retry_after: int = 5
-    busy_delay: float = 1.0
+    busy_delay: float = BUSY_DELAY
 
 
 INTAKE_KEYS: Final = ("CONCURRENCY", "MAX_WAITING", "WAIT", "RETRY_AFTER", "BUSY_DELAY")
@@ -173,17 +173,12 @@ def _retry_after(value: object) -> str | None:
     return None if ok else "a whole number of seconds >= 0 (the Retry-After header)"
 
 
-def _busy_delay(value: object) -> str | None:
-    ok = is_number(value) and 0 <= value <= 60  # type: ignore[operator]
-    return None if ok else "a number of seconds from 0 to 60"
-
-
 _RULES: Final = {
     "CONCURRENCY": _positive_int,
     "MAX_WAITING": _positive_int,
     "WAIT": _wait,
     "RETRY_AFTER": _retry_after,
-    "BUSY_DELAY": _busy_delay,
+    "BUSY_DELAY": busy_delay,
 }
 
 

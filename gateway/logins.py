@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final, Literal, TypeVar
 
-from gateway.busy import BusyHold
+from gateway.busy import BUSY_DELAY, BusyHold
 
 __all__ = ["MAX_TRACKED_ADDRESSES", "LoginGate", "LoginLimits", "LoginRefused"]
 
@@ -47,7 +47,7 @@ class LoginLimits:
     max_per_address: int = 8
     max_failures: int = 10
     failure_window: float = 60.0
-    busy_delay: float = 1.0
+    busy_delay: float = BUSY_DELAY
 
 
 class LoginRefused(Exception):
@@ -61,10 +61,12 @@ class LoginRefused(Exception):
 class LoginGate:
     """Runs password checks: bounded at once, fair between addresses, failures rate-limited."""
 
-    def __init__(self, limits: LoginLimits) -> None:
+    def __init__(self, limits: LoginLimits, *, most_held: int | None = None) -> None:
         self.limits = limits
-        self.busy_hold = BusyHold(limits.busy_delay, limits.max_waiting)
-        """Holds the busy refusals (``BUSY_DELAY``), at most ``MAX_WAITING`` at once."""
+        held = limits.max_waiting if most_held is None else most_held
+        self.busy_hold = BusyHold(limits.busy_delay, held)
+        """Holds the busy refusals (``BUSY_DELAY``), at most `most_held` (by default
+        ``MAX_WAITING``) at once."""
         self.checking = 0
         """Checks running now."""
         self.waiting = 0

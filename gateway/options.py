@@ -35,6 +35,7 @@ __all__ = [
     "Option",
     "OptionSet",
     "ReconnectPolicy",
+    "busy_delay",
     "flag",
     "is_int",
     "is_number",
@@ -68,6 +69,12 @@ def positive_int(value: object) -> str | None:
 
 def positive_number(value: object) -> str | None:
     return None if is_number(value) and value > 0 else "a positive number"  # type: ignore[operator]
+
+
+def busy_delay(value: object) -> str | None:
+    """The check of a ``BUSY_DELAY`` (`gateway.busy`): 0 to 60 seconds."""
+    ok = is_number(value) and 0 <= value <= 60  # type: ignore[operator]
+    return None if ok else "a number of seconds from 0 to 60"
 
 
 def flag(value: object) -> str | None:
@@ -352,18 +359,13 @@ def _concurrency(value: object) -> str | None:
     return None if ok else f"an integer 1-{HASH_THREADS} (the hashing threads)"
 
 
-def _busy_delay(value: object) -> str | None:
-    ok = is_number(value) and 0 <= value <= 60  # type: ignore[operator]
-    return None if ok else "a number of seconds from 0 to 60"
-
-
 _LOGINS_RULES: dict[str, tuple[Check, bool]] = {
     "CONCURRENCY": (_concurrency, False),
     "MAX_WAITING": (positive_int, False),
     "MAX_PER_ADDRESS": (positive_int, False),
     "MAX_FAILURES": (positive_int, False),
     "FAILURE_WINDOW": (_positive_seconds, False),
-    "BUSY_DELAY": (_busy_delay, False),
+    "BUSY_DELAY": (busy_delay, False),
 }
 
 

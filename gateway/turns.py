@@ -16,10 +16,10 @@ pass, none waits and its lane has rested.
 While threads have work pending (a `database_sync_to_async` call, a Django view on
 `gateway.request_threads`), a lane with more steps waiting rests after each one, so that its
 steps take at most a share of the loop's time (``GATEWAY["LOOP_SHARE"]``, 0.25: after a step
-of 2 ms, 6 ms of rest): passes one after the
-other each with a heavy step leave nothing for the threads that need the GIL back from the
-loop (the database thread, Django's views: each waits up to the switch interval, 5 ms, every
-time it gave the GIL up), and an adapter parsing mail as fast as it comes would take it all.
+of 2 ms, 6 ms of rest): passes one after the other each with a heavy step leave nothing for
+the threads that need the GIL back from the loop (the database thread, Django's views: each
+waits up to the switch interval, 5 ms, every time it gave the GIL up), and an adapter parsing
+mail as fast as it comes would take it all.
 Another lane's step may run while one rests. The cost is that adapter's throughput under a
 flood while threads work beside it; alone, its steps run back to back.
 

@@ -11,9 +11,19 @@ from types import MappingProxyType
 from typing import Any, Final
 
 from gateway.adapters import DeployRisk, is_public_host
+from gateway.busy import BUSY_DELAY
 from gateway.email_run import DEFAULT_APP_TIMEOUT
 from gateway.email_store import checkpoint_store_problems, mail_store_problems
-from gateway.options import Option, OptionSet, flag, is_int, is_number, positive_int, tls_option
+from gateway.options import (
+    Option,
+    OptionSet,
+    busy_delay,
+    flag,
+    is_int,
+    is_number,
+    positive_int,
+    tls_option,
+)
 
 __all__ = [
     "EMAIL_OPTIONS",
@@ -25,11 +35,6 @@ __all__ = [
 
 def _seconds(value: object) -> str | None:
     return None if is_number(value) and value > 0 else "a positive number of seconds"  # type: ignore[operator]
-
-
-def _busy_delay(value: object) -> str | None:
-    ok = is_number(value) and 0 <= value <= 60  # type: ignore[operator]
-    return None if ok else "a number of seconds from 0 to 60"
 
 
 def _port(value: object) -> str | None:
@@ -104,7 +109,7 @@ SMTP_OPTIONS: Final = OptionSet(
     Option("MAX_CONNECTIONS", 200, positive_int),
     # Seconds before a busy answer (451 at DATA, 421 past MAX_CONNECTIONS) is sent, at most
     # MAX_CONNECTIONS held at once: a client retrying at once retries once per BUSY_DELAY.
-    Option("BUSY_DELAY", 1.0, _busy_delay),
+    Option("BUSY_DELAY", BUSY_DELAY, busy_delay),
     Option("TIMEOUT", 300.0, _seconds),  # idle connection timeout (RFC 5321 suggests 5 minutes)
     _starttls(),
     Option("REQUIRE_STARTTLS", False, flag),

@@ -31,7 +31,6 @@ from gateway.adapters import (
     Listener,
     ProtocolAdapter,
 )
-from gateway.busy import BusyHold
 from gateway.devices import DeviceStore, load_device_store
 from gateway.logins import LoginGate
 from gateway.mqtt import MAX_TOPIC_BYTES
@@ -103,12 +102,9 @@ class EmbeddedBroker(ProtocolAdapter):
         self._running = False
         self.devices: DeviceStore | None = None
         """Where logins are checked and presence kept (AUTH "devices"), else None."""
-        self.logins = LoginGate(self.settings["LOGINS"])
-        # Held refusals are open connections already: MAX_CONNECTIONS bounds them, not the
-        # gate's MAX_WAITING (a flood from more clients than that would keep its pace).
-        self.busy_hold = BusyHold(
-            self.settings["LOGINS"].busy_delay, self.settings["MAX_CONNECTIONS"]
-        )
+        # Held busy refusals are open connections already: MAX_CONNECTIONS bounds them, not
+        # the gate's MAX_WAITING (a flood from more clients than that would keep its pace).
+        self.logins = LoginGate(self.settings["LOGINS"], most_held=self.settings["MAX_CONNECTIONS"])
         """Admits password checks: bounded, fair between addresses, failures rate-limited."""
 
     @classmethod
@@ -256,7 +252,7 @@ class EmbeddedBroker(ProtocolAdapter):
         else:
             if login == CONNACK_SERVER_UNAVAILABLE:  # from the LoginGate: too many checks wait
                 self.context.metrics.inc(self.protocol, "overloaded")
-                await self.busy_hold.hold()  # LOGINS["BUSY_DELAY"]
+                await self.logins.busy_hold.hold()  # LOGINS["BUSY_DELAY"]
         if isinstance(login, int):
             self.context.metrics.inc(self.protocol, "rejected")
         return login
