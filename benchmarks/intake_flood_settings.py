@@ -52,6 +52,9 @@ if MODE == "open":
 HTTP_THREADS: dict[str, Any] = {"SYNC_THREADS": None} if MODE == "open" else {}
 if MODE != "open" and "INTAKE_FLOOD_SYNC_THREADS" in os.environ:
     HTTP_THREADS["SYNC_THREADS"] = int(os.environ["INTAKE_FLOOD_SYNC_THREADS"])
+if MODE != "open" and "INTAKE_FLOOD_SYNC_THREADS_BUSY" in os.environ:  # "none" turns it off
+    busy = os.environ["INTAKE_FLOOD_SYNC_THREADS_BUSY"]
+    HTTP_THREADS["SYNC_THREADS_BUSY"] = None if busy == "none" else int(busy)
 SWITCH: dict[str, Any] = {}
 if "INTAKE_FLOOD_SWITCH_INTERVAL" in os.environ:  # to try another than the default
     SWITCH["SWITCH_INTERVAL"] = float(os.environ["INTAKE_FLOOD_SWITCH_INTERVAL"])

@@ -47,6 +47,7 @@ HTTP_DEFAULTS: Final[dict[str, Any]] = {
     "BACKLOG": 2048,
     "LIMIT_CONCURRENCY": None,
     "SYNC_THREADS": 4,
+    "SYNC_THREADS_BUSY": 1,
 }
 ADAPTER_DEFAULTS: Final[dict[str, Any]] = {"ENABLED": True, "OPTIONS": {}}
 DEFAULTS: Final[dict[str, Any]] = {
@@ -95,6 +96,7 @@ class HTTPSettings:
     backlog: int
     limit_concurrency: int | None
     sync_threads: int | None
+    sync_threads_busy: int | None
 
 
 @dataclass(frozen=True)

@@ -71,6 +71,10 @@ HTTP_RULES: Final[dict[str, Rule]] = {
         lambda v: v is None or (_is_int(v) and v > 0),
         "a positive integer or None",
     ),
+    "SYNC_THREADS_BUSY": (
+        lambda v: v is None or (_is_int(v) and v > 0),
+        "a positive integer or None",
+    ),
 }
 _CHECKED_APART: Final[Rule] = (lambda v: True, "")
 TOP_RULES: Final[dict[str, Rule]] = {

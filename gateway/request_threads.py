@@ -10,9 +10,13 @@ dozens of view threads and every other protocol on it waits too.
 request, middleware, view and signals, runs on the same thread, one at a time) with threads
 that are started once and reused, and lets at most ``GATEWAY["HTTP"]["SYNC_THREADS"]``
 synchronous calls run at once, as a threaded WSGI server runs that many requests: past it,
-calls wait for a turn in the order they came, at no cost to the loop. A request waiting in
-async code (an async view, a long poll, a stream, a slow upload) holds its thread but no
-turn; a call that waited a second runs past the bound, so calls that hold every turn while
+calls wait for a turn in the order they came, at no cost to the loop. While an adapter
+waits on its database thread (a ``database_sync_to_async`` call pending), the bound is
+``GATEWAY["HTTP"]["SYNC_THREADS_BUSY"]`` (1): every view thread computing beside that thread
+makes it wait up to the switch interval (5 ms) for the GIL each time it gave it up, so a flood
+of views would multiply an intake's database work by the number of views running. A request
+waiting in async code (an async view, a long poll, a stream, a slow upload) holds its thread
+but no turn; a call that waited a second runs past the bound, so calls that hold every turn while
 waiting for others (a sync-only middleware around a long async view) slow requests down
 but never hang them. Thread-local state such as Django's database connections stays with the
 thread, so ``CONN_MAX_AGE`` keeps connections across requests as under a threaded WSGI
@@ -62,9 +66,10 @@ class _Waiting:
 class RequestThreads:
     """Reused threads for requests, `size` of them running synchronous code at once.
 
-    A call runs only while fewer than `size` calls run; otherwise it waits for one to finish,
-    in the order the calls came, and after `overflow_after` seconds runs anyway (past the
-    bound) rather than wait on calls that may be waiting for it. A request takes a thread when
+    A call runs only while fewer than `size` calls run (`busy_size` while `busy()` says True);
+    otherwise it waits for one to finish, in the order the calls came, and after
+    `overflow_after` seconds runs anyway (past the bound) rather than wait on calls that may be
+    waiting for it. A request takes a thread when
     its first call gets a turn and keeps it until it ends, so its calls share the thread's
     state; a request in async code (an async view, a stream, a slow upload) holds a thread but
     no turn. Threads of ended requests are kept for the next ones, up to `keep`.
@@ -77,10 +82,15 @@ class RequestThreads:
         keep: int | None = None,
         overflow_after: float = OVERFLOW_AFTER,
         name: str = "gateway-http",
+        busy: Callable[[], bool] | None = None,
+        busy_size: int = 1,
     ) -> None:
-        if size < 1:
+        if size < 1 or busy_size < 1:
             raise ValueError("RequestThreads needs at least one thread")
         self.size = size
+        self.busy = busy
+        """While it says True, at most `busy_size` calls run (`resume` when it stops)."""
+        self.busy_size = min(busy_size, size)
         self.keep = 4 * size if keep is None else keep
         self.overflow_after = overflow_after
         self.name = name
@@ -108,6 +118,23 @@ class RequestThreads:
     def idle(self) -> int:
         """Threads kept for the next requests."""
         return len(self._idle)
+
+    def _limit(self) -> int:
+        """Calls that may run in a turn now."""
+        return self.busy_size if self.busy is not None and self.busy() else self.size
+
+    def resume(self) -> None:
+        """Starts waiting calls up to the bound: `busy` may have stopped saying True."""
+        started = []
+        with self._lock:
+            limit = self._limit()
+            while self._queue and self._running < limit:
+                following = self._queue.popleft()
+                following.started = True
+                self._running += 1
+                started.append((self._bind(following.request), following))
+        for executor, following in started:
+            executor.submit(self._turn, following.request, following.future, following.call)
 
     def thread(self) -> RequestThread:
         """A request's executor; it takes a thread from the pool when its first call runs."""
@@ -139,7 +166,7 @@ class RequestThreads:
     def _submit(self, request: RequestThread, future: Future[Any], call: Callable[[], Any]) -> None:
         """Runs `call` on the request's thread in a turn, now or when one is free."""
         with self._lock:
-            if self._running < self.size:
+            if self._running < self._limit():
                 self._running += 1
                 executor = self._bind(request)
                 waiting = None
@@ -167,7 +194,9 @@ class RequestThreads:
                 if request._closed:  # a call left behind by its request (cancelled)
                     self._unbind(request)
                 if in_turn:
-                    following = self._queue.popleft() if self._queue else None
+                    # Its turn goes to the next call unless the bound is lower now (busy).
+                    handed_over = bool(self._queue) and self._running <= self._limit()
+                    following = self._queue.popleft() if handed_over else None
                     if following is None:
                         self._running -= 1
                     else:

@@ -44,7 +44,7 @@ from gateway.lifespan import Lifespan
 from gateway.metrics import registry
 from gateway.metrics_access import MetricsAccess
 from gateway.request_threads import RequestThreads, SyncThreadsMiddleware
-from gateway.turns import rest_for, turns
+from gateway.turns import rest_for, thread_calls, turns, when_thread_calls_end
 from gateway.types import ASGIApp
 from gateway.webserver import WebServer
 
@@ -110,6 +110,7 @@ class Gateway:
         self._draining: list[asyncio.Task[bool]] = []
         self._layer_probe: LayerProbe | None = None
         self._request_threads: RequestThreads | None = None
+        self._stop_resuming: Callable[[], None] = lambda: None
 
     def run(self) -> int:
         """Run in a new event loop (uvloop when installed and LOOP allows); return the exit code."""
@@ -180,6 +181,7 @@ class Gateway:
             await self._wait_for_stop()
         clean = await self._drain()
         if self._request_threads is not None:
+            self._stop_resuming()
             self._request_threads.shutdown()
         if not self._forced:
             clean = await lifespan.shutdown(self.settings.shutdown_timeout) and clean
@@ -225,7 +227,13 @@ class Gateway:
         )
         if http.sync_threads is not None:
             # Django's views run on a bounded pool of reused threads, not one new per request.
-            self._request_threads = RequestThreads(http.sync_threads)
+            # While an adapter waits on its database thread, fewer views compete for the GIL.
+            busy = None if http.sync_threads_busy is None else _adapters_wait_on_threads
+            self._request_threads = RequestThreads(
+                http.sync_threads, busy=busy, busy_size=http.sync_threads_busy or 1
+            )
+            if busy is not None:
+                self._stop_resuming = when_thread_calls_end(self._request_threads.resume)
             self._routes.app = EventCounter(SyncThreadsMiddleware(self.app, self._request_threads))
         return WebServer(self._wrapped_app(), http, self.settings.shutdown_timeout, self.state)
 
@@ -452,3 +460,8 @@ def loop_factory(loop: str) -> Callable[[], asyncio.AbstractEventLoop]:
 
         return uvloop.new_event_loop
     return asyncio.new_event_loop
+
+
+def _adapters_wait_on_threads() -> bool:
+    """Whether a `database_sync_to_async` call is pending (`SYNC_THREADS_BUSY` applies)."""
+    return thread_calls() > 0

@@ -43,6 +43,7 @@ __all__ = [
     "thread_call",
     "thread_calls",
     "turns",
+    "when_thread_calls_end",
 ]
 
 DEFAULT_SHARE = 0.25
@@ -176,6 +177,17 @@ def thread_calls() -> int:
     return _thread_calls
 
 
+_when_none: list[Callable[[], None]] = []
+"""Called each time the pending `database_sync_to_async` calls drop to none."""
+
+
+def when_thread_calls_end(callback: Callable[[], None]) -> Callable[[], None]:
+    """Calls `callback` each time no `database_sync_to_async` call is pending any more (on the
+    thread of the loop whose call ended); returns the function that stops it."""
+    _when_none.append(callback)
+    return lambda: _when_none.remove(callback) if callback in _when_none else None
+
+
 class thread_call:
     """Counts a call the event loop waits on a thread for, while the block runs."""
 
@@ -186,6 +198,9 @@ class thread_call:
     def __exit__(self, *exc_info: object) -> None:
         global _thread_calls
         _thread_calls -= 1
+        if not _thread_calls:
+            for callback in tuple(_when_none):
+                callback()
 
 
 _TURNS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopTurns] = (

@@ -57,6 +57,7 @@ def test_every_bad_key_is_reported_at_once_with_its_name() -> None:
             "BACKLOG": True,
             "LIMIT_CONCURRENCY": 0,
             "SYNC_THREADS": 0,
+            "SYNC_THREADS_BUSY": 2.5,
             "FORWARDED_ALLOW_IPS": 5,
             "PROT": 1,
         },
@@ -79,6 +80,7 @@ def test_every_bad_key_is_reported_at_once_with_its_name() -> None:
         """GATEWAY["HTTP"]["BACKLOG"] must be a positive integer, got True""",
         """GATEWAY["HTTP"]["LIMIT_CONCURRENCY"] must be a positive integer or None, got 0""",
         """GATEWAY["HTTP"]["SYNC_THREADS"] must be a positive integer or None, got 0""",
+        """GATEWAY["HTTP"]["SYNC_THREADS_BUSY"] must be a positive integer or None, got 2.5""",
         'GATEWAY["HTTP"]["FORWARDED_ALLOW_IPS"] must be a comma-separated string or a list of'
         " addresses, got 5",
         """GATEWAY["HTTP"]["PROT"] is not a known key""",

@@ -19,7 +19,9 @@ from django.test import override_settings
 from django.urls import path
 
 from gateway.conf import GatewaySettings
+from gateway.db import close_old_connections_enabled, database_sync_to_async
 from gateway.server import Gateway
+from gateway.turns import thread_calls
 from routers import ProtocolTypeRouter
 from tests.server.test_gateway import http_url, start
 
@@ -208,3 +210,97 @@ async def test_calls_past_the_bound_wait_for_a_turn_even_when_their_client_left(
             await asyncio.sleep(0.01)
     assert running.most == 1
     assert pool.overflowed == 0
+
+
+class _AdapterWaiting:
+    """A `database_sync_to_async` call an adapter waits on, pending until `end()`."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.task: asyncio.Task[bool] | None = None
+
+    async def __aenter__(self) -> _AdapterWaiting:
+        # The call touches no database: the connections are not looked at around it.
+        token = close_old_connections_enabled.set(False)
+        try:
+            self.task = asyncio.create_task(database_sync_to_async(self.release.wait)(10))
+        finally:
+            close_old_connections_enabled.reset(token)
+        await asyncio.sleep(0)  # the task starts and counts its call
+        assert thread_calls() == 1
+        return self
+
+    async def end(self) -> None:
+        self.release.set()
+        assert self.task is not None
+        assert await self.task
+        assert thread_calls() == 0
+
+    async def __aexit__(self, *exc: object) -> None:
+        if not self.release.is_set():
+            await self.end()
+
+
+async def test_while_an_adapter_waits_on_its_database_thread_views_run_one_at_a_time(
+    serve: Any,
+) -> None:
+    gateway, url = await serve({"SYNC_THREADS": 4})
+    async with _AdapterWaiting():
+        # 12 views of 20 ms: one at a time, none waits the second that runs past the bound.
+        answers = await get_all(f"{url}/thread/", 12)
+        assert running.most == 1
+        assert all(answer["middleware"] == answer["view"] for answer in answers)
+    running.most = 0
+    await get_all(f"{url}/thread/", 12)
+    assert running.most == 4
+    assert gateway._request_threads.overflowed == 0
+
+
+async def test_views_held_back_start_when_the_adapter_call_ends(serve: Any) -> None:
+    gateway, url = await serve({"SYNC_THREADS": 4, "SYNC_THREADS_BUSY": 2})
+    pool = gateway._request_threads
+    assert pool is not None
+    async with httpx.AsyncClient(timeout=30) as http, _AdapterWaiting() as adapter:
+        blocked = [asyncio.create_task(http.get(f"{url}/block/")) for _ in range(4)]
+        while pool.waiting < 2 or running.now < 2:
+            await asyncio.sleep(0.005)
+        await asyncio.sleep(0.1)
+        assert (running.now, pool.running, pool.waiting) == (2, 2, 2)
+        await adapter.end()  # the two waiting views start now, not after a second
+        while running.now < 4:
+            await asyncio.sleep(0.005)
+        assert pool.overflowed == 0
+        running.release.set()
+        assert [(await task).text for task in blocked] == ["released"] * 4
+    assert running.most == 4
+
+
+async def test_a_turn_freed_while_the_adapter_waits_is_not_handed_over_past_the_lower_bound(
+    serve: Any,
+) -> None:
+    gateway, url = await serve({"SYNC_THREADS": 2})
+    pool = gateway._request_threads
+    assert pool is not None
+    async with httpx.AsyncClient(timeout=30) as http:
+        blocked = [asyncio.create_task(http.get(f"{url}/block/")) for _ in range(2)]
+        while running.now < 2:
+            await asyncio.sleep(0.005)
+        queued = [asyncio.create_task(http.get(f"{url}/thread/")) for _ in range(4)]
+        while pool.waiting < 4:
+            await asyncio.sleep(0.005)
+        async with _AdapterWaiting():
+            running.most = 0
+            running.release.set()  # both turns end; one goes on, one is kept back
+            assert [(await task).text for task in blocked] == ["released"] * 2
+            assert [(await task).status_code for task in queued] == [200] * 4
+            assert running.most == 1
+    assert pool.overflowed == 0
+
+
+async def test_without_a_busy_bound_views_keep_every_thread_beside_the_adapter(
+    serve: Any,
+) -> None:
+    _, url = await serve({"SYNC_THREADS": 4, "SYNC_THREADS_BUSY": None})
+    async with _AdapterWaiting():
+        await get_all(f"{url}/thread/", 12)
+    assert running.most == 4
